@@ -1,0 +1,81 @@
+//! The breaker's response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use buttress_core::BoxError;
+use buttress_core::classify::Classify;
+use pin_project_lite::pin_project;
+
+use crate::error::CircuitOpen;
+use crate::handle::Permit;
+
+pin_project! {
+    /// The future of a [`CircuitBreakerService`](crate::CircuitBreakerService)
+    /// call: the inner call's future, classified and recorded on completion,
+    /// or an immediate [`CircuitOpen`].
+    ///
+    /// Dropping it before completion counts as a cancelled call: ignored,
+    /// and a half-open probe's permit is given back.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        permit: Option<Permit>,
+        classifier: C,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Rejected { error: Option<CircuitOpen> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, permit: Option<Permit>, classifier: C) -> Self {
+        Self {
+            kind: Kind::Called { future },
+            permit,
+            classifier,
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen, classifier: C) -> Self {
+        Self {
+            kind: Kind::Rejected { error: Some(error) },
+            permit: None,
+            classifier,
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                if let Some(permit) = this.permit.take() {
+                    permit.record(this.classifier.classify(&result).outcome());
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(
+                error.take().expect("ResponseFuture polled after completion"),
+            ))),
+        }
+    }
+}

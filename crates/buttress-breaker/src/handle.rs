@@ -1,0 +1,610 @@
+//! The shared breaker: state machine, windows, telemetry, and the
+//! [`CircuitBreaker`] handle.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use buttress_core::classify::Outcome;
+use buttress_core::rng::FastRng;
+use buttress_core::time::{Instant, Origin};
+use metrics::{Counter, Gauge};
+
+use crate::config::{Builder, Config, Listener};
+use crate::error::CircuitOpen;
+use crate::state::{Snapshot, State, StateTransition, TransitionReason};
+use crate::window::{Padded, Trip, Window, thread_stripe};
+
+// The state word: state (3 bits) | probe permits left (10) | probe
+// successes (10) | probe failures (10) | epoch (31). The epoch changes on
+// every transition, so an outcome admitted in one period is never counted
+// in another.
+const STATE_MASK: u64 = 0b111;
+const FIELD_BITS: u32 = 10;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const PERMITS_SHIFT: u32 = 3;
+const SUCC_SHIFT: u32 = PERMITS_SHIFT + FIELD_BITS;
+const FAIL_SHIFT: u32 = SUCC_SHIFT + FIELD_BITS;
+const EPOCH_SHIFT: u32 = FAIL_SHIFT + FIELD_BITS;
+const EPOCH_MASK: u64 = (1 << (64 - EPOCH_SHIFT)) - 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    fn new(state: State, epoch: u64, permits: u64) -> Self {
+        Self(state.bits() | (permits << PERMITS_SHIFT) | ((epoch & EPOCH_MASK) << EPOCH_SHIFT))
+    }
+    fn state(self) -> State {
+        State::from_bits(self.0 & STATE_MASK)
+    }
+    fn epoch(self) -> u64 {
+        self.0 >> EPOCH_SHIFT
+    }
+    fn permits(self) -> u64 {
+        (self.0 >> PERMITS_SHIFT) & FIELD_MASK
+    }
+    fn successes(self) -> u64 {
+        (self.0 >> SUCC_SHIFT) & FIELD_MASK
+    }
+    fn failures(self) -> u64 {
+        (self.0 >> FAIL_SHIFT) & FIELD_MASK
+    }
+    fn next(self, state: State, permits: u64) -> Self {
+        Self::new(state, self.epoch().wrapping_add(1), permits)
+    }
+}
+
+/// What admission granted a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Closed: count the outcome in the window if still in this epoch.
+    Closed(u64),
+    /// Half-open probe: its outcome decides (or its permit goes back).
+    Probe(u64),
+    /// Forced closed: pass, count nothing.
+    Unguarded,
+}
+
+struct Telemetry {
+    success: Counter,
+    failure: Counter,
+    ignored: Counter,
+    slow: Counter,
+    rejected: Counter,
+    state: Gauge,
+    transitions: Counter,
+}
+
+impl Telemetry {
+    fn new(name: &str) -> Self {
+        let label = name.to_owned();
+        let calls = |outcome: &'static str| {
+            metrics::counter!("buttress_breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome)
+        };
+        Self {
+            success: calls("success"),
+            failure: calls("failure"),
+            ignored: calls("ignored"),
+            rejected: calls("rejected"),
+            slow: metrics::counter!("buttress_breaker_slow_calls_total", "breaker" => label.clone()),
+            state: metrics::gauge!("buttress_breaker_state", "breaker" => label.clone()),
+            transitions: metrics::counter!("buttress_breaker_transitions_total", "breaker" => label),
+        }
+    }
+}
+
+struct Control {
+    consecutive_trips: u32,
+}
+
+pub(crate) struct Inner {
+    word: Padded<AtomicU64>,
+    consecutive: Padded<AtomicU32>,
+    window: Window,
+    config: Config,
+    origin: Origin,
+    open_until: AtomicU64,
+    state_since: AtomicU64,
+    rejected: AtomicU64,
+    control: Mutex<Control>,
+    rng: FastRng,
+    name: Arc<str>,
+    listener: Option<Listener>,
+    telemetry: Telemetry,
+}
+
+/// A per-stripe handle on the shared breaker. A call's future holds one, so
+/// threads clone and drop different reference counts instead of one.
+#[repr(align(128))]
+pub(crate) struct Token {
+    pub(crate) inner: Arc<Inner>,
+}
+
+struct Shared {
+    inner: Arc<Inner>,
+    tokens: Box<[Arc<Token>]>,
+}
+
+/// A circuit breaker: the shared state behind every
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) built from it.
+///
+/// Clone it freely (one reference count): clones are the same breaker.
+/// Read its [`state`](Self::state) and [`snapshot`](Self::snapshot), or
+/// steer it with [`force_open`](Self::force_open),
+/// [`force_closed`](Self::force_closed) and [`reset`](Self::reset).
+///
+/// ```
+/// use buttress_breaker::{CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().name("search").build().unwrap();
+/// assert_eq!(breaker.state(), State::Closed);
+/// breaker.force_open();
+/// assert_eq!(breaker.snapshot().state(), State::ForcedOpen);
+/// breaker.reset();
+/// assert_eq!(breaker.state(), State::Closed);
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreaker {
+    /// A [`Builder`] with every default.
+    #[must_use]
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_config(config: Config, builder: Builder) -> Self {
+        let rng = builder.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
+        let telemetry = Telemetry::new(&builder.name);
+        telemetry.state.set(0.0);
+        let inner = Arc::new(Inner {
+            word: Padded(AtomicU64::new(Word::new(State::Closed, 0, 0).0)),
+            consecutive: Padded(AtomicU32::new(0)),
+            window: Window::new(config.window),
+            config,
+            origin: Origin::now(),
+            open_until: AtomicU64::new(0),
+            state_since: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            control: Mutex::new(Control {
+                consecutive_trips: 0,
+            }),
+            rng,
+            name: builder.name,
+            listener: builder.listener,
+            telemetry,
+        });
+        let stripes = crate::window::stripes();
+        let tokens = (0..stripes)
+            .map(|_| {
+                Arc::new(Token {
+                    inner: Arc::clone(&inner),
+                })
+            })
+            .collect();
+        Self {
+            shared: Arc::new(Shared { inner, tokens }),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.shared.inner
+    }
+
+    /// This thread's token (a reference count no other thread touches, as
+    /// long as threads do not outnumber stripes).
+    #[inline]
+    pub(crate) fn token(&self) -> Arc<Token> {
+        let tokens = &self.shared.tokens;
+        Arc::clone(&tokens[thread_stripe() & (tokens.len() - 1)])
+    }
+
+    /// The breaker's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner().name
+    }
+
+    /// The current state.
+    ///
+    /// An open breaker whose open duration has passed reports
+    /// [`State::Open`] until the next call arrives and becomes a probe.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.inner().word().state()
+    }
+
+    /// Counts, rates, state and time in state, read now.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner();
+        let now = inner.now();
+        let word = inner.word();
+        let counts = if word.state() == State::Closed {
+            inner.window.counts(now)
+        } else {
+            crate::window::Counts::default()
+        };
+        Snapshot {
+            state: word.state(),
+            time_in_state: Duration::from_nanos(
+                now.saturating_sub(inner.state_since.load(Ordering::Acquire)),
+            ),
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow,
+            rejected: inner.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Opens the breaker until [`reset`](Self::reset) or
+    /// [`force_closed`](Self::force_closed): every call is rejected (for
+    /// maintenance, or a dependency known to be down).
+    pub fn force_open(&self) {
+        self.inner()
+            .transition_any(State::ForcedOpen, TransitionReason::ForcedOpen);
+    }
+
+    /// Closes the breaker until [`reset`](Self::reset) or
+    /// [`force_open`](Self::force_open): every call passes, nothing is
+    /// counted, nothing trips it.
+    pub fn force_closed(&self) {
+        self.inner()
+            .transition_any(State::ForcedClosed, TransitionReason::ForcedClosed);
+    }
+
+    /// Back to a fresh closed state: empty window, first-trip open duration.
+    pub fn reset(&self) {
+        self.inner()
+            .transition_any(State::Closed, TransitionReason::Reset);
+    }
+
+    /// Asks for permission to make one call, as the layer does in
+    /// `poll_ready`. Exposed for callers outside tower: pair every `Ok` with
+    /// [`Permit::record`].
+    ///
+    /// # Errors
+    ///
+    /// [`CircuitOpen`] when the breaker rejects the call.
+    pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
+        let admit = self.inner().admit()?;
+        Ok(Permit {
+            token: self.token(),
+            admit,
+            start: self.inner().start(),
+            done: false,
+        })
+    }
+}
+
+/// Permission for one call outside tower (from
+/// [`CircuitBreaker::try_acquire`]). Report its outcome with
+/// [`record`](Self::record); dropping it unrecorded counts as a cancelled
+/// call (ignored, and a half-open probe's permit goes back).
+#[derive(Debug)]
+pub struct Permit {
+    token: Arc<Token>,
+    admit: Admit,
+    start: Option<Instant>,
+    done: bool,
+}
+
+impl Permit {
+    pub(crate) fn new(token: Arc<Token>, admit: Admit, start: Option<Instant>) -> Self {
+        Self {
+            token,
+            admit,
+            start,
+            done: false,
+        }
+    }
+
+    pub(crate) fn started(mut self, start: Option<Instant>) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Records the call's outcome.
+    pub fn record(mut self, outcome: Outcome) {
+        self.done = true;
+        self.token.inner.complete(self.admit, outcome, self.start);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.token
+                .inner
+                .complete(self.admit, Outcome::Ignored, None);
+        }
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token").finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    #[inline]
+    fn word(&self) -> Word {
+        Word(self.word.0.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.origin.elapsed_nanos()
+    }
+
+    /// The call's start time, read only when slow calls are tracked.
+    #[inline]
+    pub(crate) fn start(&self) -> Option<Instant> {
+        self.config.slow_call_nanos.map(|_| Instant::now())
+    }
+
+    /// Decides whether a call may go ahead.
+    #[inline]
+    pub(crate) fn admit(&self) -> Result<Admit, CircuitOpen> {
+        loop {
+            let w = self.word();
+            match w.state() {
+                State::Closed => return Ok(Admit::Closed(w.epoch())),
+                State::ForcedClosed => return Ok(Admit::Unguarded),
+                State::ForcedOpen => return Err(self.reject(None)),
+                State::Open => {
+                    let now = self.now();
+                    let until = self.open_until.load(Ordering::Acquire);
+                    if now < until {
+                        return Err(self.reject(Some(Duration::from_nanos(until - now))));
+                    }
+                    self.half_open(w);
+                }
+                State::HalfOpen => {
+                    if w.permits() == 0 {
+                        return Err(self.reject(None));
+                    }
+                    let taken = Word(w.0 - (1 << PERMITS_SHIFT));
+                    if self
+                        .word
+                        .0
+                        .compare_exchange_weak(w.0, taken.0, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return Ok(Admit::Probe(w.epoch()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn reject(&self, retry_after: Option<Duration>) -> CircuitOpen {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.rejected.increment(1);
+        CircuitOpen::new(retry_after)
+    }
+
+    /// Records a finished (or abandoned) call.
+    #[inline]
+    pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
+        match outcome {
+            Outcome::Success => self.telemetry.success.increment(1),
+            Outcome::Failure => self.telemetry.failure.increment(1),
+            _ => self.telemetry.ignored.increment(1),
+        }
+        let slow = match (self.config.slow_call_nanos, start) {
+            (Some(limit), Some(start)) if !matches!(outcome, Outcome::Ignored) => {
+                let slow = buttress_core::time::saturating_nanos(start.elapsed()) >= limit;
+                if slow {
+                    self.telemetry.slow.increment(1);
+                }
+                slow
+            }
+            _ => false,
+        };
+        match admit {
+            Admit::Closed(epoch) => self.complete_closed(epoch, outcome, slow),
+            Admit::Probe(epoch) => self.complete_probe(epoch, outcome, slow),
+            Admit::Unguarded => {}
+        }
+    }
+
+    #[inline]
+    fn complete_closed(&self, epoch: u64, outcome: Outcome, slow: bool) {
+        let failure = match outcome {
+            Outcome::Success => false,
+            Outcome::Failure => true,
+            _ => return,
+        };
+        let w = self.word();
+        if w.state() != State::Closed || w.epoch() != epoch {
+            return; // admitted in an earlier period: not part of this window
+        }
+        if let Some(limit) = self.config.consecutive_failures {
+            if failure {
+                let n = self.consecutive.0.fetch_add(1, Ordering::AcqRel) + 1;
+                if n >= limit {
+                    self.trip(w, TransitionReason::ConsecutiveFailures);
+                    return;
+                }
+            } else if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                self.consecutive.0.store(0, Ordering::Relaxed);
+            }
+        }
+        let now = if self.window.needs_clock() { self.now() } else { 0 };
+        if let Some(at) = self.window.record(failure, slow, now)
+            && let Some(trip) = self.window.should_trip(at, &self.config)
+        {
+            let reason = match trip {
+                Trip::FailureRate => TransitionReason::FailureRate,
+                Trip::SlowCallRate => TransitionReason::SlowCallRate,
+            };
+            self.trip(w, reason);
+        }
+    }
+
+    fn complete_probe(&self, epoch: u64, outcome: Outcome, slow: bool) {
+        let probes = u64::from(self.config.half_open_probes);
+        // Failures among the probes that reopen the breaker.
+        let reopen_at = Config::needed(self.config.failure_ppm, probes);
+        let mut w = self.word();
+        loop {
+            if w.state() != State::HalfOpen || w.epoch() != epoch {
+                return;
+            }
+            let next = match outcome {
+                Outcome::Success if !slow => Word(w.0 + (1 << SUCC_SHIFT)),
+                Outcome::Success | Outcome::Failure => Word(w.0 + (1 << FAIL_SHIFT)),
+                // Cancelled or ignored: the permit goes back.
+                _ => Word(w.0 + (1 << PERMITS_SHIFT)),
+            };
+            match self.word.0.compare_exchange_weak(
+                w.0,
+                next.0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if next.failures() >= reopen_at {
+                        self.trip(next, TransitionReason::ProbesFailed);
+                    } else if next.successes() > probes - reopen_at {
+                        // The failures can no longer reach the threshold.
+                        self.transition_from(
+                            next,
+                            State::Closed,
+                            TransitionReason::ProbesSucceeded,
+                        );
+                    }
+                    return;
+                }
+                Err(actual) => w = Word(actual),
+            }
+        }
+    }
+
+    fn trip(&self, from: Word, reason: TransitionReason) {
+        self.transition_from(from, State::Open, reason);
+    }
+
+    fn half_open(&self, from: Word) {
+        self.transition_from(from, State::HalfOpen, TransitionReason::OpenDurationElapsed);
+    }
+
+    /// Moves from the period `from` (same state and epoch) to `to`, unless
+    /// another thread moved first.
+    #[cold]
+    fn transition_from(&self, from: Word, to: State, reason: TransitionReason) {
+        self.transition(Some(from), to, reason);
+    }
+
+    #[cold]
+    fn transition_any(&self, to: State, reason: TransitionReason) {
+        self.transition(None, to, reason);
+    }
+
+    fn transition(&self, from: Option<Word>, to: State, reason: TransitionReason) {
+        let event;
+        {
+            let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+            let current = self.word();
+            if let Some(from) = from
+                && (current.state() != from.state() || current.epoch() != from.epoch())
+            {
+                return;
+            }
+            let now = self.now();
+            if to == State::HalfOpen && now < self.open_until.load(Ordering::Acquire) {
+                return;
+            }
+            let mut open_for = None;
+            match to {
+                State::Open => {
+                    let d = self.open_duration(control.consecutive_trips);
+                    control.consecutive_trips = control.consecutive_trips.saturating_add(1);
+                    self.open_until.store(
+                        now.saturating_add(buttress_core::time::saturating_nanos(d)),
+                        Ordering::Release,
+                    );
+                    open_for = Some(d);
+                }
+                State::Closed => {
+                    // A close ends the run of consecutive trips.
+                    control.consecutive_trips = 0;
+                    self.window.reset();
+                    self.consecutive.0.store(0, Ordering::Release);
+                }
+                State::ForcedOpen | State::ForcedClosed => control.consecutive_trips = 0,
+                _ => {}
+            }
+            let permits = if to == State::HalfOpen {
+                u64::from(self.config.half_open_probes)
+            } else {
+                0
+            };
+            self.state_since.store(now, Ordering::Release);
+            // Half-open probes change the word's counters without the lock:
+            // swap rather than store, so the epoch still moves exactly once.
+            let mut w = current;
+            loop {
+                let next = w.next(to, permits);
+                match self.word.0.compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => break,
+                    Err(actual) => w = Word(actual),
+                }
+            }
+            self.telemetry.transitions.increment(1);
+            #[allow(clippy::cast_precision_loss)]
+            self.telemetry.state.set(to.bits() as f64);
+            event = (w.state(), open_for, now);
+        }
+        let (from_state, open_for, now) = event;
+        match to {
+            State::Open | State::ForcedOpen => tracing::warn!(
+                breaker = %self.name, from = %from_state, to = %to, ?reason, ?open_for,
+                "circuit breaker opened"
+            ),
+            _ => tracing::info!(
+                breaker = %self.name, from = %from_state, to = %to, ?reason,
+                "circuit breaker changed state"
+            ),
+        }
+        if let Some(listener) = &self.listener {
+            listener(&StateTransition {
+                breaker: Arc::clone(&self.name),
+                from: from_state,
+                to,
+                reason,
+                at: self.origin.to_instant(now),
+                open_for,
+            });
+        }
+    }
+
+    /// `base · multiplier^trips`, capped, then shortened by up to `jitter`.
+    fn open_duration(&self, trips: u32) -> Duration {
+        let c = &self.config;
+        let exp = i32::try_from(trips).unwrap_or(i32::MAX);
+        let grown = c.open_duration.as_secs_f64() * c.open_duration_multiplier.powi(exp);
+        let capped = grown.min(c.max_open_duration.as_secs_f64());
+        let jittered = capped * (1.0 - c.open_duration_jitter * self.rng.next_f64());
+        Duration::try_from_secs_f64(jittered)
+            .unwrap_or(c.max_open_duration)
+            .max(Duration::from_nanos(1))
+    }
+}

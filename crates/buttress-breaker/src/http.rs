@@ -1,0 +1,74 @@
+//! HTTP answers for a rejected call: `503 Service Unavailable` with
+//! `Retry-After`.
+//!
+//! With axum, put a `HandleErrorLayer` outside the breaker:
+//!
+//! ```
+//! use axum::{Router, routing::get, error_handling::HandleErrorLayer, response::IntoResponse};
+//! use buttress_breaker::{CircuitBreaker, CircuitBreakerLayer, http::error_response};
+//! use http::StatusCode;
+//! use tower::{BoxError, ServiceBuilder};
+//!
+//! async fn handle(err: BoxError) -> axum::response::Response {
+//!     error_response::<axum::body::Body>(&err)
+//!         .map(IntoResponse::into_response)
+//!         .unwrap_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response())
+//! }
+//!
+//! let breaker = CircuitBreaker::builder().name("api").build().unwrap();
+//! let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
+//!     ServiceBuilder::new()
+//!         .layer(HandleErrorLayer::new(handle))
+//!         .layer(CircuitBreakerLayer::new(breaker)),
+//! );
+//! ```
+
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::error::CircuitOpen;
+
+impl CircuitOpen {
+    /// `503 Service Unavailable` with `Retry-After` in whole seconds
+    /// (rounded up, so a client never comes back before the probe), or
+    /// without it when the next probe time is unknown.
+    #[must_use]
+    pub fn to_response<B: Default>(&self) -> Response<B> {
+        let mut res = Response::new(B::default());
+        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// The `503` response for an error that is (or wraps nothing but) a
+/// [`CircuitOpen`]; `None` for any other error.
+#[must_use]
+pub fn error_response<B: Default>(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+) -> Option<Response<B>> {
+    err.downcast_ref::<CircuitOpen>().map(CircuitOpen::to_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn open_becomes_503_with_retry_after_rounded_up() {
+        let err: buttress_core::BoxError =
+            Box::new(CircuitOpen::new(Some(Duration::from_millis(2_100))));
+        let res: Response<()> = error_response(&*err).unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[RETRY_AFTER], "3");
+        let unknown: Response<()> = CircuitOpen::new(None).to_response();
+        assert!(unknown.headers().get(RETRY_AFTER).is_none());
+        let other: buttress_core::BoxError = "boom".into();
+        assert!(error_response::<()>(&*other).is_none());
+    }
+}

@@ -1,0 +1,121 @@
+//! A circuit breaker for [tower] services: stop calling a dependency that
+//! is failing, give it time to recover, probe it carefully, and resume.
+//!
+//! ```
+//! use std::time::Duration;
+//! use buttress_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, State};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let breaker = CircuitBreaker::builder()
+//!     .name("db")
+//!     .count_window(10)
+//!     .minimum_calls(4)
+//!     .open_duration(Duration::from_secs(5))
+//!     .build()
+//!     .unwrap();
+//! let db = service_fn(|q: &'static str| async move {
+//!     if q == "bad" { Err("connection refused") } else { Ok(q.len()) }
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .service(db);
+//!
+//! for _ in 0..4 {
+//!     let _ = svc.clone().oneshot("bad").await;
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//!
+//! // Rejected at once, without touching the database.
+//! let err = svc.clone().oneshot("good").await.unwrap_err();
+//! let open = err.downcast_ref::<CircuitOpen>().unwrap();
+//! assert!(open.retry_after().unwrap() <= Duration::from_secs(5));
+//!
+//! // After the open duration, probes go through and close the breaker.
+//! tokio::time::advance(Duration::from_secs(5)).await;
+//! for _ in 0..5 {
+//!     assert_eq!(svc.clone().oneshot("good").await.unwrap(), 4);
+//! }
+//! assert_eq!(breaker.state(), State::Closed);
+//! # }
+//! ```
+//!
+//! # How it decides
+//!
+//! - **Closed**: every call passes; its outcome, judged by a classifier
+//!   from `buttress-core` ([`ErrorsAsFailures`] by default, or the HTTP and
+//!   gRPC classifiers), goes into a sliding window: the last N calls
+//!   ([`count_window`](Builder::count_window), the default, 100 calls) or
+//!   the last T seconds in buckets ([`time_window`](Builder::time_window)).
+//!   Once the window holds [`minimum_calls`](Builder::minimum_calls), the
+//!   breaker trips when the failure rate reaches
+//!   [`failure_rate_threshold`](Builder::failure_rate_threshold), when the
+//!   slow-call rate reaches its threshold (if
+//!   [`slow_call_duration`](Builder::slow_call_duration) is set), or after
+//!   [`consecutive_failures`](Builder::consecutive_failures) failures in a
+//!   row (if set). Ignored outcomes (a cancelled call, a status the
+//!   classifier ignores) count nowhere.
+//! - **Open**: calls are rejected at once with [`CircuitOpen`], which
+//!   carries the time until the next probe. The open duration grows with
+//!   each consecutive trip (×2 by default, capped, jittered).
+//! - **Half-open**: [`half_open_probes`](Builder::half_open_probes) calls
+//!   pass; as soon as their failures reach the failure-rate threshold the
+//!   breaker re-opens, and as soon as they no longer can, it closes. A
+//!   probe that is cancelled (its future dropped) gives its permit back.
+//!
+//! # Cost
+//!
+//! A closed call takes no lock, allocates nothing and, with the default
+//! count window and no slow-call tracking, reads no clock. Per-thread
+//! stripes keep threads off each other's cache lines on the success path.
+//! See `docs/benchmarks.md` for figures against tower-resilience and
+//! failsafe.
+//!
+//! # Telemetry
+//!
+//! Through the [`metrics`] facade, labelled `breaker = name`:
+//! `buttress_breaker_calls_total` (with `outcome` = `success`, `failure`,
+//! `ignored`, `rejected`), `buttress_breaker_slow_calls_total`,
+//! `buttress_breaker_transitions_total` and the gauge
+//! `buttress_breaker_state` (0 closed, 1 open, 2 half-open, 3 forced open,
+//! 4 forced closed). Handles are registered when the breaker is built:
+//! install the recorder first. Transitions are also `tracing` events
+//! (`warn` when opening, `info` otherwise).
+//!
+//! # Features
+//!
+//! - `http`: [`CircuitOpen::to_response`] (503 with `Retry-After`) and the
+//!   HTTP classifier.
+//! - `grpc`: the gRPC classifier.
+//! - `keyed`: [`KeyedCircuitBreaker`], a breaker per host, route or tenant.
+//!
+//! [tower]: https://docs.rs/tower
+//! [`ErrorsAsFailures`]: buttress_core::classify::ErrorsAsFailures
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod error;
+pub mod future;
+mod handle;
+mod layer;
+mod service;
+mod state;
+mod window;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+
+#[cfg(feature = "keyed")]
+mod keyed;
+
+pub use config::{Builder, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, MAX_TIME_BUCKETS, WindowKind};
+pub use error::{CircuitOpen, ConfigError};
+pub use handle::{CircuitBreaker, Permit};
+#[cfg(feature = "keyed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
+pub use keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
+pub use layer::CircuitBreakerLayer;
+pub use service::CircuitBreakerService;
+pub use state::{Snapshot, State, StateTransition, TransitionReason};

@@ -1,0 +1,211 @@
+//! Breaker states, transitions and the metrics snapshot.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use buttress_core::time::Instant;
+
+/// A circuit breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Calls pass and are counted.
+    Closed,
+    /// Calls are rejected at once until the open duration has passed.
+    Open,
+    /// A bounded number of probe calls pass; their outcomes decide.
+    HalfOpen,
+    /// Forced open by [`force_open`](crate::CircuitBreaker::force_open):
+    /// every call is rejected until [`reset`](crate::CircuitBreaker::reset)
+    /// or [`force_closed`](crate::CircuitBreaker::force_closed).
+    ForcedOpen,
+    /// Forced closed by [`force_closed`](crate::CircuitBreaker::force_closed):
+    /// every call passes and nothing is counted until
+    /// [`reset`](crate::CircuitBreaker::reset) or
+    /// [`force_open`](crate::CircuitBreaker::force_open).
+    ForcedClosed,
+}
+
+impl State {
+    pub(crate) const fn from_bits(bits: u64) -> Self {
+        match bits {
+            0 => Self::Closed,
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            3 => Self::ForcedOpen,
+            _ => Self::ForcedClosed,
+        }
+    }
+
+    pub(crate) const fn bits(self) -> u64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::ForcedOpen => 3,
+            Self::ForcedClosed => 4,
+        }
+    }
+
+    /// The state's name in metrics and logs: `closed`, `open`, `half_open`,
+    /// `forced_open`, `forced_closed`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::ForcedClosed => "forced_closed",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the breaker changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransitionReason {
+    /// The window's failure rate reached the threshold.
+    FailureRate,
+    /// The window's slow-call rate reached the threshold.
+    SlowCallRate,
+    /// The configured number of failures in a row happened.
+    ConsecutiveFailures,
+    /// The open duration passed; probing starts.
+    OpenDurationElapsed,
+    /// Enough half-open probes succeeded.
+    ProbesSucceeded,
+    /// Too many half-open probes failed.
+    ProbesFailed,
+    /// [`force_open`](crate::CircuitBreaker::force_open) was called.
+    ForcedOpen,
+    /// [`force_closed`](crate::CircuitBreaker::force_closed) was called.
+    ForcedClosed,
+    /// [`reset`](crate::CircuitBreaker::reset) was called.
+    Reset,
+}
+
+/// One state change, handed to the listener set with
+/// [`on_state_change`](crate::Builder::on_state_change).
+#[derive(Clone, Debug)]
+pub struct StateTransition {
+    pub(crate) breaker: Arc<str>,
+    pub(crate) from: State,
+    pub(crate) to: State,
+    pub(crate) reason: TransitionReason,
+    pub(crate) at: Instant,
+    pub(crate) open_for: Option<Duration>,
+}
+
+impl StateTransition {
+    /// The breaker's name.
+    #[must_use]
+    pub fn breaker(&self) -> &str {
+        &self.breaker
+    }
+
+    /// The state left.
+    #[must_use]
+    pub fn from(&self) -> State {
+        self.from
+    }
+
+    /// The state entered.
+    #[must_use]
+    pub fn to(&self) -> State {
+        self.to
+    }
+
+    /// Why.
+    #[must_use]
+    pub fn reason(&self) -> TransitionReason {
+        self.reason
+    }
+
+    /// When (tokio's clock).
+    #[must_use]
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// For a change to [`State::Open`]: how long it stays open.
+    #[must_use]
+    pub fn open_for(&self) -> Option<Duration> {
+        self.open_for
+    }
+}
+
+/// A point-in-time view of a breaker, from
+/// [`CircuitBreaker::snapshot`](crate::CircuitBreaker::snapshot).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Snapshot {
+    pub(crate) state: State,
+    pub(crate) time_in_state: Duration,
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow_calls: u64,
+    pub(crate) rejected: u64,
+}
+
+impl Snapshot {
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// How long the breaker has been in it.
+    #[must_use]
+    pub fn time_in_state(&self) -> Duration {
+        self.time_in_state
+    }
+
+    /// Calls in the window (closed state; zero in other states, whose
+    /// probes are not part of the window).
+    #[must_use]
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Failed calls in the window.
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    /// Slow calls in the window.
+    #[must_use]
+    pub fn slow_calls(&self) -> u64 {
+        self.slow_calls
+    }
+
+    /// Failures over calls in the window (0 with no calls).
+    #[must_use]
+    pub fn failure_rate(&self) -> f64 {
+        ratio(self.failures, self.calls)
+    }
+
+    /// Slow calls over calls in the window (0 with no calls).
+    #[must_use]
+    pub fn slow_call_rate(&self) -> f64 {
+        ratio(self.slow_calls, self.calls)
+    }
+
+    /// Calls rejected since the breaker was built.
+    #[must_use]
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}

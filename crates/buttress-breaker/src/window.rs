@@ -1,0 +1,386 @@
+//! Sliding windows, striped so that threads sharing a breaker do not share
+//! a cache line on the success path.
+//!
+//! Both windows answer "should the breaker trip?" in O(1) per call for the
+//! count window and O(stripes × buckets), a constant, for the time window,
+//! and only when a failure or a slow call is recorded: a success never
+//! reads another thread's counters.
+//!
+//! # Count window
+//!
+//! The calls recorded since the last reset are numbered `1, 2, 3, …`: the
+//! current number `I` is the sum of per-thread-stripe call counters. Each
+//! failure (and each slow call) stores its number in a ring of the window's
+//! size. The window holds the calls numbered `(max(I − size, base), I]`, so
+//! with `n` calls in it, the failure rate reaches the threshold exactly when
+//! the `k`-th most recent failure, `k = ⌈threshold · n⌉`, is inside the
+//! window: one ring read. Old calls leave the window as new ones arrive
+//! (resilience4j's semantics; tower-resilience 0.13's never-evicting
+//! counters need as many failures as there were successes).
+//!
+//! When calls are serialized the numbering is exact. When they complete
+//! concurrently, calls finishing at the same moment may be numbered in
+//! either order, which is the only order there is.
+//!
+//! # Time window
+//!
+//! `buckets` slices of `duration / buckets` each, per stripe; a slice word
+//! packs the slice's absolute number (40 bits) with a count (24 bits,
+//! saturating), so a reused slice resets itself with one compare-and-swap.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::config::{Config, WindowKind};
+
+/// 128 bytes: two cache lines, since adjacent-line prefetch pairs them on x86.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// How many stripes each breaker has: a power of two, about twice the
+/// machine's parallelism (so threads rarely share one), at most 64.
+pub(crate) fn stripes() -> usize {
+    static STRIPES: OnceLock<usize> = OnceLock::new();
+    *STRIPES.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        (cpus * 2).next_power_of_two().min(64)
+    })
+}
+
+/// This thread's stripe number (before masking): assigned round-robin the
+/// first time a thread records into any breaker.
+#[inline]
+pub(crate) fn thread_stripe() -> usize {
+    use std::cell::Cell;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, Ordering::Relaxed);
+        s.set(v);
+        v
+    })
+}
+
+/// What the window holds right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+/// Why a window says "trip".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trip {
+    FailureRate,
+    SlowCallRate,
+}
+
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    pub(crate) fn new(kind: WindowKind) -> Self {
+        match kind {
+            WindowKind::Count { size } => Self::Count(CountWindow::new(u64::from(size))),
+            WindowKind::Time { duration, buckets } => Self::Time(TimeWindow::new(
+                buttress_core::time::saturating_nanos(duration),
+                buckets,
+            )),
+        }
+    }
+
+    pub(crate) fn needs_clock(&self) -> bool {
+        matches!(self, Self::Time(_))
+    }
+
+    /// Records one call. Returns a position to judge from when the call was
+    /// a failure or slow (a success can never raise a rate).
+    #[inline]
+    pub(crate) fn record(&self, failure: bool, slow: bool, now: u64) -> Option<u64> {
+        match self {
+            Self::Count(w) => w.record(failure, slow),
+            Self::Time(w) => w.record(failure, slow, now),
+        }
+    }
+
+    pub(crate) fn should_trip(&self, at: u64, config: &Config) -> Option<Trip> {
+        match self {
+            Self::Count(w) => w.should_trip(at, config),
+            Self::Time(w) => w.should_trip(at, config),
+        }
+    }
+
+    pub(crate) fn counts(&self, now: u64) -> Counts {
+        match self {
+            Self::Count(w) => w.counts(),
+            Self::Time(w) => w.counts(now),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        match self {
+            Self::Count(w) => w.reset(),
+            Self::Time(w) => w.reset(),
+        }
+    }
+}
+
+/// The numbers of the most recent failures (or slow calls), newest last.
+#[derive(Debug)]
+struct Ring {
+    cursor: Padded<AtomicU64>,
+    slots: Box<[AtomicU64]>,
+}
+
+impl Ring {
+    fn new(size: u64) -> Self {
+        Self {
+            cursor: Padded(AtomicU64::new(0)),
+            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    #[inline]
+    fn push(&self, number: u64) {
+        let p = self.cursor.0.fetch_add(1, Ordering::AcqRel);
+        self.slots[(p % self.len()) as usize].store(number, Ordering::Release);
+    }
+
+    /// The number of the `k`-th most recent entry (`k >= 1`), 0 if none.
+    #[inline]
+    fn kth_recent(&self, k: u64) -> u64 {
+        let c = self.cursor.0.load(Ordering::Acquire);
+        if k == 0 || k > c || k > self.len() {
+            return 0;
+        }
+        self.slots[((c - k) % self.len()) as usize].load(Ordering::Acquire)
+    }
+
+    /// How many entries have numbers in `(lower, upper]`.
+    fn count_in(&self, lower: u64, upper: u64) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .filter(|&n| n > lower && n <= upper)
+            .count() as u64
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    size: u64,
+    calls: Box<[Padded<AtomicU64>]>,
+    mask: usize,
+    base: AtomicU64,
+    failures: Ring,
+    slow: Ring,
+}
+
+impl CountWindow {
+    fn new(size: u64) -> Self {
+        let n = stripes();
+        Self {
+            size,
+            calls: (0..n).map(|_| Padded(AtomicU64::new(0))).collect(),
+            mask: n - 1,
+            base: AtomicU64::new(0),
+            failures: Ring::new(size),
+            slow: Ring::new(size),
+        }
+    }
+
+    /// The number of the latest recorded call.
+    fn position(&self) -> u64 {
+        self.calls.iter().map(|c| c.0.load(Ordering::Acquire)).sum()
+    }
+
+    /// The window's lower bound (exclusive) when the latest call is `at`.
+    fn lower(&self, at: u64) -> u64 {
+        at.saturating_sub(self.size)
+            .max(self.base.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    fn record(&self, failure: bool, slow: bool) -> Option<u64> {
+        self.calls[thread_stripe() & self.mask]
+            .0
+            .fetch_add(1, Ordering::AcqRel);
+        if !(failure || slow) {
+            return None;
+        }
+        let at = self.position();
+        if failure {
+            self.failures.push(at);
+        }
+        if slow {
+            self.slow.push(at);
+        }
+        Some(at)
+    }
+
+    fn should_trip(&self, at: u64, config: &Config) -> Option<Trip> {
+        let lower = self.lower(at);
+        let n = at.saturating_sub(lower);
+        if n < u64::from(config.minimum_calls) {
+            return None;
+        }
+        if self.failures.kth_recent(Config::needed(config.failure_ppm, n)) > lower {
+            return Some(Trip::FailureRate);
+        }
+        if config.slow_call_nanos.is_some()
+            && self.slow.kth_recent(Config::needed(config.slow_ppm, n)) > lower
+        {
+            return Some(Trip::SlowCallRate);
+        }
+        None
+    }
+
+    fn counts(&self) -> Counts {
+        let at = self.position();
+        let lower = self.lower(at);
+        Counts {
+            calls: at - lower,
+            failures: self.failures.count_in(lower, at),
+            slow: self.slow.count_in(lower, at),
+        }
+    }
+
+    fn reset(&self) {
+        self.base.store(self.position(), Ordering::Release);
+    }
+}
+
+const COUNT_BITS: u32 = 24;
+const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
+
+#[inline]
+fn unpack(word: u64) -> (u64, u64) {
+    (word >> COUNT_BITS, word & COUNT_MAX)
+}
+
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    bucket_nanos: u64,
+    buckets: u64,
+    /// Per stripe: `buckets` words of calls, then failures, then slow calls,
+    /// padded to a whole number of 128-byte blocks.
+    words: Box<[AtomicU64]>,
+    stride: usize,
+    mask: usize,
+}
+
+impl TimeWindow {
+    fn new(duration: u64, buckets: u32) -> Self {
+        let n = stripes();
+        let stride = (3 * buckets as usize).next_multiple_of(16);
+        Self {
+            bucket_nanos: duration / u64::from(buckets),
+            buckets: u64::from(buckets),
+            words: (0..n * stride).map(|_| AtomicU64::new(0)).collect(),
+            stride,
+            mask: n - 1,
+        }
+    }
+
+    /// Absolute bucket numbers start at 1, so a zeroed word is never current.
+    #[inline]
+    fn bucket(&self, now: u64) -> u64 {
+        now / self.bucket_nanos + 1
+    }
+
+    #[inline]
+    fn bump(word: &AtomicU64, bucket: u64) {
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            let (b, c) = unpack(w);
+            let next = if b == bucket {
+                if c == COUNT_MAX {
+                    return;
+                }
+                w + 1
+            } else if b < bucket {
+                (bucket << COUNT_BITS) | 1
+            } else {
+                // The slice already belongs to a later time than ours.
+                return;
+            };
+            match word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    #[inline]
+    fn record(&self, failure: bool, slow: bool, now: u64) -> Option<u64> {
+        let bucket = self.bucket(now);
+        let base = (thread_stripe() & self.mask) * self.stride;
+        let slot = (bucket % self.buckets) as usize;
+        let nb = self.buckets as usize;
+        Self::bump(&self.words[base + slot], bucket);
+        if failure {
+            Self::bump(&self.words[base + nb + slot], bucket);
+        }
+        if slow {
+            Self::bump(&self.words[base + 2 * nb + slot], bucket);
+        }
+        (failure || slow).then_some(now)
+    }
+
+    fn counts(&self, now: u64) -> Counts {
+        let current = self.bucket(now);
+        let oldest = current.saturating_sub(self.buckets - 1).max(1);
+        let nb = self.buckets as usize;
+        let mut counts = Counts::default();
+        for stripe in self.words.chunks_exact(self.stride) {
+            let sum = |words: &[AtomicU64]| -> u64 {
+                words
+                    .iter()
+                    .map(|w| unpack(w.load(Ordering::Acquire)))
+                    .filter(|&(b, _)| b >= oldest && b <= current)
+                    .map(|(_, c)| c)
+                    .sum()
+            };
+            counts.calls += sum(&stripe[..nb]);
+            counts.failures += sum(&stripe[nb..2 * nb]);
+            counts.slow += sum(&stripe[2 * nb..3 * nb]);
+        }
+        counts
+    }
+
+    fn should_trip(&self, now: u64, config: &Config) -> Option<Trip> {
+        let c = self.counts(now);
+        if c.calls < u64::from(config.minimum_calls) {
+            return None;
+        }
+        if c.failures >= Config::needed(config.failure_ppm, c.calls) {
+            return Some(Trip::FailureRate);
+        }
+        if config.slow_call_nanos.is_some() && c.slow >= Config::needed(config.slow_ppm, c.calls)
+        {
+            return Some(Trip::SlowCallRate);
+        }
+        None
+    }
+
+    fn reset(&self) {
+        for w in &*self.words {
+            w.store(0, Ordering::Release);
+        }
+    }
+}

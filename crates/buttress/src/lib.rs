@@ -1,0 +1,44 @@
+//! **buttress**: small, composable, framework-agnostic [tower] layers that
+//! keep a backend fast and standing under load.
+//!
+//! This umbrella crate re-exports each layer's crate behind a feature and
+//! adds [`ServiceBuilderExt`], one method per layer, for
+//! `tower::ServiceBuilder`:
+//!
+//! ```
+//! use buttress::ServiceBuilderExt;
+//! use buttress::breaker::CircuitBreaker;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let breaker = CircuitBreaker::builder().name("backend").build()?;
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(breaker.clone())
+//!     .service(service_fn(|x: u64| async move { Ok::<_, std::io::Error>(x + 1) }));
+//! assert_eq!(svc.oneshot(1).await?, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | feature | what it brings |
+//! |---|---|
+//! | `breaker` (default) | [`breaker`]: the circuit breaker |
+//! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
+//! | `grpc` | gRPC status classification |
+//! | `keyed` | a breaker per host, route or tenant |
+//! | `full` | all of the above |
+//!
+//! [tower]: https://docs.rs/tower
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use buttress_core as core;
+pub use buttress_core::BoxError;
+
+/// The circuit breaker: see [`buttress_breaker`].
+#[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+pub use buttress_breaker as breaker;
+
+mod builder_ext;
+pub use builder_ext::ServiceBuilderExt;
