@@ -64,7 +64,7 @@ pub struct Builder {
     pub(crate) consecutive_failures: Option<u32>,
     pub(crate) open_duration: Duration,
     pub(crate) open_duration_multiplier: f64,
-    pub(crate) max_open_duration: Duration,
+    pub(crate) max_open_duration: Option<Duration>,
     pub(crate) open_duration_jitter: f64,
     pub(crate) half_open_probes: u32,
     pub(crate) listener: Option<Listener>,
@@ -111,7 +111,7 @@ impl Builder {
             consecutive_failures: None,
             open_duration: Duration::from_secs(30),
             open_duration_multiplier: 2.0,
-            max_open_duration: Duration::from_secs(300),
+            max_open_duration: None,
             open_duration_jitter: 0.1,
             half_open_probes: 5,
             listener: None,
@@ -212,10 +212,11 @@ impl Builder {
         self
     }
 
-    /// The cap on the growing open duration. Default: 300 s.
+    /// The cap on the growing open duration. Default: 300 s, or the open
+    /// duration itself if that is longer.
     #[must_use]
     pub fn max_open_duration(mut self, duration: Duration) -> Self {
-        self.max_open_duration = duration;
+        self.max_open_duration = Some(duration);
         self
     }
 
@@ -369,15 +370,19 @@ impl Config {
                 ),
             ));
         }
-        if b.max_open_duration < b.open_duration {
-            return Err(ConfigError::new(
-                "max_open_duration",
-                format!(
-                    "({:?}) must not be below open_duration ({:?})",
-                    b.max_open_duration, b.open_duration
-                ),
-            ));
-        }
+        let max_open_duration = match b.max_open_duration {
+            Some(max) if max < b.open_duration => {
+                return Err(ConfigError::new(
+                    "max_open_duration",
+                    format!(
+                        "({max:?}) must not be below open_duration ({:?})",
+                        b.open_duration
+                    ),
+                ));
+            }
+            Some(max) => max,
+            None => b.open_duration.max(Duration::from_secs(300)),
+        };
         if !(0.0..1.0).contains(&b.open_duration_jitter) {
             return Err(ConfigError::new(
                 "open_duration_jitter",
@@ -404,7 +409,7 @@ impl Config {
             consecutive_failures: b.consecutive_failures,
             open_duration: b.open_duration,
             open_duration_multiplier: b.open_duration_multiplier,
-            max_open_duration: b.max_open_duration,
+            max_open_duration,
             open_duration_jitter: b.open_duration_jitter,
             half_open_probes: b.half_open_probes,
         })

@@ -173,7 +173,7 @@ impl CircuitBreaker {
         let inner = Arc::new(Inner {
             word: Padded(AtomicU64::new(Word::new(State::Closed, 0, 0).0)),
             consecutive: Padded(AtomicU32::new(0)),
-            window: Window::new(config.window),
+            window: Window::new(&config),
             config,
             origin: Origin::now(),
             open_until: AtomicU64::new(0),

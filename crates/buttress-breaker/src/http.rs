@@ -10,7 +10,7 @@
 //! use tower::{BoxError, ServiceBuilder};
 //!
 //! async fn handle(err: BoxError) -> axum::response::Response {
-//!     error_response::<axum::body::Body>(&err)
+//!     error_response::<axum::body::Body>(&*err)
 //!         .map(IntoResponse::into_response)
 //!         .unwrap_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response())
 //! }

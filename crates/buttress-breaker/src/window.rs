@@ -3,8 +3,11 @@
 //!
 //! Both windows answer "should the breaker trip?" in O(1) per call for the
 //! count window and O(stripes × buckets), a constant, for the time window,
-//! and only when a failure or a slow call is recorded: a success never
-//! reads another thread's counters.
+//! and only when it can have changed: after a failure or a slow call, or
+//! after a success that may have brought the window up to its minimum
+//! number of calls (a success never raises a rate, but it can make a rate
+//! judgeable). Once the window holds the minimum, a success reads one
+//! shared flag and no other thread's counters.
 //!
 //! # Count window
 //!
@@ -29,7 +32,7 @@
 //! saturating), so a reused slice resets itself with one compare-and-swap.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{Config, WindowKind};
 
@@ -90,9 +93,10 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    pub(crate) fn new(kind: WindowKind) -> Self {
-        match kind {
-            WindowKind::Count { size } => Self::Count(CountWindow::new(u64::from(size))),
+    pub(crate) fn new(config: &Config) -> Self {
+        let minimum = u64::from(config.minimum_calls);
+        match config.window {
+            WindowKind::Count { size } => Self::Count(CountWindow::new(u64::from(size), minimum)),
             WindowKind::Time { duration, buckets } => Self::Time(TimeWindow::new(
                 buttress_core::time::saturating_nanos(duration),
                 buckets,
@@ -104,8 +108,8 @@ impl Window {
         matches!(self, Self::Time(_))
     }
 
-    /// Records one call. Returns a position to judge from when the call was
-    /// a failure or slow (a success can never raise a rate).
+    /// Records one call. Returns a position to judge from when the verdict
+    /// may have changed.
     #[inline]
     pub(crate) fn record(&self, failure: bool, slow: bool, now: u64) -> Option<u64> {
         match self {
@@ -184,6 +188,9 @@ impl Ring {
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     size: u64,
+    minimum: u64,
+    /// Set once the window holds `minimum` calls (it only grows until a reset).
+    judging: AtomicBool,
     calls: Box<[Padded<AtomicU64>]>,
     mask: usize,
     base: AtomicU64,
@@ -192,10 +199,12 @@ pub(crate) struct CountWindow {
 }
 
 impl CountWindow {
-    fn new(size: u64) -> Self {
+    fn new(size: u64, minimum: u64) -> Self {
         let n = stripes();
         Self {
             size,
+            minimum,
+            judging: AtomicBool::new(false),
             calls: (0..n).map(|_| Padded(AtomicU64::new(0))).collect(),
             mask: n - 1,
             base: AtomicU64::new(0),
@@ -220,7 +229,7 @@ impl CountWindow {
         self.calls[thread_stripe() & self.mask]
             .0
             .fetch_add(1, Ordering::AcqRel);
-        if !(failure || slow) {
+        if !(failure || slow) && self.judging.load(Ordering::Acquire) {
             return None;
         }
         let at = self.position();
@@ -236,8 +245,11 @@ impl CountWindow {
     fn should_trip(&self, at: u64, config: &Config) -> Option<Trip> {
         let lower = self.lower(at);
         let n = at.saturating_sub(lower);
-        if n < u64::from(config.minimum_calls) {
+        if n < self.minimum {
             return None;
+        }
+        if !self.judging.load(Ordering::Relaxed) {
+            self.judging.store(true, Ordering::Release);
         }
         if self.failures.kth_recent(Config::needed(config.failure_ppm, n)) > lower {
             return Some(Trip::FailureRate);
@@ -262,6 +274,7 @@ impl CountWindow {
 
     fn reset(&self) {
         self.base.store(self.position(), Ordering::Release);
+        self.judging.store(false, Ordering::Release);
     }
 }
 
@@ -282,6 +295,10 @@ pub(crate) struct TimeWindow {
     words: Box<[AtomicU64]>,
     stride: usize,
     mask: usize,
+    /// The latest bucket whose window was seen holding the minimum number
+    /// of calls: within that bucket the count can only grow, so successes
+    /// need no judging.
+    judged: AtomicU64,
 }
 
 impl TimeWindow {
@@ -294,6 +311,7 @@ impl TimeWindow {
             words: (0..n * stride).map(|_| AtomicU64::new(0)).collect(),
             stride,
             mask: n - 1,
+            judged: AtomicU64::new(0),
         }
     }
 
@@ -339,7 +357,7 @@ impl TimeWindow {
         if slow {
             Self::bump(&self.words[base + 2 * nb + slot], bucket);
         }
-        (failure || slow).then_some(now)
+        (failure || slow || self.judged.load(Ordering::Acquire) != bucket).then_some(now)
     }
 
     fn counts(&self, now: u64) -> Counts {
@@ -368,6 +386,7 @@ impl TimeWindow {
         if c.calls < u64::from(config.minimum_calls) {
             return None;
         }
+        self.judged.fetch_max(self.bucket(now), Ordering::AcqRel);
         if c.failures >= Config::needed(config.failure_ppm, c.calls) {
             return Some(Trip::FailureRate);
         }
@@ -379,6 +398,7 @@ impl TimeWindow {
     }
 
     fn reset(&self) {
+        self.judged.store(0, Ordering::Release);
         for w in &*self.words {
             w.store(0, Ordering::Release);
         }
