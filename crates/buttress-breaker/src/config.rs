@@ -359,7 +359,10 @@ impl Config {
             ));
         }
         if b.open_duration.is_zero() {
-            return Err(ConfigError::new("open_duration", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "open_duration",
+                "must be greater than zero",
+            ));
         }
         if !(b.open_duration_multiplier >= 1.0 && b.open_duration_multiplier.is_finite()) {
             return Err(ConfigError::new(
@@ -451,10 +454,7 @@ mod tests {
         );
         assert_eq!(field(b().count_window(0)), "count_window");
         assert_eq!(field(b().count_window(2_000_000)), "count_window");
-        assert_eq!(
-            field(b().time_window(Duration::ZERO, 10)),
-            "time_window"
-        );
+        assert_eq!(field(b().time_window(Duration::ZERO, 10)), "time_window");
         assert_eq!(
             field(b().time_window(Duration::from_secs(1), 0)),
             "time_window"
@@ -472,7 +472,10 @@ mod tests {
             "open_duration_multiplier"
         );
         assert_eq!(
-            field(b().open_duration(Duration::from_secs(60)).max_open_duration(Duration::from_secs(59))),
+            field(
+                b().open_duration(Duration::from_secs(60))
+                    .max_open_duration(Duration::from_secs(59))
+            ),
             "max_open_duration"
         );
         assert_eq!(field(b().open_duration_jitter(1.0)), "open_duration_jitter");

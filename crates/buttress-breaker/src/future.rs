@@ -74,7 +74,9 @@ where
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { error } => Poll::Ready(Err(Box::new(
-                error.take().expect("ResponseFuture polled after completion"),
+                error
+                    .take()
+                    .expect("ResponseFuture polled after completion"),
             ))),
         }
     }

@@ -80,9 +80,7 @@ struct Telemetry {
 impl Telemetry {
     fn new(name: &str) -> Self {
         let label = name.to_owned();
-        let calls = |outcome: &'static str| {
-            metrics::counter!("buttress_breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome)
-        };
+        let calls = |outcome: &'static str| metrics::counter!("buttress_breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
         Self {
             success: calls("success"),
             failure: calls("failure"),
@@ -167,7 +165,9 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn from_config(config: Config, builder: Builder) -> Self {
-        let rng = builder.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
+        let rng = builder
+            .seed
+            .map_or_else(FastRng::from_entropy, FastRng::seeded);
         let telemetry = Telemetry::new(&builder.name);
         telemetry.state.set(0.0);
         let inner = Arc::new(Inner {
@@ -446,7 +446,11 @@ impl Inner {
                 self.consecutive.0.store(0, Ordering::Relaxed);
             }
         }
-        let now = if self.window.needs_clock() { self.now() } else { 0 };
+        let now = if self.window.needs_clock() {
+            self.now()
+        } else {
+            0
+        };
         if let Some(at) = self.window.record(failure, slow, now)
             && let Some(trip) = self.window.should_trip(at, &self.config)
         {
@@ -562,7 +566,10 @@ impl Inner {
             let mut w = current;
             loop {
                 let next = w.next(to, permits);
-                match self.word.0.compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+                match self
+                    .word
+                    .0
+                    .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => break,
                     Err(actual) => w = Word(actual),

@@ -51,7 +51,8 @@ impl CircuitOpen {
 pub fn error_response<B: Default>(
     err: &(dyn std::error::Error + Send + Sync + 'static),
 ) -> Option<Response<B>> {
-    err.downcast_ref::<CircuitOpen>().map(CircuitOpen::to_response)
+    err.downcast_ref::<CircuitOpen>()
+        .map(CircuitOpen::to_response)
 }
 
 #[cfg(test)]

@@ -94,11 +94,9 @@ impl<S, C> CircuitBreakerService<S, C> {
     #[inline]
     fn admit(&self) -> Decision {
         match self.breaker.inner().admit() {
-            Ok(Admit::Probe(epoch)) => Decision::Probe(Permit::new(
-                self.breaker.token(),
-                Admit::Probe(epoch),
-                None,
-            )),
+            Ok(Admit::Probe(epoch)) => {
+                Decision::Probe(Permit::new(self.breaker.token(), Admit::Probe(epoch), None))
+            }
             Ok(admit) => Decision::Admitted(admit),
             Err(open) => Decision::Rejected(open),
         }

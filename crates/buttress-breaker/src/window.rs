@@ -86,6 +86,9 @@ pub(crate) enum Trip {
     SlowCallRate,
 }
 
+// The count window's padding makes it large; it lives once per breaker,
+// inside an `Arc`, and boxing it would add a pointer chase to every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Window {
     Count(CountWindow),
@@ -251,7 +254,11 @@ impl CountWindow {
         if !self.judging.load(Ordering::Relaxed) {
             self.judging.store(true, Ordering::Release);
         }
-        if self.failures.kth_recent(Config::needed(config.failure_ppm, n)) > lower {
+        if self
+            .failures
+            .kth_recent(Config::needed(config.failure_ppm, n))
+            > lower
+        {
             return Some(Trip::FailureRate);
         }
         if config.slow_call_nanos.is_some()
@@ -390,8 +397,7 @@ impl TimeWindow {
         if c.failures >= Config::needed(config.failure_ppm, c.calls) {
             return Some(Trip::FailureRate);
         }
-        if config.slow_call_nanos.is_some() && c.slow >= Config::needed(config.slow_ppm, c.calls)
-        {
+        if config.slow_call_nanos.is_some() && c.slow >= Config::needed(config.slow_ppm, c.calls) {
             return Some(Trip::SlowCallRate);
         }
         None

@@ -29,7 +29,11 @@ fn drive<S: Service<u32>>(svc: &mut S, n: u32) -> Result<S::Response, S::Error> 
 fn closed_calls_allocate_nothing() {
     let backend = service_fn(|n: u32| std::future::ready(Ok::<_, std::io::Error>(n)));
     let cases = [
-        ("count window", CircuitBreaker::builder().build().unwrap(), 100),
+        (
+            "count window",
+            CircuitBreaker::builder().build().unwrap(),
+            100,
+        ),
         (
             "time window + slow calls",
             CircuitBreaker::builder()
@@ -59,13 +63,19 @@ fn closed_calls_allocate_nothing() {
         // A failure recorded on the closed path costs only the boxing of the
         // backend's error into a BoxError.
         let mut failing = CircuitBreakerLayer::new(breaker.clone()).layer(service_fn(|_: u32| {
-            std::future::ready(Err::<u32, _>(std::io::Error::from(std::io::ErrorKind::TimedOut)))
+            std::future::ready(Err::<u32, _>(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )))
         }));
         let _ = drive(&mut failing, 0);
         let region = Region::new(GLOBAL);
         for i in 0..10 {
             drive(&mut failing, i).unwrap_err();
         }
-        assert_eq!(region.change().allocations, 10, "{name}: one box per failure");
+        assert_eq!(
+            region.change().allocations,
+            10,
+            "{name}: one box per failure"
+        );
     }
 }

@@ -17,8 +17,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A backend whose answer is chosen per request: `Ok(n)` for `n >= 0`,
 /// an error for negative `n`.
-fn backend() -> impl Service<i64, Response = i64, Error = &'static str, Future = impl Future + Send> + Clone
-{
+fn backend()
+-> impl Service<i64, Response = i64, Error = &'static str, Future = impl Future + Send> + Clone {
     service_fn(|n: i64| async move { if n >= 0 { Ok(n) } else { Err("backend failed") } })
 }
 
@@ -73,10 +73,17 @@ async fn old_calls_leave_the_count_window() {
         run(&svc, -1).await.unwrap_err();
     }
     let s = breaker.snapshot();
-    assert_eq!((s.state(), s.calls(), s.failures()), (State::Closed, 100, 49));
+    assert_eq!(
+        (s.state(), s.calls(), s.failures()),
+        (State::Closed, 100, 49)
+    );
     assert!((s.failure_rate() - 0.49).abs() < 1e-9);
     run(&svc, -1).await.unwrap_err();
-    assert_eq!(breaker.state(), State::Open, "the 50th failure of 100 trips");
+    assert_eq!(
+        breaker.state(),
+        State::Open,
+        "the 50th failure of 100 trips"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,7 +103,9 @@ async fn open_rejects_at_once_without_touching_the_backend() {
     let err = svc.call(1).await.unwrap_err();
     assert_eq!(is_open(&err), Some(CircuitOpen::new(None)));
     assert!(
-        tokio_test::task::spawn(handle.next_request()).poll().is_pending(),
+        tokio_test::task::spawn(handle.next_request())
+            .poll()
+            .is_pending(),
         "no request reached the backend"
     );
     assert_eq!(breaker.snapshot().rejected(), 1);
@@ -173,7 +182,9 @@ async fn half_open_probes_decide_and_open_duration_grows() {
     run(&svc, -1).await.unwrap_err();
     // Third: 40 s, capped at 25 s.
     assert_eq!(
-        is_open(&run(&svc, 1).await.unwrap_err()).unwrap().retry_after(),
+        is_open(&run(&svc, 1).await.unwrap_err())
+            .unwrap()
+            .retry_after(),
         Some(Duration::from_secs(25))
     );
     advance(Duration::from_secs(25)).await;
@@ -187,7 +198,9 @@ async fn half_open_probes_decide_and_open_duration_grows() {
     // A close ends the run of trips: the next trip is back to 10 s.
     trip(&svc, &breaker).await;
     assert_eq!(
-        is_open(&run(&svc, 1).await.unwrap_err()).unwrap().retry_after(),
+        is_open(&run(&svc, 1).await.unwrap_err())
+            .unwrap()
+            .retry_after(),
         Some(Duration::from_secs(10))
     );
 
@@ -276,7 +289,11 @@ async fn slow_calls_trip_and_time_windows_forget() {
     advance(Duration::from_secs(11)).await;
     assert_eq!(breaker.snapshot().calls(), 0, "old buckets left the window");
     run(&svc, -1).await.unwrap_err();
-    assert_eq!(breaker.state(), State::Closed, "4 old failures no longer count");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "4 old failures no longer count"
+    );
 
     // Slow successes: 3 of 5 at >= 500 ms trips on the slow-call rate.
     for ms in [10, 600, 700] {
@@ -396,7 +413,11 @@ async fn forced_states() {
     for _ in 0..10 {
         breaker.try_acquire().unwrap().record(Outcome::Failure);
     }
-    assert_eq!(breaker.state(), State::ForcedClosed, "forced closed never trips");
+    assert_eq!(
+        breaker.state(),
+        State::ForcedClosed,
+        "forced closed never trips"
+    );
     breaker.force_open();
     advance(Duration::from_secs(3600)).await;
     assert_eq!(
@@ -436,4 +457,89 @@ fn contexts_are_not_needed_for_the_handle() {
     let _ = Context::from_waker(std::task::Waker::noop());
     breaker.try_acquire().unwrap().record(Outcome::Success);
     assert_eq!(breaker.snapshot().calls(), 1);
+}
+
+#[test]
+fn concurrent_recording_loses_nothing() {
+    // Threads record into their own stripes; totals must still be exact.
+    let breaker = CircuitBreaker::builder()
+        .time_window(Duration::from_secs(3600), 4)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10_000 {
+                    breaker.try_acquire().unwrap().record(Outcome::Success);
+                }
+            });
+        }
+    });
+    assert_eq!(breaker.snapshot().calls(), 40_000);
+
+    let breaker = CircuitBreaker::builder()
+        .count_window(1000)
+        .failure_rate_threshold(1.0)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let breaker = &breaker;
+            s.spawn(move || {
+                for i in 0..10_000 {
+                    let outcome = if (i + t) % 4 == 0 {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    };
+                    breaker.try_acquire().unwrap().record(outcome);
+                }
+            });
+        }
+    });
+    let s = breaker.snapshot();
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.calls(), 1000);
+    // A quarter of all calls failed; the last 1,000 are interleaved, so
+    // allow for the threads' phase, not for lost updates.
+    assert!((150..=350).contains(&s.failures()), "{s:?}");
+}
+
+#[cfg(feature = "keyed")]
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_are_independent_and_capped() {
+    use buttress_breaker::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
+
+    let breakers =
+        KeyedCircuitBreaker::new(no_jitter().count_window(4).minimum_calls(4), 8).unwrap();
+    // Requests are (host, n); n < 0 fails.
+    let svc = KeyedCircuitBreakerLayer::new(breakers.clone(), |r: &(&'static str, i64)| {
+        (!r.0.is_empty()).then(|| r.0.to_string())
+    })
+    .layer(service_fn(|(_, n): (&'static str, i64)| async move {
+        if n >= 0 { Ok(n) } else { Err("failed") }
+    }));
+    for _ in 0..4 {
+        svc.clone().oneshot(("down.example", -1)).await.unwrap_err();
+    }
+    let err = svc.clone().oneshot(("down.example", 1)).await.unwrap_err();
+    assert!(is_open(&err).is_some(), "the failing host is cut off");
+    assert_eq!(svc.clone().oneshot(("up.example", 1)).await.unwrap(), 1);
+    // No key: passes unguarded and creates no breaker.
+    assert_eq!(
+        svc.clone().oneshot(("", -1)).await.unwrap_err().to_string(),
+        "failed"
+    );
+    assert_eq!(breakers.len(), 2);
+    // The cap holds under many keys.
+    for i in 0..100 {
+        breakers.get(&format!("host-{i}"));
+    }
+    assert!(breakers.len() <= 8, "{}", breakers.len());
+    assert!(
+        KeyedCircuitBreaker::<String>::new(CircuitBreaker::builder(), 0)
+            .unwrap_err()
+            .field()
+            == "max_keys"
+    );
 }

@@ -125,7 +125,11 @@ enum Pushback {
 fn pushback(metadata: &HeaderMap) -> Option<Pushback> {
     let value = metadata.get(PUSHBACK)?;
     Some(
-        match value.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+        match value
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
             Some(ms) => Pushback::After(Duration::from_millis(ms)),
             None => Pushback::Stop,
         },

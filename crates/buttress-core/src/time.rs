@@ -2,7 +2,7 @@
 //!
 //! Every buttress layer reads time through [`tokio::time::Instant`], so a
 //! test with `#[tokio::test(start_paused = true)]` and
-//! [`tokio::time::advance`] drives breakers, budgets and caches without a
+//! [`tokio::time::advance`](https://docs.rs/tokio/latest/tokio/time/fn.advance.html) drives breakers, budgets and caches without a
 //! real sleep.
 
 use std::time::Duration;
