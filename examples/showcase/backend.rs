@@ -50,7 +50,10 @@ impl BackendCalls {
 
     /// All calls so far.
     pub(crate) fn total(&self) -> u64 {
-        self.per_phase.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.per_phase
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 }
 

@@ -160,18 +160,8 @@ impl Timeline {
         at.saturating_duration_since(self.start)
     }
 
-    /// Whether every phase has run.
-    pub(crate) fn is_over(&self) -> bool {
-        self.elapsed() >= self.scenario.duration()
-    }
-
     /// The index of the current phase.
     pub(crate) fn phase_now(&self) -> usize {
         self.scenario.phase_at(self.elapsed())
-    }
-
-    /// What the backend should do right now.
-    pub(crate) fn behavior_now(&self) -> Behavior {
-        self.scenario.phases[self.phase_now()].behavior
     }
 }

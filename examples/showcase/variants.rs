@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use buttress::BoxError;
 use buttress::ServiceBuilderExt;
-use buttress::breaker::{CircuitBreaker, State, TransitionReason};
+use buttress::breaker::{CircuitBreaker, StateTransition};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneService;
 
@@ -53,29 +53,30 @@ pub(crate) fn unprotected(timeline: &Timeline) -> Variant {
     }
 }
 
-/// The backend behind a circuit breaker tuned for a short demo.
+/// The backend behind a circuit breaker tuned for a short demo: it trips
+/// within a few dozen failures, and probes often enough to close again
+/// early in the recovering phase.
 pub(crate) fn circuit_breaker(timeline: &Timeline) -> Result<Variant, BoxError> {
+    const WINDOW: u32 = 50;
+    const MINIMUM_CALLS: u32 = 10;
+    const FAILURE_RATE: f64 = 0.5;
+    const OPEN: Duration = Duration::from_millis(500);
+    const MULTIPLIER: f64 = 2.0;
+    const MAX_OPEN: Duration = Duration::from_secs(2);
+    const PROBES: u32 = 3;
+
     let transitions = Transitions::default();
     let log = transitions.clone();
-    let start = timeline.start_instant();
     let breaker = CircuitBreaker::builder()
         .name("showcase")
-        .count_window(50)
-        .minimum_calls(10)
-        .failure_rate_threshold(0.5)
-        .open_duration(Duration::from_millis(500))
-        .open_duration_multiplier(2.0)
-        .max_open_duration(Duration::from_secs(2))
-        .half_open_probes(3)
-        .on_state_change(move |t| {
-            log.push(Transition {
-                at: t.at().saturating_duration_since(start),
-                from: t.from(),
-                to: t.to(),
-                reason: t.reason(),
-                open_for: t.open_for(),
-            });
-        })
+        .count_window(WINDOW)
+        .minimum_calls(MINIMUM_CALLS)
+        .failure_rate_threshold(FAILURE_RATE)
+        .open_duration(OPEN)
+        .open_duration_multiplier(MULTIPLIER)
+        .max_open_duration(MAX_OPEN)
+        .half_open_probes(PROBES)
+        .on_state_change(move |t| log.push(t.clone()))
         .build()?;
     let backend = Backend::new(timeline.clone(), SEED);
     let calls = backend.calls();
@@ -84,36 +85,36 @@ pub(crate) fn circuit_breaker(timeline: &Timeline) -> Result<Variant, BoxError> 
         .service(backend);
     Ok(Variant {
         name: "circuit breaker",
-        description: "count_window 50, minimum_calls 10, failure rate 50%, \
-                      open 500ms (x2 per trip, at most 2s), 3 half-open probes"
-            .to_owned(),
+        description: format!(
+            "count_window {WINDOW}, minimum_calls {MINIMUM_CALLS}, failure rate {:.0}%, \
+             open {}ms (x{MULTIPLIER} per trip, at most {}ms), {PROBES} half-open probes",
+            FAILURE_RATE * 100.0,
+            OPEN.as_millis(),
+            MAX_OPEN.as_millis(),
+        ),
         service: Svc::new(service),
         backend: calls,
         breaker: Some((breaker, transitions)),
     })
 }
 
-/// One breaker state change, timed from the start of the scenario.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Transition {
-    pub(crate) at: Duration,
-    pub(crate) from: State,
-    pub(crate) to: State,
-    pub(crate) reason: TransitionReason,
-    pub(crate) open_for: Option<Duration>,
-}
-
-/// The transitions seen by a breaker's listener, in order.
+/// The state changes a breaker's listener saw, in order.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Transitions(Arc<Mutex<Vec<Transition>>>);
+pub(crate) struct Transitions(Arc<Mutex<Vec<StateTransition>>>);
 
 impl Transitions {
-    fn push(&self, t: Transition) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(t);
+    fn push(&self, t: StateTransition) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(t);
     }
 
     /// All of them so far.
-    pub(crate) fn all(&self) -> Vec<Transition> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    pub(crate) fn all(&self) -> Vec<StateTransition> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
