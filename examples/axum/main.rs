@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Router, body::Body, error_handling::HandleErrorLayer, extract::Request};
+use axum::{Router, error_handling::HandleErrorLayer, extract::Request};
 use buttress::breaker::{CircuitBreaker, http::error_response};
 use buttress::{BoxError, ServiceBuilderExt};
 use tower::ServiceBuilder;
@@ -27,8 +27,7 @@ async fn backend(req: Request) -> Result<&'static str, BoxError> {
 
 /// `CircuitOpen` becomes 503 + `Retry-After`; any other error, 502.
 async fn on_error(err: BoxError) -> Response {
-    error_response::<Body>(&*err)
-        .map(IntoResponse::into_response)
+    error_response(&*err)
         .unwrap_or_else(|| (StatusCode::BAD_GATEWAY, err.to_string()).into_response())
 }
 
