@@ -27,7 +27,7 @@ async fn backend(req: Request) -> Result<&'static str, BoxError> {
 
 /// `CircuitOpen` becomes 503 + `Retry-After`; any other error, 502.
 async fn on_error(err: BoxError) -> Response {
-    error_response(&*err)
+    error_response(&err)
         .unwrap_or_else(|| (StatusCode::BAD_GATEWAY, err.to_string()).into_response())
 }
 

@@ -10,7 +10,7 @@
 //! use tower::{BoxError, ServiceBuilder};
 //!
 //! async fn handle(err: BoxError) -> axum::response::Response {
-//!     error_response::<axum::body::Body>(&*err)
+//!     error_response::<axum::body::Body>(&err)
 //!         .map(IntoResponse::into_response)
 //!         .unwrap_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response())
 //! }
@@ -64,12 +64,12 @@ mod tests {
     fn open_becomes_503_with_retry_after_rounded_up() {
         let err: buttress_core::BoxError =
             Box::new(CircuitOpen::new(Some(Duration::from_millis(2_100))));
-        let res: Response<()> = error_response(&*err).unwrap();
+        let res: Response<()> = error_response(&err).unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[RETRY_AFTER], "3");
         let unknown: Response<()> = CircuitOpen::new(None).to_response();
         assert!(unknown.headers().get(RETRY_AFTER).is_none());
         let other: buttress_core::BoxError = "boom".into();
-        assert!(error_response::<()>(&*other).is_none());
+        assert!(error_response::<()>(&other).is_none());
     }
 }

@@ -64,6 +64,15 @@
 //!   breaker re-opens, and as soon as they no longer can, it closes. A
 //!   probe that is cancelled (its future dropped) gives its permit back.
 //!
+//! # Where to put it
+//!
+//! An outcome counts when the call completes. Against a backend that hangs,
+//! put a timeout *inside* the breaker (`ServiceBuilder::new()
+//! .circuit_breaker(b).timeout(d)`), so hung calls fail, count and trip the
+//! breaker in bounded time; slow-call tracking likewise judges a call only
+//! when it ends. Put retries *outside* it, so a retry after a rejection
+//! does not hammer an open breaker (and see `CircuitOpen::retry_after`).
+//!
 //! # Cost
 //!
 //! A closed call takes no lock, allocates nothing and, with the default
