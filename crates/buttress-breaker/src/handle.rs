@@ -318,6 +318,7 @@ impl Permit {
     }
 
     /// Records the call's outcome.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.done = true;
         self.token.inner.complete(self.admit, outcome, self.start);

@@ -129,11 +129,34 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         // Calling without `poll_ready` is a contract violation; admitting
         // here is the forgiving answer (the inner service may still object).
+        let inner = self.breaker.inner();
+        // The common case, read in place: moving the whole decision out
+        // costs a store-forwarding stall on the hot path.
+        match &self.ready {
+            Some(Decision::Admitted(admit)) => {
+                let admit = *admit;
+                self.ready = None;
+                let permit = match admit {
+                    Admit::Unguarded => None,
+                    admit => Some(Permit::new(self.breaker.token(), admit, inner.start())),
+                };
+                return ResponseFuture::called(
+                    self.inner.call(req),
+                    permit,
+                    self.classifier.clone(),
+                );
+            }
+            Some(Decision::Rejected(open)) => {
+                let open = *open;
+                self.ready = None;
+                return ResponseFuture::rejected(open, self.classifier.clone());
+            }
+            _ => {}
+        }
         let decision = match self.ready.take() {
             Some(decision) => decision,
             None => self.admit(),
         };
-        let inner = self.breaker.inner();
         let permit = match decision {
             Decision::Rejected(open) => {
                 return ResponseFuture::rejected(open, self.classifier.clone());
