@@ -45,12 +45,10 @@ impl CircuitOpen {
     }
 }
 
-/// The `503` response for an error that is (or wraps nothing but) a
-/// [`CircuitOpen`]; `None` for any other error.
+/// The `503` response for a boxed error that is a [`CircuitOpen`]; `None`
+/// for any other error (map those as your service sees fit).
 #[must_use]
-pub fn error_response<B: Default>(
-    err: &(dyn std::error::Error + Send + Sync + 'static),
-) -> Option<Response<B>> {
+pub fn error_response<B: Default>(err: &buttress_core::BoxError) -> Option<Response<B>> {
     err.downcast_ref::<CircuitOpen>()
         .map(CircuitOpen::to_response)
 }
