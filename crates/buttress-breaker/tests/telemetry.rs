@@ -7,8 +7,11 @@ use buttress_breaker::{CircuitBreaker, State};
 use buttress_core::classify::Outcome;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
+/// A metric: name, labels, value.
+type Metric = (String, Vec<(String, String)>, DebugValue);
+
 fn counter(
-    snapshot: &[(String, Vec<(String, String)>, DebugValue)],
+    snapshot: &[Metric],
     name: &str,
     outcome: Option<&str>,
 ) -> u64 {
