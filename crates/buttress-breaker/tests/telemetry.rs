@@ -10,11 +10,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 /// A metric: name, labels, value.
 type Metric = (String, Vec<(String, String)>, DebugValue);
 
-fn counter(
-    snapshot: &[Metric],
-    name: &str,
-    outcome: Option<&str>,
-) -> u64 {
+fn counter(snapshot: &[Metric], name: &str, outcome: Option<&str>) -> u64 {
     snapshot
         .iter()
         .filter(|(n, labels, _)| {
