@@ -1,0 +1,147 @@
+//! A cached value with its own timestamps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use buttress_core::time::Instant;
+
+/// A tag an entry carries, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
+pub type Tag = Arc<str>;
+
+/// One cached value and everything needed to judge it: when it stops being
+/// fresh, how long it may still be served stale, how long it took to load.
+///
+/// The timestamps are absolute instants of tokio's clock
+/// ([`buttress_core::time::Instant`]), so every store judges an entry the
+/// same way and paused-time tests drive freshness. Stores keep entries as
+/// `Arc<Entry<V>>`: a hit clones the `Arc` and then the value (make `V` an
+/// `Arc<T>`, `Bytes` or another cheap clone).
+///
+/// The life of an entry, for `now`:
+///
+/// - `now < fresh_until`: fresh, served as is (XFetch may refresh it early);
+/// - `fresh_until <= now < revalidate_until`: stale, served while one
+///   background refresh runs (stale-while-revalidate);
+/// - `revalidate_until <= now < stale_until`: served only if the backend
+///   fails (stale-if-error);
+/// - `stale_until <= now`: never served.
+#[derive(Debug)]
+pub struct Entry<V> {
+    value: V,
+    fresh_until: Instant,
+    revalidate_until: Instant,
+    stale_until: Instant,
+    load_time: Duration,
+    weight: u32,
+    version: u64,
+    negative: bool,
+    tags: Box<[Tag]>,
+}
+
+impl<V> Entry<V> {
+    /// An entry fresh until `fresh_until`, servable (on error) until
+    /// `stale_until`. The bounds are put in order:
+    /// `fresh_until <= revalidate_until <= stale_until`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        value: V,
+        fresh_until: Instant,
+        revalidate_until: Instant,
+        stale_until: Instant,
+        load_time: Duration,
+        weight: u32,
+        version: u64,
+        negative: bool,
+        tags: Box<[Tag]>,
+    ) -> Self {
+        let revalidate_until = revalidate_until.max(fresh_until);
+        let stale_until = stale_until.max(revalidate_until);
+        Self {
+            value,
+            fresh_until,
+            revalidate_until,
+            stale_until,
+            load_time,
+            weight,
+            version,
+            negative,
+            tags,
+        }
+    }
+
+    /// A plain entry, fresh for `ttl` from now and never stale: for filling a
+    /// store by hand (tests, warming from a snapshot).
+    pub fn fresh_for(value: V, ttl: Duration) -> Self {
+        let until = Instant::now() + ttl;
+        Self::new(
+            value,
+            until,
+            until,
+            until,
+            Duration::ZERO,
+            1,
+            0,
+            false,
+            Box::new([]),
+        )
+    }
+
+    /// The value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// Until when the value is fresh.
+    pub fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
+
+    /// Until when a stale value is served while a refresh runs.
+    pub fn revalidate_until(&self) -> Instant {
+        self.revalidate_until
+    }
+
+    /// The hard bound: the value is never served from this instant on.
+    pub fn stale_until(&self) -> Instant {
+        self.stale_until
+    }
+
+    /// How long the load that produced the value took (XFetch's δ).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// The weight the layer's weigher gave the entry (bytes, by default an
+    /// estimate); stores bound their size by it.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// A number unique to this write (refreshes compare it to drop a result
+    /// when the entry changed meanwhile).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether this is a negative entry (a cached "not found").
+    pub fn is_negative(&self) -> bool {
+        self.negative
+    }
+
+    /// The tags the response declared.
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
+    /// Whether the entry may be served at `now` at all.
+    #[inline]
+    pub fn is_servable(&self, now: Instant) -> bool {
+        now < self.stale_until
+    }
+
+    /// Whether the entry is fresh at `now`.
+    #[inline]
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+}
