@@ -425,14 +425,16 @@ where
         })
     }
 
-    /// Writes a loaded value, unless the policy, the weight bound, an
+    /// Writes a loaded value (fresh for its TTL from `started`), unless the policy, the weight bound, an
     /// invalidation since `epoch0`, or (for a refresh) a change of the
     /// entry since it was read says not to.
+    #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
         key: K,
         value: V,
         verdict: Verdict,
+        started: Instant,
         load_time: Duration,
         epoch0: u64,
         expect_version: Option<u64>,
@@ -452,8 +454,9 @@ where
         } else {
             self.cfg.ttl
         });
-        let now = Instant::now();
-        let fresh_until = now + self.jittered(base);
+        // The TTL counts from when the backend was asked: the value is at
+        // most that fresh (as RFC 9111 counts age from the request).
+        let fresh_until = started + self.jittered(base);
         let (revalidate_until, stale_until) = if negative {
             (fresh_until, fresh_until)
         } else {
@@ -544,6 +547,7 @@ where
                     key,
                     value.clone(),
                     verdict,
+                    start,
                     load_time,
                     epoch0,
                     expect_version,

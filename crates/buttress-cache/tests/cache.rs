@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
 use buttress_cache::{
-    Builder, Cache, CacheLayer, CacheService, CoalescedError, ConfigError, Entry, Invalidation,
-    InvalidateLayer, Verdict,
+    Builder, Cache, CacheLayer, CacheService, CoalescedError, ConfigError, Entry, InvalidateLayer,
+    Invalidation, Verdict,
 };
 use buttress_core::time::Instant;
 use common::{Answer, Backend};
@@ -17,6 +17,7 @@ use tokio::time::advance;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 
 type Quick = QuickCacheStore<u64, Answer>;
+type Svc = CacheService<Backend, u64, Answer, Quick, fn(&u64) -> Option<u64>>;
 
 fn by_key(k: &u64) -> Option<u64> {
     Some(*k)
@@ -30,10 +31,7 @@ fn builder() -> Builder<u64, Answer, Quick> {
         .seed(1)
 }
 
-fn layer(
-    cache: &Cache<u64, Answer, Quick>,
-    backend: &Backend,
-) -> CacheService<Backend, u64, Answer, Quick, fn(&u64) -> Option<u64>> {
+fn layer(cache: &Cache<u64, Answer, Quick>, backend: &Backend) -> Svc {
     CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>).layer(backend.clone())
 }
 
@@ -59,7 +57,9 @@ async fn a_hit_is_served_without_calling_or_readying_the_backend() {
 
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
     assert_eq!(backend.started(), 1);
-    let polls = backend.ready_polls.load(std::sync::atomic::Ordering::SeqCst);
+    let polls = backend
+        .ready_polls
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(polls, 1, "a miss readies the backend once");
 
     backend.set_version(5);
@@ -68,7 +68,9 @@ async fn a_hit_is_served_without_calling_or_readying_the_backend() {
     }
     assert_eq!(backend.started(), 1);
     assert_eq!(
-        backend.ready_polls.load(std::sync::atomic::Ordering::SeqCst),
+        backend
+            .ready_polls
+            .load(std::sync::atomic::Ordering::SeqCst),
         polls,
         "a hit never polls the inner service's readiness"
     );
@@ -128,7 +130,10 @@ async fn ttl_jitter_spreads_expiry_within_its_bounds() {
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     assert!(min >= 90.0 && max <= 110.0, "ttl·(1 ± 0.1): {min}..{max}");
-    assert!(min < 91.0 && max > 109.0, "jitter uses its whole range: {min}..{max}");
+    assert!(
+        min < 91.0 && max > 109.0,
+        "jitter uses its whole range: {min}..{max}"
+    );
     let mean = ttls.iter().sum::<f64>() / ttls.len() as f64;
     assert!((mean - 100.0).abs() < 1.0, "centred on the ttl: {mean}");
 }
@@ -152,7 +157,11 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     }
     assert_eq!(Instant::now(), before, "nobody waited for the backend");
     settle().await;
-    assert_eq!(backend.started(), 2, "one background refresh for five stale reads");
+    assert_eq!(
+        backend.started(),
+        2,
+        "one background refresh for five stale reads"
+    );
 
     advance(Duration::from_secs(1)).await;
     settle().await;
@@ -187,7 +196,10 @@ async fn a_refresh_is_dropped_when_the_entry_changed_meanwhile() {
     // Someone writes the entry while the refresh runs.
     cache
         .store()
-        .put(1, Arc::new(Entry::fresh_for((1, 99), Duration::from_secs(60))))
+        .put(
+            1,
+            Arc::new(Entry::fresh_for((1, 99), Duration::from_secs(60))),
+        )
         .await;
     advance(Duration::from_secs(1)).await;
     settle().await;
@@ -213,13 +225,20 @@ async fn stale_if_error_serves_stale_up_to_its_bound_and_never_caches_the_error(
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
     advance(Duration::from_secs(1)).await; // t = 70 s: the bound
     let err = get(&svc, 1).await.unwrap_err();
-    assert!(err.downcast_ref::<io::Error>().is_some(), "the backend's own error: {err}");
+    assert!(
+        err.downcast_ref::<io::Error>().is_some(),
+        "the backend's own error: {err}"
+    );
     let stats = cache.stats();
     assert_eq!((stats.stale_if_error, stats.load_failures), (2, 3));
 
     backend.set_failing(false);
     backend.set_version(7);
-    assert_eq!(get(&svc, 1).await.unwrap(), (1, 7), "the error was not cached");
+    assert_eq!(
+        get(&svc, 1).await.unwrap(),
+        (1, 7),
+        "the error was not cached"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -235,7 +254,9 @@ async fn xfetch_refreshes_hot_keys_early_so_steady_load_never_misses() {
     let svc = layer(&cache, &backend);
     let keys = 10u64;
     // Loaded together, so every key starts with a full TTL.
-    let loads: Vec<_> = (0..keys).map(|k| tokio::spawn(svc.clone().oneshot(k))).collect();
+    let loads: Vec<_> = (0..keys)
+        .map(|k| tokio::spawn(svc.clone().oneshot(k)))
+        .collect();
     for load in loads {
         load.await.unwrap().unwrap();
     }
@@ -260,7 +281,10 @@ async fn xfetch_refreshes_hot_keys_early_so_steady_load_never_misses() {
     // about δ·ln(100 reads/s) ≈ 4.6 s early and takes 1 s, so a window is
     // ≈ 6.4 s, about 16 refreshes per key over 100 s.
     let per_key = stats.refreshes as f64 / keys as f64;
-    assert!((9.0..=25.0).contains(&per_key), "refreshes per key: {per_key}");
+    assert!(
+        (9.0..=25.0).contains(&per_key),
+        "refreshes per key: {per_key}"
+    );
     assert!(seen_versions.len() > 10, "refreshed values were served");
 }
 
@@ -274,7 +298,13 @@ async fn negative_answers_are_cached_for_their_own_short_ttl() {
         .unwrap();
     // Version 0 means "not found".
     let svc = CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>)
-        .policy(|a: &Answer| if a.1 == 0 { Verdict::negative() } else { Verdict::cache() })
+        .policy(|a: &Answer| {
+            if a.1 == 0 {
+                Verdict::negative()
+            } else {
+                Verdict::cache()
+            }
+        })
         .layer(backend.clone());
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
     assert!(cache.peek(&1).unwrap().is_negative());
@@ -293,7 +323,13 @@ async fn a_policy_can_refuse_to_cache() {
     let backend = Backend::default();
     let cache = builder().build().unwrap();
     let svc = CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>)
-        .policy(|a: &Answer| if a.0 == 13 { Verdict::skip() } else { Verdict::cache() })
+        .policy(|a: &Answer| {
+            if a.0 == 13 {
+                Verdict::skip()
+            } else {
+                Verdict::cache()
+            }
+        })
         .layer(backend.clone());
     get(&svc, 13).await.unwrap();
     get(&svc, 13).await.unwrap();
@@ -340,7 +376,10 @@ async fn a_stampede_survives_its_leader_being_cancelled() {
         assert_eq!(task.await.unwrap().unwrap(), (7, 0), "nobody hangs");
     }
     assert_eq!(backend.started(), 2, "the cancelled call and one takeover");
-    assert_eq!(backend.finished.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        backend.finished.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -370,7 +409,9 @@ async fn invalidation_by_key_tag_and_predicate() {
     let backend = Backend::default();
     let cache = builder().build().unwrap();
     let svc = CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>)
-        .policy(|a: &Answer| Verdict::cache().tag(if a.0 % 2 == 0 { "even" } else { "odd" }))
+        .policy(|a: &Answer| {
+            Verdict::cache().tag(if a.0.is_multiple_of(2) { "even" } else { "odd" })
+        })
         .layer(backend.clone());
     for k in 1..=6 {
         get(&svc, k).await.unwrap();
@@ -400,9 +441,22 @@ async fn a_load_in_flight_during_an_invalidation_is_not_written() {
     }
     cache.invalidate(&5).await;
     backend.set_version(1);
+    advance(Duration::from_millis(500)).await;
     let after = tokio::spawn(svc.clone().oneshot(5));
-    assert_eq!(before.await.unwrap().unwrap(), (5, 0), "its caller is answered");
-    assert_eq!(after.await.unwrap().unwrap(), (5, 1), "a later request did not join it");
+    assert_eq!(
+        before.await.unwrap().unwrap(),
+        (5, 0),
+        "its caller is answered"
+    );
+    assert!(
+        cache.peek(&5).is_none(),
+        "the load that raced the invalidation did not write"
+    );
+    assert_eq!(
+        after.await.unwrap().unwrap(),
+        (5, 1),
+        "a later request did not join it"
+    );
     assert_eq!(backend.started(), 2);
     assert_eq!(cache.peek(&5).unwrap().value(), &(5, 1));
 }
@@ -418,7 +472,11 @@ async fn the_invalidate_layer_drops_keys_after_a_successful_write_only() {
         service_fn(move |_: (u64, &'static str)| {
             let failed = fail.load(std::sync::atomic::Ordering::SeqCst);
             async move {
-                if failed { Err(io::Error::other("write failed")) } else { Ok(()) }
+                if failed {
+                    Err(io::Error::other("write failed"))
+                } else {
+                    Ok(())
+                }
             }
         })
     };
@@ -429,7 +487,10 @@ async fn the_invalidate_layer_drops_keys_after_a_successful_write_only() {
     get(&read, 1).await.unwrap();
     fail.store(true, std::sync::atomic::Ordering::SeqCst);
     write.clone().oneshot((1, "x")).await.unwrap_err();
-    assert!(cache.peek(&1).is_some(), "a failed write invalidates nothing");
+    assert!(
+        cache.peek(&1).is_some(),
+        "a failed write invalidates nothing"
+    );
     fail.store(false, std::sync::atomic::Ordering::SeqCst);
     write.clone().oneshot((1, "x")).await.unwrap();
     assert!(cache.peek(&1).is_none());
@@ -443,8 +504,8 @@ async fn requests_without_a_key_bypass_and_oversized_values_are_not_cached() {
         .weigher(|k: &u64, _: &Answer| if *k == 9 { 1_000 } else { 10 })
         .build()
         .unwrap();
-    let svc = CacheLayer::new(cache.clone(), |k: &u64| (*k != 0).then_some(*k))
-        .layer(backend.clone());
+    let svc =
+        CacheLayer::new(cache.clone(), |k: &u64| (*k != 0).then_some(*k)).layer(backend.clone());
     get(&svc, 0).await.unwrap();
     get(&svc, 0).await.unwrap();
     get(&svc, 9).await.unwrap();
@@ -463,7 +524,12 @@ async fn warming_loads_every_key_with_bounded_concurrency() {
     let svc = layer(&cache, &backend);
     let report = svc.warm(0..100u64, 8).await;
     assert_eq!((report.loaded, report.failed), (100, 0));
-    assert_eq!(backend.max_running.load(std::sync::atomic::Ordering::SeqCst), 8);
+    assert_eq!(
+        backend
+            .max_running
+            .load(std::sync::atomic::Ordering::SeqCst),
+        8
+    );
     for k in 0..100 {
         assert!(cache.peek(&k).is_some());
     }
@@ -475,11 +541,28 @@ fn build_names_the_bad_field() {
     assert_eq!(err, ConfigError::ZeroDuration { field: "ttl" });
     assert!(err.to_string().contains("`ttl`"));
     let err = builder().ttl_jitter(1.0).build().unwrap_err();
-    assert!(matches!(err, ConfigError::OutOfRange { field: "ttl_jitter", .. }));
+    assert!(matches!(
+        err,
+        ConfigError::OutOfRange {
+            field: "ttl_jitter",
+            ..
+        }
+    ));
     let err = builder().xfetch_beta(Some(f64::NAN)).build().unwrap_err();
-    assert!(matches!(err, ConfigError::OutOfRange { field: "xfetch_beta", .. }));
+    assert!(matches!(
+        err,
+        ConfigError::OutOfRange {
+            field: "xfetch_beta",
+            ..
+        }
+    ));
     let err = builder().negative_ttl(Duration::ZERO).build().unwrap_err();
-    assert_eq!(err, ConfigError::ZeroDuration { field: "negative_ttl" });
+    assert_eq!(
+        err,
+        ConfigError::ZeroDuration {
+            field: "negative_ttl"
+        }
+    );
 }
 
 #[test]
@@ -487,7 +570,7 @@ fn services_futures_and_handles_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
     send_sync::<Cache<u64, Answer, Quick>>();
-    send_sync::<CacheService<Backend, u64, Answer, Quick, fn(&u64) -> Option<u64>>>();
+    send_sync::<Svc>();
     send::<buttress_cache::future::ResponseFuture<Answer>>();
     #[cfg(feature = "moka")]
     send_sync::<Cache<u64, Answer, buttress_cache::store::MokaStore<u64, Answer>>>();
