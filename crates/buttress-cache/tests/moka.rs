@@ -58,5 +58,9 @@ async fn moka_is_bounded_by_bytes_and_counts_size_evictions() {
     }
     cache.store().inner().run_pending_tasks().await;
     assert!(cache.store().weighted_size() <= 20_000);
-    assert!(cache.stats().evictions.size >= 80, "{:?}", cache.stats().evictions);
+    assert!(
+        cache.stats().evictions.size >= 80,
+        "{:?}",
+        cache.stats().evictions
+    );
 }
