@@ -82,7 +82,7 @@ impl<K, V, St: fmt::Debug> fmt::Debug for Builder<K, V, St> {
 impl<K, V, St> Builder<K, V, St>
 where
     K: Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
     St: Store<K, V>,
 {
     pub(crate) fn new(store: St) -> Self {

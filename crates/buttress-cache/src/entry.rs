@@ -1,21 +1,21 @@
 //! A cached value with its own timestamps.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use buttress_core::time::Instant;
 
-/// A tag an entry carries, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
-pub type Tag = Arc<str>;
+/// A tag a response declares, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
+pub type Tag = std::sync::Arc<str>;
 
 /// One cached value and everything needed to judge it: when it stops being
 /// fresh, how long it may still be served stale, how long it took to load.
 ///
 /// The timestamps are absolute instants of tokio's clock
 /// ([`buttress_core::time::Instant`]), so every store judges an entry the
-/// same way and paused-time tests drive freshness. Stores keep entries as
-/// `Arc<Entry<V>>`: a hit clones the `Arc` and then the value (make `V` an
-/// `Arc<T>`, `Bytes` or another cheap clone).
+/// same way and paused-time tests drive freshness. Stores hold entries by
+/// value and a hit clones one: a few instants and the value, so make `V`
+/// an `Arc<T>`, `Bytes` or another cheap clone. (Tags live in the cache's
+/// tag index, not in the entry, so that cloning one never allocates.)
 ///
 /// The life of an entry, for `now`:
 ///
@@ -25,17 +25,17 @@ pub type Tag = Arc<str>;
 /// - `revalidate_until <= now < stale_until`: served only if the backend
 ///   fails (stale-if-error);
 /// - `stale_until <= now`: never served.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Entry<V> {
     value: V,
     fresh_until: Instant,
     revalidate_until: Instant,
     stale_until: Instant,
+    early_from: Instant,
     load_time: Duration,
     weight: u32,
     version: u64,
     negative: bool,
-    tags: Box<[Tag]>,
 }
 
 impl<V> Entry<V> {
@@ -48,11 +48,11 @@ impl<V> Entry<V> {
         fresh_until: Instant,
         revalidate_until: Instant,
         stale_until: Instant,
+        early_from: Instant,
         load_time: Duration,
         weight: u32,
         version: u64,
         negative: bool,
-        tags: Box<[Tag]>,
     ) -> Self {
         let revalidate_until = revalidate_until.max(fresh_until);
         let stale_until = stale_until.max(revalidate_until);
@@ -61,11 +61,11 @@ impl<V> Entry<V> {
             fresh_until,
             revalidate_until,
             stale_until,
+            early_from: early_from.min(fresh_until),
             load_time,
             weight,
             version,
             negative,
-            tags,
         }
     }
 
@@ -78,11 +78,11 @@ impl<V> Entry<V> {
             until,
             until,
             until,
+            until,
             Duration::ZERO,
             1,
             0,
             false,
-            Box::new([]),
         )
     }
 
@@ -128,9 +128,10 @@ impl<V> Entry<V> {
         self.negative
     }
 
-    /// The tags the response declared.
-    pub fn tags(&self) -> &[Tag] {
-        &self.tags
+    /// From this instant on, a fresh hit may start an XFetch early refresh
+    /// (before it, the draw could never succeed, so none is made).
+    pub fn early_refresh_from(&self) -> Instant {
+        self.early_from
     }
 
     /// Whether the entry may be served at `now` at all.

@@ -20,7 +20,7 @@ use crate::entry::{Entry, Tag};
 use crate::error::CoalescedError;
 use crate::policy::{CachePolicy, Kind, Verdict};
 use crate::stats::{Counters, Metrics, Stats, bump};
-use crate::store::{SharedEntry, Store};
+use crate::store::Store;
 
 /// Epoch stripes: an invalidation of one key bumps one stripe, so only
 /// loads of keys on that stripe lose their write.
@@ -202,7 +202,7 @@ impl<K: Hash + Eq, V: Clone, St> Drop for Lead<K, V, St> {
 impl<K, V, St> Cache<K, V, St>
 where
     K: Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
     St: Store<K, V>,
 {
     /// A builder around `store` (the one required input besides the key
@@ -261,7 +261,7 @@ where
     /// The entry for `key` if the store can answer synchronously and the
     /// entry is still servable (fresh or stale), without counting a hit.
     #[must_use]
-    pub fn peek(&self, key: &K) -> Option<SharedEntry<V>> {
+    pub fn peek(&self, key: &K) -> Option<Entry<V>> {
         let now = Instant::now();
         self.shared
             .store
@@ -355,9 +355,31 @@ impl<K, V, St> Shared<K, V, St> {
         tracing::debug!(cache = %self.cfg.name, by, "cache invalidation");
     }
 
+    /// The instant from which XFetch may pick an entry fresh until
+    /// `fresh_until`: `37·δ·β` before it (`fresh_until` itself, so never,
+    /// when XFetch is off or δ is zero).
+    /// If that is before the clock's start, `started` (the load's start,
+    /// which every later read is after) stands in for it.
+    fn early_from(&self, started: Instant, fresh_until: Instant, load_time: Duration) -> Instant {
+        match self.cfg.xfetch_beta {
+            Some(beta) if !load_time.is_zero() => {
+                let window = load_time.mul_f64(beta * XFETCH_MAX_LN);
+                fresh_until
+                    .checked_sub(window)
+                    .unwrap_or(started)
+                    .max(started)
+            }
+            _ => fresh_until,
+        }
+    }
+
     /// Whether a fresh hit should start an XFetch early refresh.
     #[inline]
     pub(crate) fn xfetch_due(&self, entry: &Entry<V>, now: Instant) -> bool {
+        // One comparison on the common path: far from expiry, no draw.
+        if now < entry.early_refresh_from() {
+            return false;
+        }
         let Some(beta) = self.cfg.xfetch_beta else {
             return false;
         };
@@ -369,9 +391,6 @@ impl<K, V, St> Shared<K, V, St> {
             .fresh_until()
             .saturating_duration_since(now)
             .as_secs_f64();
-        if remaining > delta * XFETCH_MAX_LN {
-            return false;
-        }
         // U in (0, 1]: ln(U) is finite and <= 0.
         let u = self.rng.next_f64_nonzero();
         delta * -u.ln() >= remaining
@@ -466,6 +485,7 @@ where
                 fresh_until + swr.max(self.cfg.stale_if_error),
             )
         };
+        let early_from = self.early_from(started, fresh_until, load_time);
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let tags = verdict.tags;
         let _gate = self.gate.read().await;
@@ -497,13 +517,13 @@ where
             fresh_until,
             revalidate_until,
             stale_until,
+            early_from,
             load_time,
             weight,
             version,
             negative,
-            tags.into_boxed_slice(),
         );
-        self.store.put(key, Arc::new(entry)).await;
+        self.store.put(key, entry).await;
     }
 
     /// Leads one load: calls the backend, writes, hands the result to the
@@ -517,7 +537,7 @@ where
         req: Req,
         mut svc: S,
         policy: &P,
-        stale: Option<SharedEntry<V>>,
+        stale: Option<Entry<V>>,
         expect_version: Option<u64>,
     ) -> Result<V, BoxError>
     where
@@ -569,7 +589,7 @@ where
         }
     }
 
-    fn stale_on_error(&self, stale: Option<&SharedEntry<V>>) -> Option<V> {
+    fn stale_on_error(&self, stale: Option<&Entry<V>>) -> Option<V> {
         let entry = stale?;
         if entry.is_negative() || !entry.is_servable(Instant::now()) {
             return None;
@@ -588,7 +608,7 @@ where
         req: Req,
         svc: S,
         policy: P,
-        mut stale: Option<SharedEntry<V>>,
+        mut stale: Option<Entry<V>>,
         looked_up: bool,
     ) -> Result<V, BoxError>
     where
@@ -653,7 +673,7 @@ where
         req: Req,
         svc: S,
         policy: P,
-        entry: &SharedEntry<V>,
+        entry: &Entry<V>,
     ) -> Result<(), Req>
     where
         S: Service<Req, Response = V> + Send + 'static,
@@ -671,7 +691,7 @@ where
         bump(&self.counters.refreshes);
         self.metrics.refreshes.increment(1);
         let shared = Arc::clone(self);
-        let stale = Arc::clone(entry);
+        let stale = entry.clone();
         let expected = entry.version();
         runtime.spawn(async move {
             let _ = shared

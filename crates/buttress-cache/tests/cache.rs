@@ -196,10 +196,7 @@ async fn a_refresh_is_dropped_when_the_entry_changed_meanwhile() {
     // Someone writes the entry while the refresh runs.
     cache
         .store()
-        .put(
-            1,
-            Arc::new(Entry::fresh_for((1, 99), Duration::from_secs(60))),
-        )
+        .put(1, Entry::fresh_for((1, 99), Duration::from_secs(60)))
         .await;
     advance(Duration::from_secs(1)).await;
     settle().await;

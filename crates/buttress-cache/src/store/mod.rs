@@ -18,9 +18,6 @@ pub use self::moka::{MokaStore, MokaStoreBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "quick_cache")))]
 pub use self::quick::QuickCacheStore;
 
-/// A shared entry, as stores hold and return it.
-pub type SharedEntry<V> = Arc<Entry<V>>;
-
 /// Where entries live: the one storage abstraction of the cache.
 ///
 /// Every method is async so that a remote store (Redis) fits; in-process
@@ -35,22 +32,22 @@ pub type SharedEntry<V> = Arc<Entry<V>>;
 pub trait Store<K, V>: Send + Sync + 'static
 where
     K: Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// The entry for `key`, if any.
-    fn get(&self, key: &K) -> impl Future<Output = Option<SharedEntry<V>>> + Send;
+    fn get(&self, key: &K) -> impl Future<Output = Option<Entry<V>>> + Send;
 
     /// Synchronous lookup: `Some(answer)` when the store can answer without
     /// waiting (an in-process store), `None` to make the caller use
     /// [`get`](Self::get). The default answers `None`.
     #[inline]
-    fn try_get(&self, key: &K) -> Option<Option<SharedEntry<V>>> {
+    fn try_get(&self, key: &K) -> Option<Option<Entry<V>>> {
         let _ = key;
         None
     }
 
     /// Writes `entry` under `key`, replacing what was there.
-    fn put(&self, key: K, entry: SharedEntry<V>) -> impl Future<Output = ()> + Send;
+    fn put(&self, key: K, entry: Entry<V>) -> impl Future<Output = ()> + Send;
 
     /// Drops `key`. After the returned future completes, no `get` or
     /// `try_get` returns the dropped entry.
@@ -64,7 +61,7 @@ where
     ) -> impl Future<Output = ()> + Send;
 
     /// The entries for `keys`, in order. The default asks one by one.
-    fn get_many(&self, keys: &[K]) -> impl Future<Output = Vec<Option<SharedEntry<V>>>> + Send {
+    fn get_many(&self, keys: &[K]) -> impl Future<Output = Vec<Option<Entry<V>>>> + Send {
         async move {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
@@ -75,7 +72,7 @@ where
     }
 
     /// Writes every entry. The default writes one by one.
-    fn put_many(&self, entries: Vec<(K, SharedEntry<V>)>) -> impl Future<Output = ()> + Send {
+    fn put_many(&self, entries: Vec<(K, Entry<V>)>) -> impl Future<Output = ()> + Send {
         async move {
             for (key, entry) in entries {
                 self.put(key, entry).await;

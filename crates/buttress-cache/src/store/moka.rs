@@ -10,18 +10,18 @@ use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
-use super::{EvictionCounters, Evictions, SharedEntry, Store};
+use super::{EvictionCounters, Evictions, Store};
 use crate::entry::Entry;
 
 /// Expires an entry (in moka's own clock) when its `stale_until` passes:
 /// only a memory bound, the layer judges freshness itself.
 struct UntilStale;
 
-impl<K, V> Expiry<K, SharedEntry<V>> for UntilStale {
+impl<K, V> Expiry<K, Entry<V>> for UntilStale {
     fn expire_after_create(
         &self,
         _key: &K,
-        entry: &SharedEntry<V>,
+        entry: &Entry<V>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(
@@ -34,7 +34,7 @@ impl<K, V> Expiry<K, SharedEntry<V>> for UntilStale {
     fn expire_after_update(
         &self,
         _key: &K,
-        entry: &SharedEntry<V>,
+        entry: &Entry<V>,
         _updated_at: std::time::Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
@@ -80,14 +80,14 @@ impl MokaStoreBuilder {
     pub fn build<K, V>(self) -> MokaStore<K, V>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
-        V: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
     {
         let evictions = EvictionCounters::new(&self.name);
         let counters = Arc::clone(&evictions);
-        let inner: Cache<K, SharedEntry<V>> = Cache::builder()
+        let inner: Cache<K, Entry<V>> = Cache::builder()
             .name(&self.name)
             .max_capacity(self.max_bytes.max(1))
-            .weigher(|_k: &K, e: &SharedEntry<V>| e.weight().max(1))
+            .weigher(|_k: &K, e: &Entry<V>| e.weight().max(1))
             .expire_after(UntilStale)
             .eviction_listener(move |_k, _v, cause| match cause {
                 RemovalCause::Size => counters.size(),
@@ -139,7 +139,7 @@ impl MokaStoreBuilder {
 ///
 /// Clones share the same cache.
 pub struct MokaStore<K, V> {
-    inner: Cache<K, SharedEntry<V>>,
+    inner: Cache<K, Entry<V>>,
     evictions: Arc<EvictionCounters>,
     _alive: Arc<()>,
 }
@@ -178,7 +178,7 @@ impl MokaStore<(), ()> {
 impl<K, V> MokaStore<K, V>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// A store holding at most `max_bytes` of entries, with every default
     /// of [`MokaStoreBuilder`].
@@ -189,7 +189,7 @@ where
 
     /// The moka cache underneath (for `run_pending_tasks`, statistics).
     #[must_use]
-    pub fn inner(&self) -> &Cache<K, SharedEntry<V>> {
+    pub fn inner(&self) -> &Cache<K, Entry<V>> {
         &self.inner
     }
 }
@@ -197,14 +197,14 @@ where
 impl<K, V> Store<K, V> for MokaStore<K, V>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
-    async fn get(&self, key: &K) -> Option<SharedEntry<V>> {
+    async fn get(&self, key: &K) -> Option<Entry<V>> {
         self.inner.get(key).await
     }
 
     #[inline]
-    fn try_get(&self, key: &K) -> Option<Option<SharedEntry<V>>> {
+    fn try_get(&self, key: &K) -> Option<Option<Entry<V>>> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let fut = std::pin::pin!(self.inner.get(key));
         match fut.poll(&mut cx) {
@@ -213,7 +213,7 @@ where
         }
     }
 
-    async fn put(&self, key: K, entry: SharedEntry<V>) {
+    async fn put(&self, key: K, entry: Entry<V>) {
         self.inner.insert(key, entry).await;
     }
 

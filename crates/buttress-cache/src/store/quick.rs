@@ -7,15 +7,15 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
-use super::{EvictionCounters, Evictions, SharedEntry, Store};
+use super::{EvictionCounters, Evictions, Store};
 use crate::entry::Entry;
 
 #[derive(Clone, Copy, Debug)]
 struct EntryWeight;
 
-impl<K, V> Weighter<K, SharedEntry<V>> for EntryWeight {
+impl<K, V> Weighter<K, Entry<V>> for EntryWeight {
     #[inline]
-    fn weight(&self, _key: &K, entry: &SharedEntry<V>) -> u64 {
+    fn weight(&self, _key: &K, entry: &Entry<V>) -> u64 {
         // Zero-weight items are never evicted by quick_cache: keep >= 1.
         u64::from(entry.weight().max(1))
     }
@@ -33,7 +33,7 @@ impl<K, V> Lifecycle<K, V> for CountEvictions {
     }
 }
 
-type Inner<K, V> = Cache<K, SharedEntry<V>, EntryWeight, DefaultHashBuilder, CountEvictions>;
+type Inner<K, V> = Cache<K, Entry<V>, EntryWeight, DefaultHashBuilder, CountEvictions>;
 
 /// An in-process store on [`quick_cache::sync::Cache`], bounded by the
 /// total weight of its entries (bytes, as the layer's weigher estimates
@@ -66,7 +66,7 @@ impl<K, V> Clone for QuickCacheStore<K, V> {
     }
 }
 
-impl<K: Eq + Hash, V> fmt::Debug for QuickCacheStore<K, V> {
+impl<K: Eq + Hash, V: Clone> fmt::Debug for QuickCacheStore<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QuickCacheStore")
             .field("capacity_bytes", &self.inner.capacity())
@@ -79,7 +79,7 @@ impl<K: Eq + Hash, V> fmt::Debug for QuickCacheStore<K, V> {
 impl<K, V> QuickCacheStore<K, V>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// A store holding at most `max_bytes` of entries (by weight), sized
     /// for about `estimated_entries` entries (quick_cache preallocates its
@@ -122,19 +122,19 @@ where
 impl<K, V> Store<K, V> for QuickCacheStore<K, V>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     #[inline]
-    async fn get(&self, key: &K) -> Option<SharedEntry<V>> {
+    async fn get(&self, key: &K) -> Option<Entry<V>> {
         self.inner.get(key)
     }
 
     #[inline]
-    fn try_get(&self, key: &K) -> Option<Option<SharedEntry<V>>> {
+    fn try_get(&self, key: &K) -> Option<Option<Entry<V>>> {
         Some(self.inner.get(key))
     }
 
-    async fn put(&self, key: K, entry: SharedEntry<V>) {
+    async fn put(&self, key: K, entry: Entry<V>) {
         self.inner.insert(key, entry);
     }
 
