@@ -91,6 +91,11 @@ impl<V> Entry<V> {
         &self.value
     }
 
+    /// The value, moved out.
+    pub fn into_value(self) -> V {
+        self.value
+    }
+
     /// Until when the value is fresh.
     pub fn fresh_until(&self) -> Instant {
         self.fresh_until

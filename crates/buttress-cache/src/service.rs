@@ -148,7 +148,7 @@ where
                             &entry,
                         );
                     }
-                    return ResponseFuture::ready(entry.value().clone());
+                    return ResponseFuture::ready(entry.into_value());
                 }
                 if now < entry.revalidate_until() {
                     match shared.refresh(
@@ -160,7 +160,7 @@ where
                     ) {
                         Ok(()) => {
                             shared.count_stale();
-                            return ResponseFuture::ready(entry.value().clone());
+                            return ResponseFuture::ready(entry.into_value());
                         }
                         // No runtime to refresh on: load now instead.
                         Err(given_back) => req = given_back,
