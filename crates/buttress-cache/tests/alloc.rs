@@ -37,17 +37,22 @@ fn hits_allocate_nothing() {
     for k in 0..100 {
         drive(&mut svc, k).unwrap(); // misses: load every key once
     }
-    let region = Region::new(GLOBAL);
-    for i in 0..10_000u64 {
-        assert_eq!(*drive(&mut svc, i % 100).unwrap(), i % 100);
-    }
-    let change = region.change();
-    assert_eq!(
-        (change.allocations, change.reallocations),
-        (0, 0),
-        "quick_cache hits allocated"
-    );
-    assert_eq!(quick.stats().hits, 10_000);
+    // The counter is global: libtest's main thread may allocate while a
+    // round runs (seen under heavy load). A hit path that allocated would
+    // show 10,000 or more in every round, so the fewest over five rounds
+    // is what the hit path costs.
+    let fewest = (0..5)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            for i in 0..10_000u64 {
+                assert_eq!(*drive(&mut svc, i % 100).unwrap(), i % 100);
+            }
+            let change = region.change();
+            change.allocations + change.reallocations
+        })
+        .min();
+    assert_eq!(fewest, Some(0), "quick_cache hits allocated");
+    assert_eq!(quick.stats().hits, 50_000);
 
     // A miss, for contrast, allocates (its boxed future, the entry).
     let region = Region::new(GLOBAL);
