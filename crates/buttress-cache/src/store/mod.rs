@@ -110,14 +110,17 @@ pub struct Evictions {
 
 /// Eviction counters a store updates from its listener, exported through
 /// `metrics` as `buttress_cache_evictions_total{store, cause}`.
+#[cfg_attr(not(any(feature = "moka", feature = "quick_cache")), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) struct EvictionCounters {
     size: AtomicU64,
     expired: AtomicU64,
     size_metric: metrics::Counter,
+    #[cfg_attr(not(feature = "moka"), allow(dead_code))]
     expired_metric: metrics::Counter,
 }
 
+#[cfg_attr(not(any(feature = "moka", feature = "quick_cache")), allow(dead_code))]
 impl EvictionCounters {
     pub(crate) fn new(store: &str) -> Arc<Self> {
         let label = store.to_owned();
@@ -134,6 +137,7 @@ impl EvictionCounters {
         self.size_metric.increment(1);
     }
 
+    #[cfg_attr(not(feature = "moka"), allow(dead_code))]
     pub(crate) fn expired(&self) {
         self.expired.fetch_add(1, Ordering::Relaxed);
         self.expired_metric.increment(1);
