@@ -4,6 +4,17 @@ use std::time::Duration;
 
 use buttress_core::time::Instant;
 
+/// The longest window an entry's instants are pushed out by (100 years):
+/// longer TTLs and stale windows are cut to it, so that no instant
+/// arithmetic can overflow at request time.
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + d`, with `d` cut to [`MAX_WINDOW`] (and `at` itself if even that
+/// overflows).
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(MAX_WINDOW)).unwrap_or(at)
+}
+
 /// A tag a response declares, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
 pub type Tag = std::sync::Arc<str>;
 
@@ -72,7 +83,7 @@ impl<V> Entry<V> {
     /// A plain entry, fresh for `ttl` from now and never stale: for filling a
     /// store by hand (tests, warming from a snapshot).
     pub fn fresh_for(value: V, ttl: Duration) -> Self {
-        let until = Instant::now() + ttl;
+        let until = later(Instant::now(), ttl);
         Self::new(
             value,
             until,

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 use crate::config::{Builder, Config};
-use crate::entry::{Entry, Tag};
+use crate::entry::{Entry, MAX_WINDOW, Tag, later};
 use crate::error::CoalescedError;
 use crate::policy::{CachePolicy, Kind, Verdict};
 use crate::stats::{Counters, Metrics, Stats, bump};
@@ -363,11 +363,15 @@ impl<K, V, St> Shared<K, V, St> {
     fn early_from(&self, started: Instant, fresh_until: Instant, load_time: Duration) -> Instant {
         match self.cfg.xfetch_beta {
             Some(beta) if !load_time.is_zero() => {
-                let window = load_time.mul_f64(beta * XFETCH_MAX_LN);
-                fresh_until
-                    .checked_sub(window)
-                    .unwrap_or(started)
-                    .max(started)
+                let secs = load_time.as_secs_f64() * beta * XFETCH_MAX_LN;
+                match Duration::try_from_secs_f64(secs) {
+                    Ok(window) => fresh_until
+                        .checked_sub(window)
+                        .unwrap_or(started)
+                        .max(started),
+                    // A window beyond any duration: eligible at once.
+                    Err(_) => started,
+                }
             }
             _ => fresh_until,
         }
@@ -419,7 +423,8 @@ impl<K, V, St> Shared<K, V, St> {
             return ttl;
         }
         let factor = 1.0 + j * (2.0 * self.rng.next_f64() - 1.0);
-        ttl.mul_f64(factor)
+        // factor is in [1 - j, 1 + j] with j < 1: positive and finite.
+        ttl.min(MAX_WINDOW).mul_f64(factor)
     }
 }
 
@@ -475,14 +480,14 @@ where
         });
         // The TTL counts from when the backend was asked: the value is at
         // most that fresh (as RFC 9111 counts age from the request).
-        let fresh_until = started + self.jittered(base);
+        let fresh_until = later(started, self.jittered(base));
         let (revalidate_until, stale_until) = if negative {
             (fresh_until, fresh_until)
         } else {
             let swr = self.cfg.stale_while_revalidate;
             (
-                fresh_until + swr,
-                fresh_until + swr.max(self.cfg.stale_if_error),
+                later(fresh_until, swr),
+                later(fresh_until, swr.max(self.cfg.stale_if_error)),
             )
         };
         let early_from = self.early_from(started, fresh_until, load_time);

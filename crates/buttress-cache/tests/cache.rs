@@ -572,3 +572,25 @@ fn services_futures_and_handles_are_send_and_sync() {
     #[cfg(feature = "moka")]
     send_sync::<Cache<u64, Answer, buttress_cache::store::MokaStore<u64, Answer>>>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn extreme_durations_never_panic_at_request_time() {
+    let backend = Backend::new(Duration::from_millis(5));
+    let cache = builder()
+        .ttl(Duration::MAX)
+        .ttl_jitter(0.5)
+        .stale_while_revalidate(Duration::MAX)
+        .stale_if_error(Duration::MAX)
+        .xfetch_beta(Some(1e300))
+        .build()
+        .unwrap();
+    let svc = CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>)
+        .policy(|a: &Answer| Verdict::cache_for(Duration::MAX).tag(format!("k{}", a.0)))
+        .layer(backend.clone());
+    for _ in 0..3 {
+        assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
+    }
+    settle().await;
+    let entry = cache.peek(&1).unwrap();
+    assert!(entry.fresh_until() > Instant::now() + Duration::from_secs(3600 * 24 * 365));
+}
