@@ -42,9 +42,11 @@
 //!   measured load time. `docs/cache.md` explains why quick_cache is the
 //!   default, with figures.
 //! - **Hits** are answered in `call`, without polling the inner service
-//!   (see [`CacheService`]'s *Readiness*), without allocating and without
-//!   boxing; the value is cloned, so make responses cheap to clone
-//!   (`Arc<T>`, `Bytes`).
+//!   (see [`CacheService`]'s *Readiness*) and without boxing; on
+//!   `QuickCacheStore` a hit allocates nothing (moka's read path allocates
+//!   now and then). The value is cloned, so make responses cheap to clone
+//!   (`Arc<T>`, `Bytes`). A hit reads tokio's clock once to judge
+//!   freshness.
 //! - **Coalescing**: concurrent misses on one key make one backend call;
 //!   every waiter gets its result. An error goes to every waiter (as a
 //!   [`CoalescedError`] when several waited) and is not cached. If the
