@@ -12,6 +12,7 @@
 //! compare another stack, add a function to `variants` and call it below.
 
 mod backend;
+mod cache;
 mod load;
 mod measure;
 mod report;
@@ -87,5 +88,6 @@ async fn main() -> Result<(), BoxError> {
         println!("{line}\n");
     }
     println!("{}", report::summary(&timeline, &runs));
+    println!("{}", cache::run().await?);
     Ok(())
 }

@@ -5,6 +5,9 @@ use tower_layer::Stack;
 #[cfg(feature = "breaker")]
 use buttress_breaker::{CircuitBreaker, CircuitBreakerLayer};
 
+#[cfg(feature = "cache")]
+use buttress_cache::{Cache, CacheLayer};
+
 mod sealed {
     pub trait Sealed {}
     impl<L> Sealed for tower::ServiceBuilder<L> {}
@@ -24,6 +27,36 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         breaker: CircuitBreaker,
     ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
+
+    /// Adds a read-through [`CacheLayer`] over `cache`, keyed by
+    /// `key_extractor` (a closure `Fn(&Req) -> Option<K>`; `None` bypasses
+    /// the cache), caching every success for the cache's TTL. For another
+    /// policy, use `.layer(CacheLayer::new(cache, key).policy(..))`.
+    ///
+    /// ```
+    /// use buttress::ServiceBuilderExt;
+    /// use buttress::cache::{Cache, store::QuickCacheStore};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let svc = ServiceBuilder::new()
+    ///     .cache(cache.clone(), |id: &u32| Some(*id))
+    ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
+    /// assert_eq!(svc.clone().oneshot(21).await?, 42);
+    /// assert_eq!(svc.oneshot(21).await?, 42);
+    /// assert_eq!(cache.stats().hits, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    fn cache<K, V, St, X>(
+        self,
+        cache: Cache<K, V, St>,
+        key_extractor: X,
+    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
@@ -33,5 +66,14 @@ impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
         breaker: CircuitBreaker,
     ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
         self.layer(CircuitBreakerLayer::new(breaker))
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache<K, V, St, X>(
+        self,
+        cache: Cache<K, V, St>,
+        key_extractor: X,
+    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>> {
+        self.layer(CacheLayer::new(cache, key_extractor))
     }
 }

@@ -27,6 +27,8 @@
 //! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
 //! | `grpc` | gRPC status classification |
 //! | `keyed` | a breaker per host, route or tenant |
+//! | `cache` | [`cache`]: the read-through cache (quick_cache store) |
+//! | `moka` | the cache's `MokaStore` |
 //! | `full` | all of the above |
 //!
 //! [tower]: https://docs.rs/tower
@@ -39,6 +41,11 @@ pub use buttress_core::BoxError;
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use buttress_breaker as breaker;
+
+/// The read-through cache: see [`buttress_cache`].
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use buttress_cache as cache;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;
