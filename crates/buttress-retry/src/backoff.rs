@@ -200,7 +200,11 @@ mod tests {
         let mut want = ms(&[200, 350, 575]);
         want.extend([Duration::from_micros(912_500), Duration::from_secs(1)]);
         assert_eq!(
-            seq(&schedule(BackoffKind::Exponential, Jitter::Decorrelated), &half, 5),
+            seq(
+                &schedule(BackoffKind::Exponential, Jitter::Decorrelated),
+                &half,
+                5
+            ),
             want
         );
         // The extreme draws stay within [0, cap].

@@ -135,7 +135,7 @@ impl RetryBudget {
         let inner = &*self.inner;
         let epoch = inner.epoch.load(Ordering::Relaxed);
         let count = inner.add(&inner.deposits, epoch);
-        if count % REFRESH_EVERY == 0 {
+        if count.is_multiple_of(REFRESH_EVERY) {
             inner.refresh();
         }
     }
@@ -203,7 +203,8 @@ impl Inner {
                     return COUNT_MASK; // saturated: 4 billion in one slot
                 }
                 word + 1
-            } else if (word >> 32) > (epoch & COUNT_MASK) && (word >> 32) - (epoch & COUNT_MASK) < (1 << 31)
+            } else if (word >> 32) > (epoch & COUNT_MASK)
+                && (word >> 32) - (epoch & COUNT_MASK) < (1 << 31)
             {
                 // A newer epoch already owns this slot: count there.
                 return self.add(slots, word >> 32);
@@ -480,6 +481,9 @@ mod tests {
             field(BudgetBuilder::new().ttl(Duration::from_millis(999))),
             "ttl"
         );
-        assert_eq!(field(BudgetBuilder::new().ttl(Duration::from_secs(61))), "ttl");
+        assert_eq!(
+            field(BudgetBuilder::new().ttl(Duration::from_secs(61))),
+            "ttl"
+        );
     }
 }

@@ -47,7 +47,11 @@ impl BudgetExhausted {
 
 impl fmt::Display for BudgetExhausted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "retry budget exhausted; last attempt failed: {}", self.last)
+        write!(
+            f,
+            "retry budget exhausted; last attempt failed: {}",
+            self.last
+        )
     }
 }
 

@@ -290,7 +290,10 @@ impl<C, R> Builder<C, R> {
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
             return Err(ConfigError::new(
                 "max_attempts",
-                format!("must be within 1..={MAX_ATTEMPTS}, got {}", self.max_attempts),
+                format!(
+                    "must be within 1..={MAX_ATTEMPTS}, got {}",
+                    self.max_attempts
+                ),
             ));
         }
         if self.cap < self.base {
@@ -302,7 +305,8 @@ impl<C, R> Builder<C, R> {
                 ),
             ));
         }
-        if self.base.is_zero() && matches!(self.jitter, Jitter::Decorrelated | Jitter::DecorrelatedV2)
+        if self.base.is_zero()
+            && matches!(self.jitter, Jitter::Decorrelated | Jitter::DecorrelatedV2)
         {
             return Err(ConfigError::new(
                 "base_delay",
@@ -523,7 +527,10 @@ impl<C, R> RetryPolicy<C, R> {
     }
 
     fn count_deadline_stop(&self) {
-        self.shared.stats.deadline_stops.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .deadline_stops
+            .fetch_add(1, Ordering::Relaxed);
         self.shared.telemetry.deadline_stops.increment(1);
     }
 

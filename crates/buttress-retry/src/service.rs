@@ -140,9 +140,8 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<
-        tower::retry::future::ResponseFuture<RetryPolicy<C, R>, BoxErrors<S>, Req>,
-    >;
+    type Future =
+        ResponseFuture<tower::retry::future::ResponseFuture<RetryPolicy<C, R>, BoxErrors<S>, Req>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {

@@ -121,7 +121,11 @@ async fn extra_load_stays_within_the_hedge_budget() {
     let backend = service_fn(move |i: u32| {
         c.fetch_add(1, Ordering::Relaxed);
         async move {
-            let ms = if i % 10 == 0 { 500 } else { 10 + u64::from(i % 7) };
+            let ms = if i.is_multiple_of(10) {
+                500
+            } else {
+                10 + u64::from(i % 7)
+            };
             sleep(Duration::from_millis(ms)).await;
             Ok::<_, &'static str>(i)
         }
@@ -167,8 +171,8 @@ fn hedge_services_and_futures_are_send() {
     let _g = rt.enter();
     let policy = HedgePolicy::builder().build().unwrap();
     send_sync(&policy);
-    let mut svc = HedgeLayer::new(policy)
-        .layer(service_fn(|_: ()| async { Ok::<_, &'static str>(()) }));
+    let mut svc =
+        HedgeLayer::new(policy).layer(service_fn(|_: ()| async { Ok::<_, &'static str>(()) }));
     send_sync(&svc);
     let fut = svc.call(());
     send(&fut);
@@ -177,14 +181,28 @@ fn hedge_services_and_futures_are_send() {
 #[test]
 fn rejects_bad_settings_by_name() {
     let field = |r: Result<HedgePolicy, buttress_retry::ConfigError>| r.unwrap_err().field();
-    assert_eq!(field(HedgePolicy::builder().max_hedges(0).build()), "max_hedges");
-    assert_eq!(field(HedgePolicy::builder().max_hedges(17).build()), "max_hedges");
     assert_eq!(
-        field(HedgePolicy::builder().delay(HedgeDelay::Percentile(101.0)).build()),
+        field(HedgePolicy::builder().max_hedges(0).build()),
+        "max_hedges"
+    );
+    assert_eq!(
+        field(HedgePolicy::builder().max_hedges(17).build()),
+        "max_hedges"
+    );
+    assert_eq!(
+        field(
+            HedgePolicy::builder()
+                .delay(HedgeDelay::Percentile(101.0))
+                .build()
+        ),
         "delay"
     );
     assert_eq!(
-        field(HedgePolicy::builder().delay(HedgeDelay::Fixed(Duration::ZERO)).build()),
+        field(
+            HedgePolicy::builder()
+                .delay(HedgeDelay::Fixed(Duration::ZERO))
+                .build()
+        ),
         "delay"
     );
 }

@@ -72,7 +72,12 @@ where
                 .get("grpc-timeout")
                 .map(|v| v.to_str().unwrap().to_owned());
             let at = Instant::now();
-            let body = req.into_body().collect().await.map_err(Into::into)?.to_bytes();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map_err(Into::into)?
+                .to_bytes();
             let n = {
                 let mut l = log.lock().unwrap();
                 l.push(Seen {
@@ -102,8 +107,11 @@ fn http_policy() -> buttress_retry::Builder<HttpClassifier, HttpReplay> {
 #[tokio::test(start_paused = true)]
 async fn a_post_is_sent_exactly_once() {
     let log = Log::default();
-    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(log.clone(), |_| status(503)));
-    let post = Request::post("http://svc/pay").body(ReplayBody::new(Full::new(Bytes::from_static(b"{}")))).unwrap();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let post = Request::post("http://svc/pay")
+        .body(ReplayBody::new(Full::new(Bytes::from_static(b"{}"))))
+        .unwrap();
     assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), 503);
     assert_eq!(log.lock().unwrap().len(), 1);
 
@@ -121,19 +129,38 @@ async fn a_post_is_sent_exactly_once() {
 
 #[tokio::test(start_paused = true)]
 async fn only_retryable_statuses_are_retried() {
-    for (code, attempts) in [(200, 1), (404, 1), (500, 1), (501, 1), (429, 3), (502, 3), (503, 3), (504, 3)] {
+    for (code, attempts) in [
+        (200, 1),
+        (404, 1),
+        (500, 1),
+        (501, 1),
+        (429, 3),
+        (502, 3),
+        (503, 3),
+        (504, 3),
+    ] {
         let log = Log::default();
-        let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(log.clone(), match code {
-            200 => |_| status(200),
-            404 => |_| status(404),
-            500 => |_| status(500),
-            501 => |_| status(501),
-            429 => |_| status(429),
-            502 => |_| status(502),
-            503 => |_| status(503),
-            _ => |_| status(504),
-        }));
-        let res = svc.oneshot(Request::get("http://svc/").body(ReplayBody::new(String::new())).unwrap()).await.unwrap();
+        let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(
+            log.clone(),
+            match code {
+                200 => |_| status(200),
+                404 => |_| status(404),
+                500 => |_| status(500),
+                501 => |_| status(501),
+                429 => |_| status(429),
+                502 => |_| status(502),
+                503 => |_| status(503),
+                _ => |_| status(504),
+            },
+        ));
+        let res = svc
+            .oneshot(
+                Request::get("http://svc/")
+                    .body(ReplayBody::new(String::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         assert_eq!(res.status().as_u16(), code);
         assert_eq!(log.lock().unwrap().len(), attempts, "{code}");
     }
@@ -146,8 +173,11 @@ async fn a_body_over_the_cap_is_sent_once_and_whole() {
 
     // 4 KiB streamed through a 1 KiB cap: sent once, whole.
     let log = Log::default();
-    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(log.clone(), |_| status(503)));
-    let req = Request::put("http://svc/blob").body(ReplayBody::with_cap(Chunks(chunks.clone()), 1024)).unwrap();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let req = Request::put("http://svc/blob")
+        .body(ReplayBody::with_cap(Chunks(chunks.clone()), 1024))
+        .unwrap();
     assert_eq!(svc.oneshot(req).await.unwrap().status(), 503);
     let l = log.lock().unwrap().clone();
     assert_eq!(l.len(), 1);
@@ -155,17 +185,23 @@ async fn a_body_over_the_cap_is_sent_once_and_whole() {
 
     // A known size over the cap is not even buffered.
     let log = Log::default();
-    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(log.clone(), |_| status(503)));
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
     let big = ReplayBody::with_cap(Full::new(Bytes::from(whole.clone())), 1024);
     assert!(big.is_over_cap());
-    svc.oneshot(Request::put("http://svc/blob").body(big).unwrap()).await.unwrap();
+    svc.oneshot(Request::put("http://svc/blob").body(big).unwrap())
+        .await
+        .unwrap();
     assert_eq!(log.lock().unwrap().len(), 1);
     assert_eq!(log.lock().unwrap()[0].body, whole);
 
     // Under the cap: every attempt gets the whole body.
     let log = Log::default();
-    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(log.clone(), |_| status(503)));
-    let req = Request::put("http://svc/blob").body(ReplayBody::new(Chunks(chunks))).unwrap();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let req = Request::put("http://svc/blob")
+        .body(ReplayBody::new(Chunks(chunks)))
+        .unwrap();
     svc.oneshot(req).await.unwrap();
     let l = log.lock().unwrap();
     assert_eq!(l.len(), 3);
@@ -176,28 +212,50 @@ async fn a_body_over_the_cap_is_sent_once_and_whole() {
 async fn retry_after_replaces_the_backoff_and_is_capped() {
     fn busy(n: usize) -> Response<()> {
         if n == 1 {
-            Response::builder().status(503).header("retry-after", "2").body(()).unwrap()
+            Response::builder()
+                .status(503)
+                .header("retry-after", "2")
+                .body(())
+                .unwrap()
         } else {
             status(200)
         }
     }
-    for (cap, waited) in [(Duration::from_secs(30), Duration::from_secs(2)), (Duration::from_millis(700), Duration::from_millis(700))] {
+    for (cap, waited) in [
+        (Duration::from_secs(30), Duration::from_secs(2)),
+        (Duration::from_millis(700), Duration::from_millis(700)),
+    ] {
         let log = Log::default();
-        let policy = http_policy().max_retry_after(cap).jitter_seed(9).build().unwrap();
+        let policy = http_policy()
+            .max_retry_after(cap)
+            .jitter_seed(9)
+            .build()
+            .unwrap();
         let svc = RetryLayer::new(policy).layer(backend(log.clone(), busy));
-        let res = svc.oneshot(Request::get("http://svc/").body(String::new()).unwrap()).await.unwrap();
+        let res = svc
+            .oneshot(Request::get("http://svc/").body(String::new()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         let l = log.lock().unwrap();
-        assert_eq!(l[1].at - l[0].at, waited, "cap {cap:?}: exactly the server's delay, not jittered");
+        assert_eq!(
+            l[1].at - l[0].at,
+            waited,
+            "cap {cap:?}: exactly the server's delay, not jittered"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn grpc_pushback_and_grpc_timeout() {
     fn unavailable(n: usize) -> Response<()> {
-        let b = Response::builder().status(200).header("content-type", "application/grpc");
+        let b = Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc");
         match n {
-            1 => b.header("grpc-status", "14").header("grpc-retry-pushback-ms", "300"),
+            1 => b
+                .header("grpc-status", "14")
+                .header("grpc-retry-pushback-ms", "300"),
             2 => b.header("grpc-status", "8"), // RESOURCE_EXHAUSTED without pushback: final
             _ => b.header("grpc-status", "0"),
         }
@@ -214,7 +272,9 @@ async fn grpc_pushback_and_grpc_timeout() {
         .unwrap();
     let svc = RetryLayer::new(policy).layer(backend(log.clone(), unavailable));
     // gRPC calls are POSTs: HttpReplay::grpc copies them.
-    let req = Request::post("http://svc/pkg.Svc/Method").body(Full::new(Bytes::from_static(b"\0\0\0\0\0"))).unwrap();
+    let req = Request::post("http://svc/pkg.Svc/Method")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
     let res = svc.oneshot(req.map(ReplayBody::new)).await.unwrap();
     assert_eq!(res.headers()["grpc-status"], "8");
     let l = log.lock().unwrap();
@@ -229,16 +289,26 @@ async fn grpc_pushback_and_grpc_timeout() {
 #[tokio::test(start_paused = true)]
 async fn an_earlier_upstream_deadline_wins() {
     let log = Log::default();
-    let policy = http_policy().deadline(Duration::from_secs(10)).build().unwrap();
+    let policy = http_policy()
+        .deadline(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let svc = RetryLayer::new(policy).layer(backend(log.clone(), |_| status(200)));
     let mut req = Request::get("http://svc/").body(String::new()).unwrap();
-    req.extensions_mut().insert(Deadline::after(Duration::from_secs(1)));
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_secs(1)));
     svc.clone().oneshot(req).await.unwrap();
-    assert_eq!(log.lock().unwrap()[0].deadline_left, Some(Duration::from_secs(1)));
+    assert_eq!(
+        log.lock().unwrap()[0].deadline_left,
+        Some(Duration::from_secs(1))
+    );
 
     let later = Request::get("http://svc/").body(String::new()).unwrap();
     svc.oneshot(later).await.unwrap();
-    assert_eq!(log.lock().unwrap()[1].deadline_left, Some(Duration::from_secs(10)));
+    assert_eq!(
+        log.lock().unwrap()[1].deadline_left,
+        Some(Duration::from_secs(10))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,20 +317,27 @@ async fn a_copy_continues_a_body_the_first_attempt_left_unread() {
     // copy reads it from the start.
     let calls = Arc::new(Mutex::new(Vec::new()));
     let c = calls.clone();
-    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(service_fn(move |req: Request<ReplayBody<Chunks>>| {
-        let c = c.clone();
-        async move {
-            let n = c.lock().unwrap().len();
-            if n == 0 {
-                c.lock().unwrap().push(Bytes::new());
-                return Ok::<_, buttress_core::BoxError>(status(503));
+    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(service_fn(
+        move |req: Request<ReplayBody<Chunks>>| {
+            let c = c.clone();
+            async move {
+                let n = c.lock().unwrap().len();
+                if n == 0 {
+                    c.lock().unwrap().push(Bytes::new());
+                    return Ok::<_, buttress_core::BoxError>(status(503));
+                }
+                let body = req.into_body().collect().await?.to_bytes();
+                c.lock().unwrap().push(body);
+                Ok(status(200))
             }
-            let body = req.into_body().collect().await?.to_bytes();
-            c.lock().unwrap().push(body);
-            Ok(status(200))
-        }
-    }));
-    let req = Request::put("http://svc/").body(ReplayBody::new(Chunks(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]))).unwrap();
+        },
+    ));
+    let req = Request::put("http://svc/")
+        .body(ReplayBody::new(Chunks(vec![
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+        ])))
+        .unwrap();
     assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
     assert_eq!(calls.lock().unwrap()[1], "abcd");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use buttress_core::rng::FastRng;
 use buttress_retry::{
-    BackoffKind, Builder, BudgetExhausted, DeadlineExceeded, Jitter, RetryBudget, RetryLayer,
+    BackoffKind, BudgetExhausted, Builder, DeadlineExceeded, Jitter, RetryBudget, RetryLayer,
     RetryPolicy,
 };
 use proptest::prelude::*;
@@ -86,7 +86,11 @@ async fn retries_until_success_with_exponential_backoff() {
     let svc = RetryLayer::new(policy.clone()).layer(backend.service());
     assert_eq!(svc.oneshot(7).await.unwrap(), 7);
     assert_eq!(backend.calls(), 4);
-    let ms = |v: &[u64]| v.iter().map(|m| Duration::from_millis(*m)).collect::<Vec<_>>();
+    let ms = |v: &[u64]| {
+        v.iter()
+            .map(|m| Duration::from_millis(*m))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(backend.gaps(), ms(&[25, 50, 100]));
     assert_eq!(policy.stats().retries, 3);
 }
@@ -129,8 +133,12 @@ async fn exact_delay_sequences_for_each_jitter() {
     let retries = 6u32;
     type Formula = fn(u32, f64, &mut f64) -> f64;
     let cases: [(Jitter, Formula); 5] = [
-        (Jitter::None, |n, _r, _p| (0.1 * 2f64.powi(n as i32)).min(1.0)),
-        (Jitter::Full, |n, r, _p| (0.1 * 2f64.powi(n as i32)).min(1.0) * r),
+        (Jitter::None, |n, _r, _p| {
+            (0.1 * 2f64.powi(n as i32)).min(1.0)
+        }),
+        (Jitter::Full, |n, r, _p| {
+            (0.1 * 2f64.powi(n as i32)).min(1.0) * r
+        }),
         (Jitter::Equal, |n, r, _p| {
             let t = (0.1 * 2f64.powi(n as i32)).min(1.0);
             t / 2.0 + r * t / 2.0
@@ -182,7 +190,10 @@ async fn exact_delay_sequences_for_each_jitter() {
         for (g, e) in got.iter().zip(&expected) {
             // Paused time sleeps whole milliseconds: round up, at most 1 ms.
             let diff = g.as_secs_f64() - e;
-            assert!((0.0..=0.001).contains(&diff), "{jitter:?}: waited {g:?}, formula {e}");
+            assert!(
+                (0.0..=0.001).contains(&diff),
+                "{jitter:?}: waited {g:?}, formula {e}"
+            );
         }
     }
 }
@@ -249,7 +260,10 @@ async fn retry_storm_is_bounded_by_the_budget() {
     let bound = requests + requests / 5 + 10 * 60;
     assert_eq!(requests, 3000);
     assert!(attempts <= bound, "{attempts} attempts > {bound}");
-    assert!(attempts > requests + 600, "the budget did allow retries: {attempts}");
+    assert!(
+        attempts > requests + 600,
+        "the budget did allow retries: {attempts}"
+    );
     assert!(exhausted > 0);
     assert_eq!(policy.stats().budget_exhausted, exhausted);
 
@@ -277,7 +291,9 @@ async fn budget_exhausted_wraps_the_last_error() {
         .oneshot(0)
         .await
         .unwrap_err();
-    let e = err.downcast_ref::<BudgetExhausted>().expect("BudgetExhausted");
+    let e = err
+        .downcast_ref::<BudgetExhausted>()
+        .expect("BudgetExhausted");
     assert_eq!(e.last_error().to_string(), "unavailable");
     assert_eq!(
         std::error::Error::source(e).unwrap().to_string(),
@@ -316,7 +332,10 @@ async fn deadline_is_never_overrun() {
 #[tokio::test(start_paused = true)]
 async fn deadline_cuts_a_hanging_attempt_short() {
     let backend = Backend::failing(0).slow(Duration::from_secs(3600));
-    let policy = exact().deadline(Duration::from_millis(250)).build().unwrap();
+    let policy = exact()
+        .deadline(Duration::from_millis(250))
+        .build()
+        .unwrap();
     let start = Instant::now();
     let err = RetryLayer::new(policy)
         .layer(backend.service())
@@ -346,7 +365,10 @@ async fn no_attempt_starts_after_the_deadline_for_any_latency() {
                 .oneshot(0)
                 .await;
             let took = start.elapsed();
-            assert!(took <= Duration::from_millis(deadline_ms), "{latency_ms}/{deadline_ms}: {took:?}");
+            assert!(
+                took <= Duration::from_millis(deadline_ms),
+                "{latency_ms}/{deadline_ms}: {took:?}"
+            );
             for s in backend.starts.lock().unwrap().iter() {
                 assert!(*s - start < Duration::from_millis(deadline_ms));
             }
@@ -397,7 +419,10 @@ fn rejects_bad_settings_by_name() {
     assert_eq!(field(b().max_attempts(0)), "max_attempts");
     assert_eq!(field(b().max_attempts(101)), "max_attempts");
     assert_eq!(
-        field(b().base_delay(Duration::from_secs(2)).max_delay(Duration::from_secs(1))),
+        field(
+            b().base_delay(Duration::from_secs(2))
+                .max_delay(Duration::from_secs(1))
+        ),
         "max_delay"
     );
     assert_eq!(

@@ -131,10 +131,11 @@ where
                     Poll::Pending => i += 1,
                 }
             }
-            if *this.primary_done && this.hedges.is_empty() {
-                if let Some(e) = this.last_error.take() {
-                    return Poll::Ready(Err(e));
-                }
+            if *this.primary_done
+                && this.hedges.is_empty()
+                && let Some(e) = this.last_error.take()
+            {
+                return Poll::Ready(Err(e));
             }
             // Every attempt in flight has been polled (and will wake us).
             let (Some(delay), true) = (*this.delay, this.request.is_some()) else {
@@ -148,10 +149,10 @@ where
                     }
                     this.sleep.set(Some(tokio::time::sleep(delay)));
                 }
-                if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-                    if sleep.poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                if let Some(sleep) = this.sleep.as_mut().as_pin_mut()
+                    && sleep.poll(cx).is_pending()
+                {
+                    return Poll::Pending;
                 }
                 this.sleep.set(None);
                 *this.firing = true;

@@ -275,7 +275,7 @@ impl<R> HedgeShared<R> {
         let Some(h) = &self.histogram else { return };
         h.record(buttress_core::time::saturating_nanos(latency));
         let n = self.recorded.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % RECOMPUTE_EVERY == 0 || n == self.min_samples {
+        if n.is_multiple_of(RECOMPUTE_EVERY) || n == self.min_samples {
             self.recompute(h);
         }
     }

@@ -144,7 +144,7 @@ impl<B> TryCloneBody for ReplayBody<B> {
             inner: None,
             replayed: 0,
             trailers_sent: false,
-            hint: self.hint.clone(),
+            hint: self.hint,
         })
     }
 
@@ -260,6 +260,6 @@ where
         if s.done && !s.over_cap {
             return SizeHint::with_exact(s.len as u64);
         }
-        self.hint.clone()
+        self.hint
     }
 }

@@ -214,7 +214,10 @@ mod tests {
             let r = Request::builder().method(m).body(()).unwrap();
             assert!(!is_idempotent(&r), "{m}");
         }
-        let keyed = Request::post("/").header("Idempotency-Key", "k1").body(()).unwrap();
+        let keyed = Request::post("/")
+            .header("Idempotency-Key", "k1")
+            .body(())
+            .unwrap();
         assert!(is_idempotent(&keyed));
     }
 
