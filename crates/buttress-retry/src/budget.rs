@@ -11,15 +11,44 @@ use crate::error::ConfigError;
 
 /// Deposits and withdrawals live in slots of `ttl / SLOTS`.
 const SLOTS: u64 = 10;
-/// One more slot than the TTL spans, so a withdrawal is remembered for at
-/// least the whole TTL (see [`Inner::balance`]).
-const RING: usize = SLOTS as usize + 1;
+/// Slots in the ring: at least one more than the TTL spans, so a withdrawal
+/// is remembered for at least the whole TTL (see [`Inner::balance`]); a
+/// power of two, so finding a slot is a mask rather than a division.
+const RING: usize = 16;
+/// Epochs summed for withdrawals.
+const WITHDRAWAL_SLOTS: u64 = SLOTS + 1;
 /// Units per retry: a deposit adds `fraction · UNIT`, a withdrawal takes `UNIT`.
 const UNIT: u128 = 1_000_000;
 /// A slot word: the epoch it belongs to (high 32 bits) and its count (low 32).
 const COUNT_MASK: u64 = (1 << 32) - 1;
 /// Deposits between two clock reads on the deposit path.
 const REFRESH_EVERY: u64 = 16;
+
+/// Deposit stripes: threads deposit into different cache lines.
+const STRIPES: usize = 16;
+
+/// One stripe's deposit slots, on cache lines of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; RING]);
+
+/// This thread's stripe.
+#[inline]
+fn stripe() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        // Const-initialised: no lazy-initialisation check on each access.
+        static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| {
+        let mut stripe = s.get();
+        if stripe == usize::MAX {
+            stripe = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(stripe);
+        }
+        stripe
+    })
+}
 
 /// The largest `percent` a budget accepts (tower's `TpsBudget` allows the same).
 pub const MAX_BUDGET_PERCENT: f64 = 1000.0;
@@ -67,10 +96,12 @@ pub const MAX_BUDGET_PERCENT: f64 = 1000.0;
 ///
 /// # Cost
 ///
-/// A deposit is one load and one compare-and-swap, and reads the clock once
-/// every 16 deposits (to notice a new slot; between reads, deposits go to
-/// the slot last seen, which can only make them expire sooner). A
-/// withdrawal reads the clock and the eleven slots.
+/// A deposit is two loads and a store into this thread's stripe (no locked
+/// instruction; threads sharing a stripe can only lose deposits, never
+/// invent them), and reads the clock once every 16 deposits per stripe (to
+/// notice a new slot; between reads, deposits go to the slot last seen,
+/// which can only make them expire sooner). A withdrawal reads the clock
+/// and every slot.
 ///
 /// # Clone
 ///
@@ -81,8 +112,8 @@ pub struct RetryBudget {
 }
 
 struct Inner {
-    /// Deposits (requests) per slot.
-    deposits: [AtomicU64; RING],
+    /// Deposits (requests) per stripe and slot.
+    deposits: Box<[Stripe; STRIPES]>,
     /// Withdrawals (retries) per slot.
     withdrawals: [AtomicU64; RING],
     /// The newest epoch anyone has seen.
@@ -134,8 +165,26 @@ impl RetryBudget {
     pub fn deposit(&self) {
         let inner = &*self.inner;
         let epoch = inner.epoch.load(Ordering::Relaxed);
-        let count = inner.add(&inner.deposits, epoch);
-        if count.is_multiple_of(REFRESH_EVERY) {
+        let slot = &inner.deposits[stripe()].0[(epoch as usize) & (RING - 1)];
+        // A plain load and store, no locked instruction: a thread has its
+        // own stripe, and when two threads share one, a lost update only
+        // under-counts deposits (fewer retries, never more).
+        let tag = (epoch & COUNT_MASK) << 32;
+        let word = slot.load(Ordering::Relaxed);
+        let next = if word & !COUNT_MASK == tag {
+            if word & COUNT_MASK == COUNT_MASK {
+                return;
+            }
+            word + 1
+        } else if (word >> 32).wrapping_sub(epoch & COUNT_MASK) & COUNT_MASK < (1 << 31) {
+            // The slot already belongs to a newer epoch: our epoch is stale.
+            inner.refresh();
+            return self.deposit();
+        } else {
+            tag | 1
+        };
+        slot.store(next, Ordering::Release);
+        if (next & COUNT_MASK).is_multiple_of(REFRESH_EVERY) {
             inner.refresh();
         }
     }
@@ -194,7 +243,7 @@ impl Inner {
     /// older epoch); returns the new count.
     #[inline]
     fn add(&self, slots: &[AtomicU64; RING], epoch: u64) -> u64 {
-        let slot = &slots[(epoch % RING as u64) as usize];
+        let slot = &slots[(epoch as usize) & (RING - 1)];
         let tag = (epoch & COUNT_MASK) << 32;
         let mut word = slot.load(Ordering::Acquire);
         loop {
@@ -220,7 +269,7 @@ impl Inner {
 
     /// Takes back one recorded in `epoch`, if its slot still holds it.
     fn undo(&self, slots: &[AtomicU64; RING], epoch: u64) {
-        let slot = &slots[(epoch % RING as u64) as usize];
+        let slot = &slots[(epoch as usize) & (RING - 1)];
         let tag = (epoch & COUNT_MASK) << 32;
         let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
             (w & !COUNT_MASK == tag && w & COUNT_MASK > 0).then_some(w - 1)
@@ -229,7 +278,7 @@ impl Inner {
 
     /// The count `slots` holds for `epoch`, or 0 if its slot moved on.
     fn count(slots: &[AtomicU64; RING], epoch: u64) -> u64 {
-        let w = slots[(epoch % RING as u64) as usize].load(Ordering::Acquire);
+        let w = slots[(epoch as usize) & (RING - 1)].load(Ordering::Acquire);
         if w >> 32 == epoch & COUNT_MASK {
             w & COUNT_MASK
         } else {
@@ -243,12 +292,14 @@ impl Inner {
     fn balance(&self, epoch: u64) -> u128 {
         let mut deposits: u128 = 0;
         let mut withdrawals: u128 = 0;
-        for back in 0..RING as u64 {
+        for back in 0..WITHDRAWAL_SLOTS {
             let Some(e) = epoch.checked_sub(back) else {
                 break;
             };
             if back < SLOTS {
-                deposits += u128::from(Self::count(&self.deposits, e));
+                for stripe in self.deposits.iter() {
+                    deposits += u128::from(Self::count(&stripe.0, e));
+                }
             }
             withdrawals += u128::from(Self::count(&self.withdrawals, e));
         }
