@@ -75,6 +75,15 @@
 //! [`HttpReplay::grpc`](http::HttpReplay::grpc)), so the service below
 //! knows the time left.
 //!
+//! # Where to put it
+//!
+//! Outside a circuit breaker (`ServiceBuilder::new().retries(p)
+//! .circuit_breaker(b)`), so a retry after a `CircuitOpen` does not hammer
+//! it (`CircuitOpen` is an `Err`, retryable under the default classifier:
+//! use a classifier that says no to it, or rely on the budget); a per-attempt
+//! timeout goes *inside* the retry, the total deadline is the retry's own.
+//! One policy (one budget) per dependency.
+//!
 //! # Hedging
 //!
 //! [`HedgeLayer`] sends extra copies of a slow request after a delay

@@ -53,4 +53,37 @@ fn first_time_successes_allocate_nothing() {
     }
     let change = region.change();
     assert_eq!((change.allocations, change.reallocations), (0, 0), "hedge");
+
+    #[cfg(feature = "http")]
+    replay_body_allocations();
+}
+
+/// A `ReplayBody` allocates its shared state and its chunk list, once per
+/// body; a copy replays without allocating.
+#[cfg(feature = "http")]
+fn replay_body_allocations() {
+    use buttress_retry::http::{ReplayBody, TryCloneBody};
+    use http_body::Body;
+    use std::pin::Pin;
+
+    fn drain<B: Body<Data = bytes::Bytes> + Unpin>(mut b: B) -> usize {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut n = 0;
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut b).poll_frame(&mut cx) {
+            n += frame.data_ref().map_or(0, bytes::Bytes::len);
+        }
+        n
+    }
+    let kib = bytes::Bytes::from(vec![1u8; 1024]);
+    // A `Vec`-backed `Bytes` allocates its shared header on its first clone.
+    drop(kib.clone());
+    let region = Region::new(GLOBAL);
+    for _ in 0..100 {
+        let body = ReplayBody::new(http_body_util::Full::new(kib.clone()));
+        let copy = body.try_clone_body().unwrap();
+        assert_eq!(drain(body), 1024);
+        assert_eq!(drain(copy), 1024);
+    }
+    let change = region.change();
+    assert_eq!(change.allocations + change.reallocations, 200, "2 per body");
 }
