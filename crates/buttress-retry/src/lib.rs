@@ -56,7 +56,8 @@
 //! 3. attempts remain ([`max_attempts`](Builder::max_attempts), 3);
 //! 4. the deadline, if any, leaves time for the wait and another attempt;
 //! 5. the [`RetryBudget`] has a retry to give (Finagle's: 20 % of recent
-//!    requests plus 10 per second). When it does not, an error is wrapped in
+//!    requests plus 10 per second; optionally one per host or tenant, see
+//!    [`Builder::budget_per_key`]). When it does not, an error is wrapped in
 //!    [`BudgetExhausted`]; a retryable response is returned as it is.
 //!
 //! The wait is the server's `Retry-After` or `grpc-retry-pushback-ms` when
@@ -139,5 +140,5 @@ pub use error::{BudgetExhausted, ConfigError, DeadlineExceeded};
 pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService};
 pub use layer::RetryLayer;
 pub use policy::{Builder, MAX_ATTEMPTS, RetryPolicy, RetryStats};
-pub use replay::{CloneRequest, Deadline, Replay};
+pub use replay::{CloneRequest, Deadline, KeyedReplay, Replay};
 pub use service::{BoxErrors, RetryService};

@@ -12,7 +12,7 @@ use buttress_core::time::Instant;
 use metrics::Counter;
 
 use crate::backoff::{BackoffKind, Jitter, Random, Schedule};
-use crate::budget::RetryBudget;
+use crate::budget::{BudgetBuilder, KeyedBudgets, RetryBudget};
 use crate::error::{BudgetExhausted, ConfigError, Taken};
 use crate::future::Backoff;
 use crate::replay::{CloneRequest, Deadline, Replay};
@@ -50,6 +50,7 @@ pub struct Builder<C = ErrorsAsFailures, R = CloneRequest> {
     max_retry_after: Duration,
     budget: Option<RetryBudget>,
     default_budget: bool,
+    keyed: Option<(BudgetBuilder, usize)>,
     deadline: Option<Duration>,
     min_attempt_time: Duration,
     rng: Option<Arc<dyn Random>>,
@@ -97,6 +98,7 @@ impl Builder {
             max_retry_after: Duration::from_secs(30),
             budget: None,
             default_budget: true,
+            keyed: None,
             deadline: None,
             min_attempt_time: Duration::ZERO,
             rng: None,
@@ -188,6 +190,21 @@ impl<C, R> Builder<C, R> {
         self
     }
 
+    /// One budget per key: each request the [`Replay`] gives a
+    /// [`budget_key`](Replay::budget_key) (wrap it in
+    /// [`KeyedReplay`](crate::KeyedReplay), for instance with
+    /// `buttress_core::http::HostKey` for a budget per host) deposits into
+    /// and withdraws from its key's budget, made from `template` on the
+    /// key's first request; at most `max_keys` budgets, after which new keys
+    /// share the policy's own budget, as do requests without a key. Default:
+    /// off (one budget for every request). Costs a read lock and a hash
+    /// lookup per request.
+    #[must_use]
+    pub fn budget_per_key(mut self, template: BudgetBuilder, max_keys: usize) -> Self {
+        self.keyed = Some((template, max_keys));
+        self
+    }
+
     /// A total time budget per request, all attempts and waits included.
     /// The layer never sleeps past it, never starts an attempt that cannot
     /// finish in it (see [`min_attempt_time`](Self::min_attempt_time)),
@@ -245,6 +262,7 @@ impl<C, R> Builder<C, R> {
             max_retry_after: self.max_retry_after,
             budget: self.budget,
             default_budget: self.default_budget,
+            keyed: self.keyed,
             deadline: self.deadline,
             min_attempt_time: self.min_attempt_time,
             rng: self.rng,
@@ -270,6 +288,7 @@ impl<C, R> Builder<C, R> {
             max_retry_after: self.max_retry_after,
             budget: self.budget,
             default_budget: self.default_budget,
+            keyed: self.keyed,
             deadline: self.deadline,
             min_attempt_time: self.min_attempt_time,
             rng: self.rng,
@@ -316,6 +335,21 @@ impl<C, R> Builder<C, R> {
         if self.deadline == Some(Duration::ZERO) {
             return Err(ConfigError::new("deadline", "must be greater than zero"));
         }
+        let keyed = match self.keyed {
+            Some((_, 0)) => {
+                return Err(ConfigError::new(
+                    "budget_per_key",
+                    "max_keys must be at least 1",
+                ));
+            }
+            Some((template, max_keys)) => {
+                template.clone().build().map_err(|e| {
+                    ConfigError::new("budget_per_key", format!("bad template: {e}"))
+                })?;
+                Some(KeyedBudgets::new(template, max_keys))
+            }
+            None => None,
+        };
         let budget = match (self.budget, self.default_budget) {
             (Some(b), _) => Some(b),
             (None, true) => Some(RetryBudget::default()),
@@ -338,6 +372,7 @@ impl<C, R> Builder<C, R> {
                 max_attempts: self.max_attempts,
                 max_retry_after: self.max_retry_after,
                 budget,
+                keyed,
                 deadline: self.deadline,
                 min_attempt_time: self.min_attempt_time,
                 rng,
@@ -383,6 +418,7 @@ pub(crate) struct Shared<C, R> {
     max_attempts: u32,
     max_retry_after: Duration,
     budget: Option<RetryBudget>,
+    keyed: Option<KeyedBudgets>,
     pub(crate) deadline: Option<Duration>,
     min_attempt_time: Duration,
     rng: Arc<dyn Random>,
@@ -402,6 +438,8 @@ struct Session {
     prev: f64,
     deadline: Option<Instant>,
     attempt_start: Option<Instant>,
+    /// The request's budget key, with per-key budgets.
+    key: Option<u64>,
 }
 
 /// Counts kept by a [`RetryPolicy`], read with [`RetryPolicy::stats`].
@@ -497,6 +535,13 @@ impl<C, R> RetryPolicy<C, R> {
         &self.shared.name
     }
 
+    /// How many per-key budgets exist (see
+    /// [`Builder::budget_per_key`]).
+    #[must_use]
+    pub fn keyed_budgets(&self) -> usize {
+        self.shared.keyed.as_ref().map_or(0, KeyedBudgets::len)
+    }
+
     /// The budget, if the policy has one.
     #[must_use]
     pub fn budget(&self) -> Option<&RetryBudget> {
@@ -541,8 +586,24 @@ impl<C, R> RetryPolicy<C, R> {
         R: Replay<Req>,
     {
         let s = &*self.shared;
-        if let Some(budget) = &s.budget {
-            budget.deposit();
+        match &s.keyed {
+            None => {
+                if let Some(budget) = &s.budget {
+                    budget.deposit();
+                }
+            }
+            Some(keyed) => {
+                let key = s.replay.budget_key(req);
+                if self.session.key != key {
+                    self.session.key = key;
+                }
+                let deposited = key.and_then(|k| keyed.with(k, RetryBudget::deposit));
+                if deposited.is_none()
+                    && let Some(budget) = &s.budget
+                {
+                    budget.deposit();
+                }
+            }
         }
         s.telemetry.attempts.increment(1);
         // This runs on the service's own policy, which tower then copies
@@ -641,7 +702,11 @@ impl<C, R> RetryPolicy<C, R> {
             }
             start = Some(at);
         }
-        if let Some(budget) = &s.budget
+        let keyed = match (&s.keyed, self.session.key) {
+            (Some(keyed), Some(key)) => keyed.get(key),
+            _ => None,
+        };
+        if let Some(budget) = keyed.as_ref().or(s.budget.as_ref())
             && !budget.withdraw()
         {
             s.stats.budget_exhausted.fetch_add(1, Ordering::Relaxed);

@@ -1,8 +1,10 @@
 //! How a request is copied for another attempt, and how its deadline
 //! travels with it.
 
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use buttress_core::key::KeyExtractor;
 use buttress_core::time::Instant;
 
 /// Copies requests for retries and hedges, and decides which may be sent
@@ -32,6 +34,14 @@ pub trait Replay<Req> {
     /// The deadline the request already carries (from a caller upstream),
     /// if the request type can carry one. Default: `None`.
     fn deadline(&self, req: &Req) -> Option<Instant> {
+        let _ = req;
+        None
+    }
+
+    /// The key of the budget this request draws on, with
+    /// [`Builder::budget_per_key`](crate::Builder::budget_per_key).
+    /// Default: `None` (the policy's own budget).
+    fn budget_key(&self, req: &Req) -> Option<u64> {
         let _ = req;
         None
     }
@@ -98,5 +108,62 @@ impl Deadline {
     #[must_use]
     pub fn remaining(self) -> Duration {
         self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Gives requests a budget key from a [`KeyExtractor`] (a host, a tenant),
+/// for [`Builder::budget_per_key`](crate::Builder::budget_per_key); copies
+/// requests with the wrapped [`Replay`].
+///
+/// ```
+/// use buttress_retry::{CloneRequest, KeyedReplay, Replay};
+///
+/// let by_tenant = KeyedReplay::new(CloneRequest, |req: &(String, u32)| Some(req.0.clone()));
+/// let a = ("acme".to_string(), 1);
+/// let b = ("acme".to_string(), 2);
+/// assert_eq!(by_tenant.budget_key(&a), by_tenant.budget_key(&b));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyedReplay<R, K> {
+    replay: R,
+    keys: K,
+}
+
+impl<R, K> KeyedReplay<R, K> {
+    /// Copies with `replay`, keys with `keys`.
+    pub const fn new(replay: R, keys: K) -> Self {
+        Self { replay, keys }
+    }
+}
+
+impl<Req, R, K> Replay<Req> for KeyedReplay<R, K>
+where
+    R: Replay<Req>,
+    K: KeyExtractor<Req>,
+    K::Key: Hash,
+{
+    #[inline]
+    fn replay(&self, req: &Req) -> Option<Req> {
+        self.replay.replay(req)
+    }
+
+    fn can_replay(&self, req: &Req) -> bool {
+        self.replay.can_replay(req)
+    }
+
+    fn deadline(&self, req: &Req) -> Option<Instant> {
+        self.replay.deadline(req)
+    }
+
+    fn budget_key(&self, req: &Req) -> Option<u64> {
+        let key = self.keys.extract(req)?;
+        // A fixed hasher: the same key gets the same budget in every clone.
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        Some(h.finish())
+    }
+
+    fn stamp(&self, req: &mut Req, deadline: Deadline, now: Instant) {
+        self.replay.stamp(req, deadline, now);
     }
 }

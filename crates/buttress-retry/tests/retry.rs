@@ -430,5 +430,63 @@ fn rejects_bad_settings_by_name() {
         "base_delay"
     );
     assert_eq!(field(b().deadline(Duration::ZERO)), "deadline");
+    assert_eq!(
+        field(b().budget_per_key(RetryBudget::builder(), 0)),
+        "budget_per_key"
+    );
+    assert_eq!(
+        field(b().budget_per_key(RetryBudget::builder().percent(-1.0), 8)),
+        "budget_per_key"
+    );
     let _: Result<u32, BoxError> = Ok(AtomicU32::new(0).load(Ordering::Relaxed));
+}
+
+/// With a budget per key, a dead host spends only its own budget: its
+/// retries are 20 % of its own requests, not of everyone's.
+#[tokio::test(start_paused = true)]
+async fn one_budget_per_key() {
+    use buttress_retry::{CloneRequest, KeyedReplay};
+    // Requests are (host, n); host "dead" always fails.
+    let calls = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let log = calls.clone();
+    let backend = service_fn(move |(host, _n): (&'static str, u32)| {
+        log.lock().unwrap().push(host);
+        async move { if host == "dead" { Err("down") } else { Ok(()) } }
+    });
+    let template = RetryBudget::builder().percent(20.0).min_per_second(0);
+    let run = |keyed: bool| {
+        let backend = backend.clone();
+        let calls = calls.clone();
+        let template = template.clone();
+        async move {
+            calls.lock().unwrap().clear();
+            let mut b = RetryPolicy::builder()
+                .budget(template.clone().build().unwrap())
+                .replay(KeyedReplay::new(CloneRequest, |r: &(&'static str, u32)| {
+                    Some(r.0)
+                }));
+            if keyed {
+                b = b.budget_per_key(template.clone(), 16);
+            }
+            let policy = b.build().unwrap();
+            let svc = RetryLayer::new(policy.clone()).layer(backend);
+            for n in 0..10 {
+                svc.clone().oneshot(("ok", n)).await.unwrap();
+            }
+            for n in 0..10 {
+                let _ = svc.clone().oneshot(("dead", n)).await;
+            }
+            let dead = calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|h| **h == "dead")
+                .count();
+            (dead, policy.keyed_budgets())
+        }
+    };
+    // Shared: 20 deposits buy 4 retries for the dead host.
+    assert_eq!(run(false).await, (14, 0));
+    // Per key: the dead host's 10 deposits buy 2.
+    assert_eq!(run(true).await, (12, 2));
 }
