@@ -15,7 +15,7 @@ use crate::backoff::{BackoffKind, Jitter, Random, Schedule};
 use crate::budget::{BudgetBuilder, KeyedBudgets, RetryBudget};
 use crate::error::{BudgetExhausted, ConfigError, Taken};
 use crate::future::Backoff;
-use crate::replay::{CloneRequest, Deadline, Replay};
+use crate::replay::{CloneRequest, Deadline, Replay, later};
 
 /// The most attempts (first included) a policy can be configured with.
 pub const MAX_ATTEMPTS: u32 = 100;
@@ -619,7 +619,7 @@ impl<C, R> RetryPolicy<C, R> {
         }
         let now = Instant::now();
         self.session.attempt_start = Some(now);
-        self.session.deadline = match (s.deadline.map(|d| now + d), upstream) {
+        self.session.deadline = match (s.deadline.map(|d| later(now, d)), upstream) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -694,8 +694,8 @@ impl<C, R> RetryPolicy<C, R> {
                 .attempt_start
                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
             let needed = previous.max(s.min_attempt_time);
-            let at = now + delay;
-            if at + needed >= deadline {
+            let at = later(now, delay);
+            if later(at, needed) >= deadline {
                 self.count_deadline_stop();
                 tracing::debug!(retry = %s.name, ?delay, ?needed, "not retried: the deadline is too close");
                 return None;

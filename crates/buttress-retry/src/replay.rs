@@ -95,7 +95,7 @@ impl Deadline {
     /// A deadline `budget` from now.
     #[must_use]
     pub fn after(budget: Duration) -> Self {
-        Self(Instant::now() + budget)
+        Self(later(Instant::now(), budget))
     }
 
     /// The instant.
@@ -166,4 +166,12 @@ where
     fn stamp(&self, req: &mut Req, deadline: Deadline, now: Instant) {
         self.replay.stamp(req, deadline, now);
     }
+}
+
+/// `t + d`, saturating at about 30 years from `t` (tokio's own "far
+/// future") instead of panicking on overflow.
+#[inline]
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(86_400 * 365 * 30))
 }

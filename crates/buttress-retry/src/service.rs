@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::future::{BoxErrorsFuture, ResponseFuture};
 use crate::policy::RetryPolicy;
-use crate::replay::{CloneRequest, Deadline, Replay};
+use crate::replay::{CloneRequest, Deadline, Replay, later};
 
 /// The inner service with its errors boxed into a [`BoxError`]: what the
 /// [`RetryPolicy`] sees, so it can wrap an error it gives up on in
@@ -72,6 +72,14 @@ where
 /// it: past it, the attempt in flight is dropped and the call fails with
 /// [`DeadlineExceeded`](crate::DeadlineExceeded). Without one, the service
 /// adds nothing to tower's `Retry` but the policy's bookkeeping.
+///
+/// # Panics
+///
+/// Never by itself. Waits and deadlines use tokio's timer: outside a tokio
+/// runtime the layer does not wait (a retry that needs a wait is not made,
+/// and the deadline is enforced only between attempts), but inside a
+/// runtime built without `enable_time` tokio itself panics, as it does for
+/// tower's `Retry`.
 ///
 /// # Clone
 ///
@@ -155,7 +163,7 @@ where
             return ResponseFuture::plain(self.inner.call(req));
         };
         let now = Instant::now();
-        let mut deadline = now + total;
+        let mut deadline = later(now, total);
         if let Some(upstream) = shared.replay.deadline(&req) {
             deadline = deadline.min(upstream);
         }

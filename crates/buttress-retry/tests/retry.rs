@@ -490,3 +490,22 @@ async fn one_budget_per_key() {
     // Per key: the dead host's 10 deposits buy 2.
     assert_eq!(run(true).await, (12, 2));
 }
+
+/// Huge settings saturate instead of overflowing at request time.
+#[tokio::test(start_paused = true)]
+async fn huge_durations_do_not_panic() {
+    let backend = Backend::failing(1);
+    let policy = RetryPolicy::builder()
+        .without_budget()
+        .jitter(Jitter::None)
+        .backoff(BackoffKind::Constant)
+        .base_delay(Duration::from_millis(1))
+        .max_delay(Duration::MAX)
+        .deadline(Duration::MAX)
+        .build()
+        .unwrap();
+    let svc = RetryLayer::new(policy).layer(backend.service());
+    assert_eq!(svc.oneshot(3).await.unwrap(), 3);
+    assert_eq!(backend.calls(), 2);
+    let _ = buttress_retry::Deadline::after(Duration::MAX).remaining();
+}
