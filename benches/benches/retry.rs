@@ -10,7 +10,9 @@
 //!
 //! Bench ids, all in the group `retry`:
 //!
-//! - `no-retry/<subject>`: a request that succeeds first time, ns per call;
+//! - `no-retry/<subject>`: a request that succeeds first time, ns per call
+//!   (tower's `Retry` with a never-retry zero-sized policy, and with its
+//!   own `TpsBudget`, the like-for-like peer of buttress's budgeted policy);
 //! - `hedge/<subject>`: a hedging layer whose first attempt answers on its
 //!   first poll (so no hedge is ever sent), ns per call, driven inside a
 //!   tokio runtime context (tower's and tower-resilience's hedges create a
@@ -62,6 +64,32 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for NeverRetry {
 
     fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
         None
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// tower's retry with its own `TpsBudget` (Finagle's defaults), the way
+/// tower's budget docs use it: deposit on success, withdraw before a retry.
+#[derive(Clone)]
+struct TowerBudgeted {
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+}
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerBudgeted {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(_) => self.budget.withdraw().then(|| ready(())),
+        }
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
@@ -126,6 +154,14 @@ fn no_retry(group: &mut BenchmarkGroup<'_, WallTime>) {
         group,
         "no-retry/tower",
         tower::retry::RetryLayer::new(NeverRetry).layer(noop()),
+    );
+    single(
+        group,
+        "no-retry/tower-tps-budget",
+        tower::retry::RetryLayer::new(TowerBudgeted {
+            budget: std::sync::Arc::new(tower::retry::budget::TpsBudget::default()),
+        })
+        .layer(noop()),
     );
     single(
         group,
