@@ -7,6 +7,8 @@ use buttress_breaker::{CircuitBreaker, CircuitBreakerLayer};
 
 #[cfg(feature = "cache")]
 use buttress_cache::{Cache, CacheLayer};
+#[cfg(feature = "retry")]
+use buttress_retry::{HedgeLayer, HedgePolicy, RetryLayer, RetryPolicy};
 
 mod sealed {
     pub trait Sealed {}
@@ -57,6 +59,39 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         cache: Cache<K, V, St>,
         key_extractor: X,
     ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>>;
+
+    /// Adds a [`RetryLayer`] driven by `policy` (its classifier, request
+    /// replay, budget and deadline come with it).
+    ///
+    /// Named `retries` because tower's `ServiceBuilder` already has an
+    /// inherent `retry` (tower's own layer, which would win the call).
+    ///
+    /// ```
+    /// use buttress::ServiceBuilderExt;
+    /// use buttress::retry::RetryPolicy;
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let policy = RetryPolicy::builder().name("backend").build()?;
+    /// let svc = ServiceBuilder::new()
+    ///     .retries(policy)
+    ///     .service(service_fn(|x: u64| async move { Ok::<_, std::io::Error>(x + 1) }));
+    /// assert_eq!(svc.oneshot(1).await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn retries<C, R>(
+        self,
+        policy: RetryPolicy<C, R>,
+    ) -> tower::ServiceBuilder<Stack<RetryLayer<C, R>, L>>;
+
+    /// Adds a [`HedgeLayer`] driven by `policy`.
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn hedge<R>(self, policy: HedgePolicy<R>) -> tower::ServiceBuilder<Stack<HedgeLayer<R>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
@@ -75,5 +110,18 @@ impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
         key_extractor: X,
     ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>> {
         self.layer(CacheLayer::new(cache, key_extractor))
+    }
+
+    #[cfg(feature = "retry")]
+    fn retries<C, R>(
+        self,
+        policy: RetryPolicy<C, R>,
+    ) -> tower::ServiceBuilder<Stack<RetryLayer<C, R>, L>> {
+        self.layer(RetryLayer::new(policy))
+    }
+
+    #[cfg(feature = "retry")]
+    fn hedge<R>(self, policy: HedgePolicy<R>) -> tower::ServiceBuilder<Stack<HedgeLayer<R>, L>> {
+        self.layer(HedgeLayer::new(policy))
     }
 }

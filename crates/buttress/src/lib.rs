@@ -24,6 +24,7 @@
 //! | feature | what it brings |
 //! |---|---|
 //! | `breaker` (default) | [`breaker`]: the circuit breaker |
+//! | `retry` | [`retry`]: retries with backoff, jitter, a retry budget, deadlines and hedging |
 //! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
 //! | `grpc` | gRPC status classification |
 //! | `keyed` | a breaker per host, route or tenant |
@@ -46,6 +47,11 @@ pub use buttress_breaker as breaker;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use buttress_cache as cache;
+
+/// Retries, retry budgets, deadlines and hedging: see [`buttress_retry`].
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use buttress_retry as retry;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;
