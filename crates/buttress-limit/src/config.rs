@@ -59,7 +59,6 @@ pub struct Builder {
     pub(crate) queue: Option<(u32, Duration)>,
     pub(crate) order: QueueOrder,
     pub(crate) partitions: Vec<(Arc<str>, f64)>,
-    pub(crate) retry_after: Option<Duration>,
     pub(crate) listener: Option<Listener>,
 }
 
@@ -74,7 +73,6 @@ impl fmt::Debug for Builder {
             .field("queue", &self.queue)
             .field("order", &self.order)
             .field("partitions", &self.partitions)
-            .field("retry_after", &self.retry_after)
             .field("listener", &self.listener.as_ref().map(|_| ".."))
             .finish()
     }
@@ -94,7 +92,6 @@ impl Builder {
             queue: None,
             order: QueueOrder::Fifo,
             partitions: Vec::new(),
-            retry_after: None,
             listener: None,
         }
     }
@@ -166,15 +163,6 @@ impl Builder {
     #[must_use]
     pub fn partition(mut self, name: impl Into<Arc<str>>, share: f64) -> Self {
         self.partitions.push((name.into(), share));
-        self
-    }
-
-    /// The delay that rejections suggest to callers
-    /// ([`Overloaded::retry_after`](crate::Overloaded::retry_after), the
-    /// HTTP helper's `Retry-After`). Default: none.
-    #[must_use]
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.retry_after = Some(delay);
         self
     }
 

@@ -1,15 +1,16 @@
 //! The limit's errors: [`Overloaded`] at request time, [`ConfigError`] at build time.
 
 use std::fmt;
-use std::time::Duration;
 
 /// The limiter shed the call without calling the inner service: the
-/// concurrency limit was reached (and, with a queue, no permit came free
-/// within the maximum wait, or the queue was full), or the client-side
-/// throttle rejected it locally.
+/// concurrency limit was reached (with a queue: the queue was full, or no
+/// permit came free within the maximum wait).
 ///
 /// Returned boxed as the service's error (a `BoxError`); match it with
-/// `err.downcast_ref::<Overloaded>()`.
+/// `err.downcast_ref::<Overloaded>()`. It is zero-sized, so boxing it
+/// allocates nothing and shedding stays cheaper than serving (tower's
+/// `load_shed::error::Overloaded` is zero-sized for the same reason). The
+/// `http` helpers add a `Retry-After` if you want one.
 ///
 /// ```
 /// use buttress_limit::Overloaded;
@@ -18,94 +19,22 @@ use std::time::Duration;
 /// assert!(err.downcast_ref::<Overloaded>().is_some());
 /// assert_eq!(err.to_string(), "overloaded: concurrency limit reached");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Overloaded {
-    kind: Kind,
-    retry_after: Option<Duration>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Limit,
-    QueueTimeout,
-    QueueFull,
-    Throttled,
-}
-
-impl Default for Overloaded {
-    fn default() -> Self {
-        Self::new()
-    }
+    _private: (),
 }
 
 impl Overloaded {
     /// A rejection at the concurrency limit.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            kind: Kind::Limit,
-            retry_after: None,
-        }
-    }
-
-    pub(crate) const fn queue_timeout() -> Self {
-        Self {
-            kind: Kind::QueueTimeout,
-            retry_after: None,
-        }
-    }
-
-    pub(crate) const fn queue_full() -> Self {
-        Self {
-            kind: Kind::QueueFull,
-            retry_after: None,
-        }
-    }
-
-    pub(crate) const fn throttled() -> Self {
-        Self {
-            kind: Kind::Throttled,
-            retry_after: None,
-        }
-    }
-
-    /// Suggests how long the caller should wait before trying again (the
-    /// `Retry-After` of the HTTP helper).
-    #[must_use]
-    pub const fn with_retry_after(mut self, delay: Duration) -> Self {
-        self.retry_after = Some(delay);
-        self
-    }
-
-    /// How long the caller should wait before trying again, if the limiter
-    /// was configured with a hint.
-    #[must_use]
-    pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-
-    /// Whether the call waited in the queue for the maximum wait and then
-    /// gave up.
-    #[must_use]
-    pub const fn is_queue_timeout(&self) -> bool {
-        matches!(self.kind, Kind::QueueTimeout)
-    }
-
-    /// Whether the client-side throttle rejected the call locally.
-    #[must_use]
-    pub const fn is_throttled(&self) -> bool {
-        matches!(self.kind, Kind::Throttled)
+        Self { _private: () }
     }
 }
 
 impl fmt::Display for Overloaded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
-            Kind::Limit => "overloaded: concurrency limit reached",
-            Kind::QueueTimeout => "overloaded: no permit within the maximum queue wait",
-            Kind::QueueFull => "overloaded: concurrency limit reached and the queue is full",
-            Kind::Throttled => "overloaded: rejected locally by client-side throttling",
-        })
+        f.write_str("overloaded: concurrency limit reached")
     }
 }
 

@@ -44,16 +44,24 @@ pin_project! {
     pub struct ResponseFuture<F, C> {
         #[pin]
         kind: Kind<F>,
-        permit: Option<Permit>,
+        permit: Permit,
         classifier: C,
     }
+}
+
+/// A queued call: boxed, so the common future stays small (the queue path
+/// allocates anyway).
+pub(crate) struct Waiting<F> {
+    call: Option<Deferred<F>>,
+    guard: WaitGuard,
+    sleep: Pin<Box<Sleep>>,
 }
 
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Waiting { call: Option<Deferred<F>>, guard: WaitGuard, #[pin] sleep: Sleep },
+        Waiting { waiting: Box<Waiting<F>> },
         Rejected { error: Option<Overloaded> },
     }
 }
@@ -63,7 +71,7 @@ impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(future: F, permit: Permit, classifier: C) -> Self {
         Self {
             kind: Kind::Called { future },
-            permit: Some(permit),
+            permit,
             classifier,
         }
     }
@@ -76,11 +84,13 @@ impl<F, C> ResponseFuture<F, C> {
     ) -> Self {
         Self {
             kind: Kind::Waiting {
-                call: Some(call),
-                guard,
-                sleep,
+                waiting: Box::new(Waiting {
+                    call: Some(call),
+                    guard,
+                    sleep: Box::pin(sleep),
+                }),
             },
-            permit: None,
+            permit: Permit::empty(),
             classifier,
         }
     }
@@ -89,7 +99,7 @@ impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn rejected(error: Overloaded, classifier: C) -> Self {
         Self {
             kind: Kind::Rejected { error: Some(error) },
-            permit: None,
+            permit: Permit::empty(),
             classifier,
         }
     }
@@ -123,31 +133,31 @@ where
             let next = match this.kind.project() {
                 KindProj::Called { future } => {
                     let result = ready!(future.poll(cx));
-                    if let Some(permit) = this.permit.take() {
-                        permit.record(this.classifier.classify(&result).outcome());
-                    }
+                    this.permit
+                        .finish(this.classifier.classify(&result).outcome());
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 KindProj::Rejected { error } => {
                     return Poll::Ready(Err(Box::new(error.take().unwrap_or_default())));
                 }
-                KindProj::Waiting { call, guard, sleep } => {
+                KindProj::Waiting { waiting } => {
+                    let Waiting { call, guard, sleep } = &mut **waiting;
                     if !guard.waiter.is_granted() {
                         guard.waiter.register(cx.waker());
                         if !guard.waiter.is_granted() {
-                            if sleep.poll(cx).is_pending() {
+                            if sleep.as_mut().poll(cx).is_pending() {
                                 return Poll::Pending;
                             }
                             let inner = guard.limit.inner();
                             if inner.cancel(&guard.waiter) {
                                 guard.done = true;
-                                let error = inner.reject(Overloaded::queue_timeout());
+                                let error = inner.reject(Overloaded::new());
                                 return Poll::Ready(Err(Box::new(error)));
                             }
                         }
                     }
                     guard.done = true;
-                    *this.permit = Some(guard.limit.granted(&guard.waiter));
+                    *this.permit = guard.limit.granted(&guard.waiter);
                     match call.take() {
                         Some(call) => Kind::Called { future: call() },
                         None => Kind::Rejected { error: None },

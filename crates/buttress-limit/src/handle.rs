@@ -15,7 +15,7 @@ use metrics::{Counter, Gauge};
 use crate::algorithm::{Limit, Sample};
 use crate::config::{Builder, Listener, QueueConfig, QueueOrder};
 use crate::error::Overloaded;
-use crate::stripe::{Padded, stripes, thread_stripe};
+use crate::stripe::{Padded, stripe_and_tick, stripes};
 
 /// The partition index of a call outside every partition.
 pub(crate) const NO_PARTITION: usize = usize::MAX;
@@ -24,12 +24,27 @@ pub(crate) const NO_PARTITION: usize = usize::MAX;
 /// in-flight counter, which every call writes.
 struct Hot {
     limit: AtomicU32,
+    /// A call's RTT is sampled when the thread's call count `& sample_mask`
+    /// is 0: every call at low rates, about [`SAMPLES_PER_WINDOW`] per
+    /// window at high ones.
+    sample_mask: AtomicU32,
     window_end: AtomicU64,
 }
+
+/// The RTT samples a window aims for: above this many calls per window, only
+/// one call in 2^k has its RTT measured (two clock reads), the least k that
+/// keeps about this many samples. The mean of a uniform subsample is an
+/// unbiased estimate of the window's mean.
+pub(crate) const SAMPLES_PER_WINDOW: u64 = 1024;
+
+/// A permit whose call's RTT is not sampled.
+const UNSAMPLED: u64 = u64::MAX;
 
 /// One thread stripe's share of the open window.
 #[derive(Default)]
 struct Stripe {
+    /// Sampled successes, counting those too fast to feed an RTT.
+    measured: AtomicU32,
     rtt_sum: AtomicU64,
     samples: AtomicU32,
     drops: AtomicU32,
@@ -136,7 +151,6 @@ pub(crate) struct Inner {
     queue: Option<Queue>,
     partitions: Box<[Partition]>,
     rejected: AtomicU64,
-    retry_after: Option<Duration>,
     name: Arc<str>,
     listener: Option<Listener>,
     telemetry: Telemetry,
@@ -250,6 +264,7 @@ impl AdaptiveLimit {
             in_flight: Padded(AtomicU32::new(0)),
             hot: Padded(Hot {
                 limit: AtomicU32::new(limit),
+                sample_mask: AtomicU32::new(0),
                 window_end: AtomicU64::new(window_nanos),
             }),
             stripes: (0..stripes).map(|_| Padded(Stripe::default())).collect(),
@@ -274,7 +289,6 @@ impl AdaptiveLimit {
                 })
                 .collect(),
             rejected: AtomicU64::new(0),
-            retry_after: b.retry_after,
             name: b.name,
             listener: b.listener,
             telemetry,
@@ -296,11 +310,25 @@ impl AdaptiveLimit {
         &self.shared.inner
     }
 
-    /// This thread's token.
+    /// A permit for a call that took a slot: this thread's token, and the
+    /// start time if the call is sampled.
     #[inline]
-    pub(crate) fn token(&self) -> Arc<Token> {
+    fn permit(&self, in_flight: u32, partition: usize) -> Permit {
+        let (stripe, tick) = stripe_and_tick();
         let tokens = &self.shared.tokens;
-        Arc::clone(&tokens[thread_stripe() & (tokens.len() - 1)])
+        let token = Arc::clone(&tokens[stripe & (tokens.len() - 1)]);
+        let inner = self.inner();
+        let start = if tick & inner.hot.0.sample_mask.load(Ordering::Relaxed) == 0 {
+            inner.origin.elapsed_nanos()
+        } else {
+            UNSAMPLED
+        };
+        Permit {
+            token: Some(token),
+            start,
+            in_flight,
+            partition,
+        }
     }
 
     /// The limiter's name.
@@ -381,7 +409,7 @@ impl AdaptiveLimit {
     pub(crate) fn acquire_in(&self, partition: usize) -> Result<Permit, Overloaded> {
         let inner = self.inner();
         match inner.try_take(partition) {
-            Some(in_flight) => Ok(Permit::new(self.token(), in_flight, partition)),
+            Some(in_flight) => Ok(self.permit(in_flight, partition)),
             None => Err(inner.reject(Overloaded::new())),
         }
     }
@@ -391,16 +419,12 @@ impl AdaptiveLimit {
     pub(crate) fn acquire_slot(&self, partition: usize) -> Option<Permit> {
         self.inner()
             .try_take(partition)
-            .map(|in_flight| Permit::new(self.token(), in_flight, partition))
+            .map(|in_flight| self.permit(in_flight, partition))
     }
 
     /// The permit of a waiter the queue granted.
     pub(crate) fn granted(&self, waiter: &Waiter) -> Permit {
-        Permit::new(
-            self.token(),
-            waiter.in_flight.load(Ordering::Acquire),
-            waiter.partition,
-        )
+        self.permit(waiter.in_flight.load(Ordering::Acquire), waiter.partition)
     }
 }
 
@@ -410,11 +434,12 @@ impl AdaptiveLimit {
 /// Report its outcome with [`record`](Self::record); dropping it unrecorded
 /// releases it as an ignored (cancelled) call.
 pub struct Permit {
-    token: Arc<Token>,
+    // `None` once recorded (an 8-byte store: no flag byte for a later wide
+    // load to trip over).
+    token: Option<Arc<Token>>,
     start: u64,
     in_flight: u32,
     partition: usize,
-    done: bool,
 }
 
 impl fmt::Debug for Permit {
@@ -426,45 +451,43 @@ impl fmt::Debug for Permit {
 }
 
 impl Permit {
-    #[inline]
-    fn new(token: Arc<Token>, in_flight: u32, partition: usize) -> Self {
-        let start = token.inner.origin.elapsed_nanos();
-        Self {
-            token,
-            start,
-            in_flight,
-            partition,
-            done: false,
-        }
-    }
-
     /// Records the call's outcome and releases the permit: a success feeds
     /// its round-trip time to the window, a failure counts as a drop, an
     /// ignored call only releases.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
-        self.done = true;
-        self.token.inner.complete(
-            self.token.stripe,
-            self.start,
-            self.in_flight,
-            self.partition,
-            outcome,
-        );
+        self.finish(outcome);
+    }
+
+    /// A permit that holds nothing (for futures that never took one).
+    pub(crate) const fn empty() -> Self {
+        Self {
+            token: None,
+            start: UNSAMPLED,
+            in_flight: 0,
+            partition: NO_PARTITION,
+        }
+    }
+
+    /// Records the outcome and releases, once.
+    #[inline]
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        if let Some(token) = self.token.take() {
+            token.inner.complete(
+                token.stripe,
+                self.start,
+                self.in_flight,
+                self.partition,
+                outcome,
+            );
+        }
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        if !self.done {
-            self.token.inner.complete(
-                self.token.stripe,
-                self.start,
-                self.in_flight,
-                self.partition,
-                Outcome::Ignored,
-            );
-        }
+        self.finish(Outcome::Ignored);
     }
 }
 
@@ -475,6 +498,11 @@ impl Inner {
 
     pub(crate) fn has_partitions(&self) -> bool {
         !self.partitions.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn has_queue(&self) -> bool {
+        self.queue.is_some()
     }
 
     pub(crate) fn max_wait(&self) -> Option<Duration> {
@@ -518,14 +546,11 @@ impl Inner {
         }
     }
 
-    #[cold]
+    #[inline]
     pub(crate) fn reject(&self, error: Overloaded) -> Overloaded {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.telemetry.rejected.increment(1);
-        match self.retry_after {
-            Some(d) => error.with_retry_after(d),
-            None => error,
-        }
+        error
     }
 
     /// Releases a finished call's permit and records its outcome.
@@ -545,16 +570,26 @@ impl Inner {
             self.dispatch();
         }
         let s = &self.stripes[stripe & (self.stripes.len() - 1)].0;
+        if !matches!(outcome, Outcome::Success | Outcome::Failure) {
+            self.telemetry.ignored.increment(1);
+            return;
+        }
+        if in_flight > s.max_in_flight.load(Ordering::Relaxed) {
+            s.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        }
         let now = match outcome {
             Outcome::Success => {
                 self.telemetry.success.increment(1);
-                let now = self.origin.elapsed_nanos();
-                let rtt = now.saturating_sub(start);
-                if rtt < self.min_rtt_nanos {
+                if start == UNSAMPLED {
                     return;
                 }
-                s.rtt_sum.fetch_add(rtt, Ordering::Relaxed);
-                s.samples.fetch_add(1, Ordering::Relaxed);
+                let now = self.origin.elapsed_nanos();
+                let rtt = now.saturating_sub(start);
+                s.measured.fetch_add(1, Ordering::Relaxed);
+                if rtt >= self.min_rtt_nanos {
+                    s.rtt_sum.fetch_add(rtt, Ordering::Relaxed);
+                    s.samples.fetch_add(1, Ordering::Relaxed);
+                }
                 now
             }
             Outcome::Failure => {
@@ -562,14 +597,8 @@ impl Inner {
                 s.drops.fetch_add(1, Ordering::Relaxed);
                 self.origin.elapsed_nanos()
             }
-            _ => {
-                self.telemetry.ignored.increment(1);
-                return;
-            }
+            _ => return,
         };
-        if in_flight > s.max_in_flight.load(Ordering::Relaxed) {
-            s.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
-        }
         if now >= self.hot.0.window_end.load(Ordering::Acquire) {
             self.close_window(now);
         }
@@ -587,8 +616,10 @@ impl Inner {
             return;
         }
         let (mut sum, mut samples, mut drops, mut max_in_flight) = (0u64, 0u32, 0u32, 0u32);
+        let mut measured = 0u64;
         for s in &self.stripes {
             let s = &s.0;
+            measured += u64::from(s.measured.swap(0, Ordering::Relaxed));
             sum = sum.saturating_add(s.rtt_sum.swap(0, Ordering::Relaxed));
             samples = samples.saturating_add(s.samples.swap(0, Ordering::Relaxed));
             drops = drops.saturating_add(s.drops.swap(0, Ordering::Relaxed));
@@ -607,6 +638,17 @@ impl Inner {
                 .set(f64::from(q.queued.load(Ordering::Relaxed)));
         }
         let count = samples.saturating_add(drops);
+        // Sample every call next window at low rates, else the fewest that
+        // keep about SAMPLES_PER_WINDOW.
+        let mask = self.hot.0.sample_mask.load(Ordering::Relaxed);
+        let calls = measured * (u64::from(mask) + 1);
+        let next_mask = if calls < 2 * SAMPLES_PER_WINDOW {
+            0
+        } else {
+            let every = (calls / SAMPLES_PER_WINDOW).min(1 << 16);
+            (1u32 << (63 - every.leading_zeros())) - 1
+        };
+        self.hot.0.sample_mask.store(next_mask, Ordering::Relaxed);
         if count < self.window_samples {
             return; // too few calls to say anything: discarded
         }
@@ -653,7 +695,7 @@ impl Inner {
         };
         if q.queued.fetch_add(1, Ordering::AcqRel) >= q.config.max_len {
             q.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.reject(Overloaded::queue_full()));
+            return Err(self.reject(Overloaded::new()));
         }
         let waiter = Arc::new(Waiter {
             state: AtomicU8::new(WAITING),

@@ -84,7 +84,7 @@
 //!
 //! # Features
 //!
-//! - `http`: [`Overloaded::to_response`] (503 with `Retry-After`) and the
+//! - `http`: [`Overloaded::to_response`] (503, optionally with `Retry-After`) and the
 //!   HTTP classifier.
 //! - `grpc`: [`Overloaded::to_grpc_response`] (`grpc-status: 8`,
 //!   RESOURCE_EXHAUSTED) and the gRPC classifier.

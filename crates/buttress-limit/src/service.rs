@@ -121,6 +121,10 @@ where
             Some(permit) => {
                 ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
+            // Shedding at once: inline, and as cheap as we can make it.
+            None if !inner.has_queue() => {
+                ResponseFuture::rejected(inner.reject(Overloaded::new()), self.classifier.clone())
+            }
             None => self.at_limit(req, partition),
         }
     }

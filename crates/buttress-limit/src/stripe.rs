@@ -19,21 +19,23 @@ pub(crate) fn stripes() -> usize {
     })
 }
 
-/// This thread's stripe number (before masking), assigned round-robin.
+/// This thread's stripe number (before masking), assigned round-robin the
+/// first time the thread takes a permit, and the thread's call count
+/// (wrapping), which decides which calls have their RTT sampled.
 #[inline]
-pub(crate) fn thread_stripe() -> usize {
+pub(crate) fn stripe_and_tick() -> (usize, u32) {
     use std::cell::Cell;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+        static LOCAL: Cell<(usize, u32)> = const { Cell::new((usize::MAX, 0)) };
     }
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
+    LOCAL.with(|l| {
+        let (mut stripe, tick) = l.get();
+        if stripe == usize::MAX {
+            stripe = NEXT.fetch_add(1, Ordering::Relaxed);
         }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        s.set(v);
-        v
+        let tick = tick.wrapping_add(1);
+        l.set((stripe, tick));
+        (stripe, tick)
     })
 }

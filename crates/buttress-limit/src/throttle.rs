@@ -19,8 +19,7 @@
 //! is accepted, while a 429, a 5xx or a transport error is not.
 //!
 //! ```
-//! use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer};
-//! use buttress_limit::Overloaded;
+//! use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer, Throttled};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -32,7 +31,7 @@
 //! let mut local = 0;
 //! for _ in 0..1000 {
 //!     if let Err(e) = overloaded_backend.clone().oneshot(()).await {
-//!         local += usize::from(e.downcast_ref::<Overloaded>().is_some());
+//!         local += usize::from(e.downcast_ref::<Throttled>().is_some());
 //!     }
 //! }
 //! // Nothing is accepted, so p = requests / (requests + 1) → almost all are shed locally.
@@ -59,7 +58,33 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{ConfigError, Overloaded, check_range};
+use crate::error::{ConfigError, check_range};
+
+/// The client-side throttle rejected the call locally, without sending it.
+///
+/// Returned boxed as the service's error; match it with
+/// `err.downcast_ref::<Throttled>()`. Zero-sized: boxing it allocates
+/// nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Throttled {
+    _private: (),
+}
+
+impl Throttled {
+    /// A local rejection.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { _private: () }
+    }
+}
+
+impl fmt::Display for Throttled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("throttled: rejected locally, the backend has been rejecting")
+    }
+}
+
+impl std::error::Error for Throttled {}
 
 /// The most buckets a throttle's window can have.
 pub const MAX_BUCKETS: u32 = 1000;
@@ -399,7 +424,7 @@ where
 
 pin_project! {
     /// The future of a [`Throttle`] call: the inner call, or an immediate
-    /// local rejection ([`Overloaded`], [`is_throttled`](Overloaded::is_throttled)).
+    /// local rejection ([`Throttled`]).
     pub struct ThrottleFuture<F, C> {
         #[pin]
         future: Option<F>,
@@ -427,7 +452,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(future) = this.future.as_pin_mut() else {
-            return Poll::Ready(Err(Box::new(Overloaded::throttled())));
+            return Poll::Ready(Err(Box::new(Throttled::new())));
         };
         let result = ready!(future.poll(cx));
         if let Some(throttle) = this.throttle.take() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use buttress_core::classify::{Classification, Outcome};
 use buttress_limit::algorithm::{Fixed, Limit, Sample};
-use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer};
+use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer, Throttled};
 use buttress_limit::{
     AdaptiveLimit, AdaptiveLimitLayer, AdaptiveLimitService, LimitChange, Overloaded, QueueOrder,
 };
@@ -74,8 +74,7 @@ async fn sheds_at_the_limit_without_calling_the_backend() {
     svc.ready().await.unwrap();
     assert_eq!(limit.in_flight(), 2);
     let err = svc.call(100).await.unwrap_err();
-    let o = overloaded(&err).expect("Overloaded");
-    assert!(!o.is_queue_timeout());
+    overloaded(&err).expect("Overloaded");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -135,8 +134,10 @@ async fn queue_waits_then_times_out_fifo() {
     assert!(overloaded(&full).is_some());
     assert_eq!(first.await.unwrap().unwrap(), 30);
     assert_eq!(second.await.unwrap().unwrap(), 30);
+    let queued_at = tokio::time::Instant::now();
     let late = third.await.unwrap().unwrap_err();
-    assert!(overloaded(&late).unwrap().is_queue_timeout());
+    assert!(overloaded(&late).is_some());
+    assert!(queued_at.elapsed() <= Duration::from_millis(50));
     assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
 }
 
@@ -341,9 +342,13 @@ async fn throttle_sheds_locally_once_the_backend_rejects_and_recovers_after_the_
     // client sheds locally, and the backend sees far fewer calls.
     healthy.store(false, Ordering::SeqCst);
     calls.store(0, Ordering::SeqCst);
+    let mut throttled = 0;
     for _ in 0..1000 {
-        let _ = svc.clone().oneshot(()).await;
+        if let Err(e) = svc.clone().oneshot(()).await {
+            throttled += u64::from(e.downcast_ref::<Throttled>().is_some());
+        }
     }
+    assert_eq!(throttled, throttle.rejected());
     let (requests, accepts) = throttle.counts();
     assert_eq!((requests, accepts), (1100, 100));
     let p = throttle.reject_probability();

@@ -24,6 +24,7 @@
 //! | feature | what it brings |
 //! |---|---|
 //! | `breaker` (default) | [`breaker`]: the circuit breaker |
+//! | `limit` | `limit`: adaptive concurrency limits, load shedding, client-side throttling |
 //! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
 //! | `grpc` | gRPC status classification |
 //! | `keyed` | a breaker per host, route or tenant |
@@ -39,6 +40,11 @@ pub use buttress_core::BoxError;
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use buttress_breaker as breaker;
+
+/// Adaptive concurrency limits and client-side throttling: see [`buttress_limit`].
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+pub use buttress_limit as limit;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;
