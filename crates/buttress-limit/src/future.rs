@@ -43,26 +43,29 @@ pin_project! {
     /// an ignored call.
     pub struct ResponseFuture<F, C> {
         #[pin]
-        kind: Kind<F>,
-        permit: Permit,
-        classifier: C,
+        kind: Kind<F, C>,
     }
 }
 
 /// A queued call: boxed, so the common future stays small (the queue path
 /// allocates anyway).
-pub(crate) struct Waiting<F> {
+pub(crate) struct Waiting<F, C> {
     call: Option<Deferred<F>>,
+    classifier: Option<C>,
     guard: WaitGuard,
     sleep: Pin<Box<Sleep>>,
 }
 
 pin_project! {
+    // The permit and the classifier live in the `Called` variant only: a
+    // shed call's future writes nothing but its tag, so moving it never
+    // reloads narrow fields just stored (a store-forwarding stall that
+    // profiles showed costing a shed call most of its time).
     #[project = KindProj]
-    enum Kind<F> {
-        Called { #[pin] future: F },
-        Waiting { waiting: Box<Waiting<F>> },
-        Rejected { error: Option<Overloaded> },
+    enum Kind<F, C> {
+        Called { #[pin] future: F, permit: Permit, classifier: C },
+        Waiting { waiting: Box<Waiting<F, C>> },
+        Rejected,
     }
 }
 
@@ -70,9 +73,11 @@ impl<F, C> ResponseFuture<F, C> {
     #[inline]
     pub(crate) fn called(future: F, permit: Permit, classifier: C) -> Self {
         Self {
-            kind: Kind::Called { future },
-            permit,
-            classifier,
+            kind: Kind::Called {
+                future,
+                permit,
+                classifier,
+            },
         }
     }
 
@@ -86,21 +91,19 @@ impl<F, C> ResponseFuture<F, C> {
             kind: Kind::Waiting {
                 waiting: Box::new(Waiting {
                     call: Some(call),
+                    classifier: Some(classifier),
                     guard,
                     sleep: Box::pin(sleep),
                 }),
             },
-            permit: Permit::empty(),
-            classifier,
         }
     }
 
+    /// A shed call: fails with [`Overloaded`] when polled.
     #[inline]
-    pub(crate) fn rejected(error: Overloaded, classifier: C) -> Self {
+    pub(crate) fn rejected() -> Self {
         Self {
-            kind: Kind::Rejected { error: Some(error) },
-            permit: Permit::empty(),
-            classifier,
+            kind: Kind::Rejected,
         }
     }
 }
@@ -110,7 +113,7 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
         let state = match &self.kind {
             Kind::Called { .. } => "called",
             Kind::Waiting { .. } => "waiting",
-            Kind::Rejected { .. } => "rejected",
+            Kind::Rejected => "rejected",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -131,17 +134,25 @@ where
         loop {
             let this = self.as_mut().project();
             let next = match this.kind.project() {
-                KindProj::Called { future } => {
+                KindProj::Called {
+                    future,
+                    permit,
+                    classifier,
+                } => {
                     let result = ready!(future.poll(cx));
-                    this.permit
-                        .finish(this.classifier.classify(&result).outcome());
+                    permit.finish(classifier.classify(&result).outcome());
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                KindProj::Rejected { error } => {
-                    return Poll::Ready(Err(Box::new(error.take().unwrap_or_default())));
+                KindProj::Rejected => {
+                    return Poll::Ready(Err(Box::new(Overloaded::new())));
                 }
                 KindProj::Waiting { waiting } => {
-                    let Waiting { call, guard, sleep } = &mut **waiting;
+                    let Waiting {
+                        call,
+                        classifier,
+                        guard,
+                        sleep,
+                    } = &mut **waiting;
                     if !guard.waiter.is_granted() {
                         guard.waiter.register(cx.waker());
                         if !guard.waiter.is_granted() {
@@ -151,16 +162,19 @@ where
                             let inner = guard.limit.inner();
                             if inner.cancel(&guard.waiter) {
                                 guard.done = true;
-                                let error = inner.reject(Overloaded::new());
-                                return Poll::Ready(Err(Box::new(error)));
+                                return Poll::Ready(Err(Box::new(inner.reject())));
                             }
                         }
                     }
                     guard.done = true;
-                    *this.permit = guard.limit.granted(&guard.waiter);
-                    match call.take() {
-                        Some(call) => Kind::Called { future: call() },
-                        None => Kind::Rejected { error: None },
+                    let permit = guard.limit.granted(&guard.waiter);
+                    match (call.take(), classifier.take()) {
+                        (Some(call), Some(classifier)) => Kind::Called {
+                            future: call(),
+                            permit,
+                            classifier,
+                        },
+                        _ => Kind::Rejected,
                     }
                 }
             };

@@ -410,7 +410,7 @@ impl AdaptiveLimit {
         let inner = self.inner();
         match inner.try_take(partition) {
             Some(in_flight) => Ok(self.permit(in_flight, partition)),
-            None => Err(inner.reject(Overloaded::new())),
+            None => Err(inner.reject()),
         }
     }
 
@@ -457,16 +457,6 @@ impl Permit {
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.finish(outcome);
-    }
-
-    /// A permit that holds nothing (for futures that never took one).
-    pub(crate) const fn empty() -> Self {
-        Self {
-            token: None,
-            start: UNSAMPLED,
-            in_flight: 0,
-            partition: NO_PARTITION,
-        }
     }
 
     /// Records the outcome and releases, once.
@@ -546,11 +536,12 @@ impl Inner {
         }
     }
 
+    /// Counts a shed call and returns its error.
     #[inline]
-    pub(crate) fn reject(&self, error: Overloaded) -> Overloaded {
+    pub(crate) fn reject(&self) -> Overloaded {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.telemetry.rejected.increment(1);
-        error
+        Overloaded::new()
     }
 
     /// Releases a finished call's permit and records its outcome.
@@ -691,11 +682,11 @@ impl Inner {
     /// Queues a call at the limit.
     pub(crate) fn enqueue(&self, partition: usize) -> Result<Arc<Waiter>, Overloaded> {
         let Some(q) = &self.queue else {
-            return Err(self.reject(Overloaded::new()));
+            return Err(self.reject());
         };
         if q.queued.fetch_add(1, Ordering::AcqRel) >= q.config.max_len {
             q.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.reject(Overloaded::new()));
+            return Err(self.reject());
         }
         let waiter = Arc::new(Waiter {
             state: AtomicU8::new(WAITING),

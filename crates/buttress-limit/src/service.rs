@@ -8,7 +8,6 @@ use buttress_core::classify::{Classify, ErrorsAsFailures};
 use buttress_core::key::KeyExtractor;
 use tower_service::Service;
 
-use crate::error::Overloaded;
 use crate::future::{ResponseFuture, WaitGuard};
 use crate::handle::{AdaptiveLimit, NO_PARTITION};
 use crate::layer::NoPartition;
@@ -18,7 +17,7 @@ use crate::layer::NoPartition;
 ///
 /// `poll_ready` only asks the inner service: an idle connection holds no
 /// permit. `call` takes a permit, or (at the limit) queues the call when a
-/// queue is configured, or fails at once with [`Overloaded`] without
+/// queue is configured, or fails at once with [`Overloaded`](crate::Overloaded) without
 /// calling the inner service. The permit is released when the response
 /// future completes or is dropped; a completed call feeds its round-trip
 /// time and outcome (judged by `C`) to the limiter.
@@ -123,7 +122,8 @@ where
             }
             // Shedding at once: inline, and as cheap as we can make it.
             None if !inner.has_queue() => {
-                ResponseFuture::rejected(inner.reject(Overloaded::new()), self.classifier.clone())
+                inner.reject();
+                ResponseFuture::rejected()
             }
             None => self.at_limit(req, partition),
         }
@@ -143,10 +143,8 @@ impl<S, C: Clone, P> AdaptiveLimitService<S, C, P> {
             _ => None,
         };
         let Some(max_wait) = queue else {
-            return ResponseFuture::rejected(
-                inner.reject(Overloaded::new()),
-                self.classifier.clone(),
-            );
+            inner.reject();
+            return ResponseFuture::rejected();
         };
         match inner.enqueue(partition) {
             Ok(waiter) => {
@@ -164,7 +162,7 @@ impl<S, C: Clone, P> AdaptiveLimitService<S, C, P> {
                     self.classifier.clone(),
                 )
             }
-            Err(error) => ResponseFuture::rejected(error, self.classifier.clone()),
+            Err(_) => ResponseFuture::rejected(),
         }
     }
 }

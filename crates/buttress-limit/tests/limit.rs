@@ -385,3 +385,40 @@ fn services_futures_and_handles_are_send_and_sync() {
     send_sync::<Svc>();
     send::<<Svc as Service<u32>>::Future>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn busy_windows_sample_a_subset_with_the_same_mean() {
+    let recorder = Recorder {
+        limit: 100,
+        ..Recorder::default()
+    };
+    let samples = recorder.samples.clone();
+    let limit = AdaptiveLimit::builder(recorder).build().unwrap();
+    // Three busy windows of 3,000 calls, each taking 200 µs, in a row.
+    for _ in 0..3 {
+        for _ in 0..3_000 {
+            let permit = limit.try_acquire().unwrap();
+            advance(Duration::from_micros(200)).await;
+            permit.record(Outcome::Success);
+        }
+        advance(Duration::from_secs(1)).await;
+    }
+    // The next sampled call closes the last window.
+    for _ in 0..4 {
+        let permit = limit.try_acquire().unwrap();
+        advance(Duration::from_micros(200)).await;
+        permit.record(Outcome::Success);
+    }
+    let samples = samples.lock().unwrap();
+    assert_eq!(samples.len(), 3);
+    // The first window measures every call; the next ones one in two
+    // (3,000 calls is under 4 × 1,024 samples), with the same mean RTT.
+    // (A window includes the call that closes it.)
+    assert!((3_000..=3_001).contains(&samples[0].count()));
+    for s in &samples[1..] {
+        assert!((1_400..=1_600).contains(&s.count()), "{}", s.count());
+    }
+    for s in samples.iter() {
+        assert_eq!(s.rtt(), Duration::from_micros(200));
+    }
+}
