@@ -53,7 +53,7 @@
 //!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, most calls in
 //!   flight, whether any call dropped); a window with fewer than
 //!   [`window_samples`](Builder::window_samples) calls (10) is discarded.
-//!   The call that closes the window feeds the [algorithm](algorithm) under
+//!   The call that closes the window feeds the [`algorithm`] under
 //!   a lock taken once per window, never on the per-call path.
 //! - **At the limit**: [`Overloaded`] at once (default), or a bounded
 //!   [FIFO or LIFO queue](Builder::queue) with a maximum wait.
