@@ -12,6 +12,7 @@
 //! compare another stack, add a function to `variants` and call it below.
 
 mod backend;
+mod limit;
 mod load;
 mod measure;
 mod report;
@@ -87,5 +88,7 @@ async fn main() -> Result<(), BoxError> {
         println!("{line}\n");
     }
     println!("{}", report::summary(&timeline, &runs));
+    println!();
+    limit::traffic_spike().await?;
     Ok(())
 }
