@@ -167,9 +167,9 @@ impl Builder {
     }
 
     /// Calls `listener` whenever a window changes the limit. Events are only
-    /// built when a listener is set; it runs on the thread that closed the
-    /// window, under the limiter's window lock: keep it short and do not
-    /// call back into the limiter's window machinery from it.
+    /// built when a listener is set; it runs on the thread whose call closed
+    /// the window, after the window's lock is released (it may read the
+    /// handle), inside that call's completion: keep it short.
     #[must_use]
     pub fn on_limit_change<F>(mut self, listener: F) -> Self
     where

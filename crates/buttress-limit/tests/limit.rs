@@ -422,3 +422,86 @@ async fn busy_windows_sample_a_subset_with_the_same_mean() {
         assert_eq!(s.rtt(), Duration::from_micros(200));
     }
 }
+
+/// Many tasks on a multi-threaded runtime, with a queue: the backend never
+/// sees more calls at once than the limit, every call is answered or shed,
+/// and every permit comes back.
+#[test]
+fn threads_never_exceed_the_limit_and_return_every_permit() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limit = AdaptiveLimit::builder(Fixed::new(8))
+            .queue(64, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (n, p) = (now.clone(), peak.clone());
+        let backend = service_fn(move |()| {
+            let (n, p) = (n.clone(), p.clone());
+            async move {
+                let inside = n.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(inside, Ordering::SeqCst);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, &'static str>(())
+            }
+        });
+        let svc = AdaptiveLimitLayer::new(limit.clone()).layer(backend);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..2_000 {
+            tasks.spawn(svc.clone().oneshot(()));
+        }
+        let (mut ok, mut shed) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    assert!(overloaded(&e).is_some());
+                    shed += 1;
+                }
+            }
+        }
+        assert_eq!(ok + shed, 2_000);
+        assert!(ok >= 8, "{ok}");
+        assert!(
+            peak.load(Ordering::SeqCst) <= 8,
+            "{}",
+            peak.load(Ordering::SeqCst)
+        );
+        assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
+    });
+}
+
+#[test]
+fn build_rejects_bad_configuration_by_field() {
+    let b = || AdaptiveLimit::builder(Fixed::new(10));
+    let field = |b: buttress_limit::Builder| b.build().unwrap_err().field();
+    assert_eq!(field(b().window(Duration::ZERO)), "window");
+    assert_eq!(field(b().window_samples(0)), "window_samples");
+    assert_eq!(field(b().queue(0, Duration::from_secs(1))), "queue");
+    assert_eq!(field(b().queue(10, Duration::ZERO)), "queue");
+    assert_eq!(field(b().partition("a", 0.0)), "partition");
+    assert_eq!(field(b().partition("a", f64::NAN)), "partition");
+    assert_eq!(
+        field(b().partition("a", 0.6).partition("b", 0.6)),
+        "partition"
+    );
+    assert_eq!(
+        field(b().partition("a", 0.2).partition("a", 0.2)),
+        "partition"
+    );
+    let err = b()
+        .partition("a", 0.6)
+        .partition("b", 0.6)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("add up to at most 1"), "{err}");
+    assert!(b().partition("a", 0.5).partition("b", 0.5).build().is_ok());
+}
