@@ -49,6 +49,35 @@ struct Stripe {
     samples: AtomicU32,
     drops: AtomicU32,
     max_in_flight: AtomicU32,
+    /// RTT histogram, only for algorithms that ask for a percentile.
+    histogram: Option<Box<[AtomicU32]>>,
+}
+
+/// Log-linear RTT histogram: 8 buckets per power of two from 1 µs
+/// (2^10 ns) to about 18 min (2^40 ns), so a bucket's midpoint is within
+/// 6.25 % of any RTT in it. RTTs outside the range land in the end buckets.
+mod hist {
+    pub(crate) const SUB: u32 = 8;
+    const MIN_EXP: u32 = 10;
+    const MAX_EXP: u32 = 40;
+    pub(crate) const BUCKETS: usize = ((MAX_EXP - MIN_EXP) * SUB) as usize;
+
+    #[inline]
+    pub(crate) fn bucket(nanos: u64) -> usize {
+        let nanos = nanos.clamp(1 << MIN_EXP, (1 << MAX_EXP) - 1);
+        let exp = 63 - nanos.leading_zeros();
+        let sub = ((nanos >> (exp - 3)) & u64::from(SUB - 1)) as u32;
+        ((exp - MIN_EXP) * SUB + sub) as usize
+    }
+
+    /// The midpoint of bucket `i`, in nanoseconds.
+    pub(crate) fn midpoint(i: usize) -> u64 {
+        let i = i as u32;
+        let exp = MIN_EXP + i / SUB;
+        let sub = u64::from(i % SUB);
+        let lo = (1u64 << exp) + (sub << (exp - 3));
+        lo + (1u64 << (exp - 4))
+    }
 }
 
 struct Partition {
@@ -142,6 +171,9 @@ pub(crate) struct Inner {
     in_flight: Padded<AtomicU32>,
     hot: Padded<Hot>,
     stripes: Box<[Padded<Stripe>]>,
+    /// The window aggregate the algorithm asked for: a percentile, or the
+    /// mean when `None`.
+    percentile: Option<f64>,
     origin: Origin,
     min_rtt_nanos: u64,
     window_nanos: u64,
@@ -257,6 +289,10 @@ impl AdaptiveLimit {
     pub(crate) fn from_builder(b: Builder, queue: Option<QueueConfig>) -> Self {
         let telemetry = Telemetry::new(&b.name);
         let limit = b.algorithm.limit().max(1);
+        let percentile = b
+            .algorithm
+            .rtt_percentile()
+            .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1.0);
         telemetry.limit.set(f64::from(limit));
         let window_nanos = saturating_nanos(b.window).max(1);
         let stripes = stripes();
@@ -267,7 +303,16 @@ impl AdaptiveLimit {
                 sample_mask: AtomicU32::new(0),
                 window_end: AtomicU64::new(window_nanos),
             }),
-            stripes: (0..stripes).map(|_| Padded(Stripe::default())).collect(),
+            stripes: (0..stripes)
+                .map(|_| {
+                    Padded(Stripe {
+                        histogram: percentile
+                            .map(|_| (0..hist::BUCKETS).map(|_| AtomicU32::new(0)).collect()),
+                        ..Stripe::default()
+                    })
+                })
+                .collect(),
+            percentile,
             origin: Origin::now(),
             min_rtt_nanos: saturating_nanos(b.min_rtt),
             window_nanos,
@@ -580,6 +625,9 @@ impl Inner {
                 if rtt >= self.min_rtt_nanos {
                     s.rtt_sum.fetch_add(rtt, Ordering::Relaxed);
                     s.samples.fetch_add(1, Ordering::Relaxed);
+                    if let Some(h) = &s.histogram {
+                        h[hist::bucket(rtt)].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 now
             }
@@ -629,6 +677,9 @@ impl Inner {
                 .set(f64::from(q.queued.load(Ordering::Relaxed)));
         }
         let count = samples.saturating_add(drops);
+        if self.percentile.is_some() && count < self.window_samples {
+            self.take_percentile(0.5); // empties the histograms
+        }
         // Sample every call next window at low rates, else the fewest that
         // keep about SAMPLES_PER_WINDOW.
         let mask = self.hot.0.sample_mask.load(Ordering::Relaxed);
@@ -648,9 +699,13 @@ impl Inner {
         } else {
             sum / u64::from(samples)
         };
+        let rtt = match (self.percentile, samples) {
+            (Some(p), 1..) => self.take_percentile(p).unwrap_or(mean),
+            _ => mean,
+        };
         let sample = Sample::new(
             Duration::from_nanos(now),
-            Duration::from_nanos(mean),
+            Duration::from_nanos(rtt),
             max_in_flight,
             drops > 0,
         )
@@ -677,6 +732,31 @@ impl Inner {
         if to > from && self.queue.is_some() {
             self.dispatch();
         }
+    }
+
+    /// Empties the window's histograms and returns their `p` percentile.
+    fn take_percentile(&self, p: f64) -> Option<u64> {
+        let mut merged = [0u64; hist::BUCKETS];
+        for s in &self.stripes {
+            if let Some(h) = &s.0.histogram {
+                for (m, b) in merged.iter_mut().zip(h.iter()) {
+                    *m += u64::from(b.swap(0, Ordering::Relaxed));
+                }
+            }
+        }
+        let total: u64 = merged.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64 * p).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in merged.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(hist::midpoint(i));
+            }
+        }
+        None
     }
 
     /// Queues a call at the limit.
@@ -789,5 +869,33 @@ fn pop(waiters: &mut VecDeque<Arc<Waiter>>, order: QueueOrder) -> Option<Arc<Wai
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hist;
+
+    #[test]
+    fn histogram_buckets_are_within_five_percent() {
+        for nanos in [
+            1_024u64,
+            100_000,
+            123_456,
+            20_000_000,
+            999_999_999,
+            60_000_000_000,
+        ] {
+            let mid = hist::midpoint(hist::bucket(nanos)) as f64;
+            let err = (mid - nanos as f64).abs() / nanos as f64;
+            assert!(err <= 0.0625, "{nanos}: midpoint {mid}, error {err}");
+        }
+        let mut last = 0;
+        for i in 0..hist::BUCKETS {
+            let m = hist::midpoint(i);
+            assert!(m > last);
+            assert_eq!(hist::bucket(m), i);
+            last = m;
+        }
     }
 }

@@ -47,6 +47,7 @@ fn overloaded(err: &BoxError) -> Option<Overloaded> {
 struct Recorder {
     limit: u32,
     samples: Arc<Mutex<Vec<Sample>>>,
+    percentile: Option<f64>,
 }
 
 impl Limit for Recorder {
@@ -60,6 +61,9 @@ impl Limit for Recorder {
     }
     fn name(&self) -> &'static str {
         "recorder"
+    }
+    fn rtt_percentile(&self) -> Option<f64> {
+        self.percentile
     }
 }
 
@@ -504,4 +508,32 @@ fn build_rejects_bad_configuration_by_field() {
         .unwrap_err();
     assert!(err.to_string().contains("add up to at most 1"), "{err}");
     assert!(b().partition("a", 0.5).partition("b", 0.5).build().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn algorithms_may_ask_for_a_percentile_instead_of_the_mean() {
+    let recorder = Recorder {
+        limit: 100,
+        percentile: Some(0.5),
+        ..Recorder::default()
+    };
+    let samples = recorder.samples.clone();
+    let limit = AdaptiveLimit::builder(recorder).build().unwrap();
+    let svc = AdaptiveLimitLayer::new(limit.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
+    // Six fast calls and five slow ones: the mean is 50 ms, the median 10 ms.
+    let mut tasks = Vec::new();
+    for i in 0..11 {
+        tasks.push(tokio::spawn(svc.clone().oneshot(if i < 6 {
+            10
+        } else {
+            100
+        })));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    advance(Duration::from_secs(1)).await;
+    svc.clone().oneshot(10).await.unwrap();
+    let rtt = samples.lock().unwrap()[0].rtt().as_secs_f64();
+    assert!((rtt - 0.010).abs() <= 0.010 * 0.0625, "p50 {rtt}");
 }

@@ -19,8 +19,8 @@
 //!   settles near 1.3× C (1.9× after the halving); with a tolerance of 1.0
 //!   it meets every target.
 //! - Envoy's controller keeps a 25 % latency buffer plus √L of head-room,
-//!   so it settles at 1.25·C + √(1.25·C) ≈ 1.4× C; with a buffer of 0 it
-//!   meets every target.
+//!   so it settles near 1.25·C + √(1.25·C) (about 1.3× C here); with a
+//!   buffer of 0 it meets every target.
 
 mod sim;
 

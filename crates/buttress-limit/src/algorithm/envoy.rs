@@ -18,12 +18,14 @@ use crate::error::{ConfigError, check_range};
 /// `g = clamp(min_rtt · (1 + buffer) / sample_rtt, 0.5, 2.0)`;
 /// `L' = L · g + √(L · g)`, clamped to `[min_concurrency, max_limit]`.
 ///
-/// Differences from Envoy, all from the limiter's windowing: the sample RTT
-/// and the measured min RTT are the *mean* of the window's calls (Envoy
-/// takes the p50); a measurement only counts windows whose calls were all
+/// The sample RTT is each window's p50, as in Envoy (from the limiter's
+/// histogram, within 6.25 %). Differences from Envoy, all from the
+/// limiter's windowing: the measured min RTT is the mean of the
+/// measurement windows' p50s, weighted by their calls (Envoy takes one p50
+/// over all of them); a measurement only counts windows whose calls were all
 /// admitted while the limit was pinned (with most calls in flight at most
-/// `min_concurrency`), so stragglers from before the pin do not inflate the
-/// mean; and the update interval is the limiter's window (Envoy's
+/// `min_concurrency`), so stragglers from before the pin do not skew it;
+/// and the update interval is the limiter's window (Envoy's
 /// default is 100 ms: set [`Builder::window`](crate::Builder::window) to
 /// match). Envoy answers a shed request with a 503, as does this crate's
 /// `http` helper.
@@ -255,6 +257,12 @@ impl Limit for EnvoyGradient {
 
     fn name(&self) -> &'static str {
         "envoy-gradient"
+    }
+
+    /// The p50 of each window, as Envoy's `sample_aggregate_percentile`
+    /// default.
+    fn rtt_percentile(&self) -> Option<f64> {
+        Some(0.5)
     }
 }
 

@@ -59,7 +59,7 @@ pub struct Sample {
 impl Sample {
     /// A window that closed `at` (time since the limiter was built), with
     /// the window's aggregated round-trip time `rtt` (the mean of its
-    /// successful calls), the most calls in flight while it was open, and
+    /// successful calls, or the percentile the algorithm asked for), the most calls in flight while it was open, and
     /// whether any call in it was dropped (failed or timed out).
     #[must_use]
     pub const fn new(at: Duration, rtt: Duration, in_flight: u32, dropped: bool) -> Self {
@@ -85,8 +85,9 @@ impl Sample {
         self.at
     }
 
-    /// The window's round-trip time (mean of its successful calls). Zero
-    /// when the window held only drops.
+    /// The window's round-trip time: the mean of its successful calls, or
+    /// the percentile the algorithm asked for with
+    /// [`Limit::rtt_percentile`]. Zero when the window held only drops.
     #[must_use]
     pub const fn rtt(&self) -> Duration {
         self.rtt
@@ -126,6 +127,14 @@ pub trait Limit: fmt::Debug + Send {
 
     /// The algorithm's name, for metrics labels and logs.
     fn name(&self) -> &'static str;
+
+    /// The window RTT this algorithm wants: `Some(p)` for the `p` quantile
+    /// of the window's RTTs (`0 < p ≤ 1`; from a histogram with 8 buckets per
+    /// power of two, within 6.25 % of the true value), `None` (the
+    /// default) for their mean.
+    fn rtt_percentile(&self) -> Option<f64> {
+        None
+    }
 }
 
 impl<L: Limit + ?Sized> Limit for Box<L> {
@@ -137,6 +146,9 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     }
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+    fn rtt_percentile(&self) -> Option<f64> {
+        (**self).rtt_percentile()
     }
 }
 
