@@ -136,8 +136,14 @@ impl Builder {
     /// Default: no queue, reject at once (tower's `LoadShed` over
     /// `ConcurrencyLimit` behaves the same; Envoy rejects at once too).
     ///
-    /// Queueing needs a tokio runtime with its time driver for the wait;
-    /// without one, a call at the limit is rejected at once.
+    /// The wait is a tokio timer. Outside any tokio runtime a call at the
+    /// limit is rejected at once instead of queued.
+    ///
+    /// # Panics
+    ///
+    /// A call that queues inside a tokio runtime built without its time
+    /// driver panics, as any tokio timer does (`#[tokio::main]` and
+    /// `Builder::enable_all` enable it).
     #[must_use]
     pub fn queue(mut self, max_len: u32, max_wait: Duration) -> Self {
         self.queue = Some((max_len, max_wait));

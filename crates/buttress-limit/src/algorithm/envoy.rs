@@ -92,7 +92,8 @@ impl EnvoyGradient {
 
     fn jittered_interval(&self) -> Duration {
         let extra = self.interval.as_secs_f64() * self.jitter * self.rng.next_f64();
-        self.interval + Duration::from_secs_f64(extra)
+        self.interval
+            .saturating_add(Duration::try_from_secs_f64(extra).unwrap_or(Duration::MAX))
     }
 }
 
@@ -227,11 +228,12 @@ impl Limit for EnvoyGradient {
                 calc.weighted_secs += s.rtt().as_secs_f64() * f64::from(s.count());
             }
             if calc.count >= u64::from(self.request_count) {
-                let min_rtt = Duration::from_secs_f64(calc.weighted_secs / calc.count as f64);
+                let min_rtt = Duration::try_from_secs_f64(calc.weighted_secs / calc.count as f64)
+                    .unwrap_or(Duration::MAX);
                 self.min_rtt = Some(min_rtt);
                 self.limit = calc.deferred;
                 self.calc = None;
-                self.next_calc_at = s.at() + self.jittered_interval();
+                self.next_calc_at = s.at().saturating_add(self.jittered_interval());
             }
             return self.limit();
         }
