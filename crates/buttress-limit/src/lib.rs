@@ -50,8 +50,9 @@
 //!   keeps about 1,024 RTTs per window: the mean of a uniform subsample is
 //!   the window's mean, and an admitted call then reads no clock at all.
 //! - **Windows**: samples are aggregated per [`window`](Builder::window)
-//!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, most calls in
-//!   flight, whether any call dropped); a window with fewer than
+//!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, or the
+//!   percentile the algorithm asks for; most calls in flight; whether any
+//!   call dropped); a window with fewer than
 //!   [`window_samples`](Builder::window_samples) calls (10) is discarded.
 //!   The call that closes the window feeds the [`algorithm`] under
 //!   a lock taken once per window, never on the per-call path.

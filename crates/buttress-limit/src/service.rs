@@ -22,6 +22,11 @@ use crate::layer::NoPartition;
 /// future completes or is dropped; a completed call feeds its round-trip
 /// time and outcome (judged by `C`) to the limiter.
 ///
+/// As a `Service` it needs `S: Clone + Send + 'static` and
+/// `Req: Send + 'static`, even without a queue: a queued call carries the
+/// ready inner service (swapped for a clone, tower's `mem::replace`
+/// pattern) and its request until a permit comes free.
+///
 /// # Clone
 ///
 /// Clones share the limiter (one limit for all of them).
