@@ -74,3 +74,51 @@ proptest! {
         })?;
     }
 }
+
+/// Any sequence of samples, however odd (zero RTTs, drops, huge in-flight
+/// counts, time going nowhere), keeps every algorithm within its bounds
+/// and never panics.
+mod algorithms {
+    use std::time::Duration;
+
+    use buttress_limit::algorithm::{Aimd, EnvoyGradient, Gradient2, Limit, Sample, Vegas};
+    use proptest::prelude::*;
+
+    fn sample() -> impl Strategy<Value = Sample> {
+        (
+            0u64..10_000,
+            prop_oneof![Just(0u64), 1u64..10_000_000_000],
+            any::<u32>(),
+            any::<bool>(),
+            1u32..10_000,
+        )
+            .prop_map(|(at, rtt, in_flight, dropped, count)| {
+                Sample::new(
+                    Duration::from_secs(at),
+                    Duration::from_nanos(rtt),
+                    in_flight,
+                    dropped,
+                )
+                .with_count(count)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn limits_stay_within_bounds(samples in proptest::collection::vec(sample(), 1..200)) {
+            let mut algorithms: Vec<(Box<dyn Limit>, u32, u32)> = vec![
+                (Box::new(Aimd::builder().build().unwrap()), 20, 200),
+                (Box::new(Vegas::builder().seed(1).build().unwrap()), 1, 1000),
+                (Box::new(Gradient2::builder().build().unwrap()), 20, 200),
+                (Box::new(EnvoyGradient::builder().seed(1).build().unwrap()), 3, 1000),
+            ];
+            for s in &samples {
+                for (a, lo, hi) in &mut algorithms {
+                    let l = a.update(s);
+                    prop_assert_eq!(l, a.limit());
+                    prop_assert!((*lo..=*hi).contains(&l), "{} gave {}", a.name(), l);
+                }
+            }
+        }
+    }
+}
