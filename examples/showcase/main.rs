@@ -1,6 +1,7 @@
-//! The buttress showcase: one in-process backend goes healthy → dead →
-//! healthy while the same load hits it with and without a circuit breaker,
-//! and the run prints what each caller saw.
+//! The buttress showcase: one in-process backend goes healthy → flaky →
+//! dead → healthy while the same load hits it with and without a circuit
+//! breaker, and with retries with and without a retry budget, and the run
+//! prints what each caller saw.
 //!
 //! ```text
 //! cargo run --release --example showcase
@@ -12,10 +13,12 @@
 //! compare another stack, add a function to `variants` and call it below.
 
 mod backend;
+mod cache;
 mod limit;
 mod load;
 mod measure;
 mod report;
+mod retry;
 mod scenario;
 mod variants;
 
@@ -35,6 +38,8 @@ async fn main() -> Result<(), BoxError> {
     let runs: Vec<Run> = [
         variants::unprotected(&timeline),
         variants::circuit_breaker(&timeline)?,
+        retry::retry(&timeline, true)?,
+        retry::retry(&timeline, false)?,
     ]
     .into_iter()
     .map(|variant| Run {
@@ -88,6 +93,7 @@ async fn main() -> Result<(), BoxError> {
         println!("{line}\n");
     }
     println!("{}", report::summary(&timeline, &runs));
+    println!("{}", cache::run().await?);
     println!();
     limit::traffic_spike().await?;
     Ok(())

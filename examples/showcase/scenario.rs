@@ -76,7 +76,8 @@ pub(crate) struct Scenario {
 }
 
 impl Scenario {
-    /// Healthy, then a dependency that hangs and fails for five seconds,
+    /// Healthy, then flaky (one call in five fails) for three seconds, then a
+    /// dependency that hangs and fails for five seconds,
     /// then healthy again.
     pub(crate) fn dead_dependency() -> Self {
         let healthy = Behavior::healthy(Duration::from_millis(2), 0.01);
@@ -86,6 +87,12 @@ impl Scenario {
                     name: "healthy",
                     duration: Duration::from_secs(3),
                     behavior: healthy,
+                },
+                // Transient failures: what retries are for.
+                Phase {
+                    name: "flaky",
+                    duration: Duration::from_secs(3),
+                    behavior: Behavior::healthy(Duration::from_millis(2), 0.2),
                 },
                 Phase {
                     name: "failing",

@@ -17,7 +17,9 @@
 //! size. The window holds the calls numbered `(max(I − size, base), I]`, so
 //! with `n` calls in it, the failure rate reaches the threshold exactly when
 //! the `k`-th most recent failure, `k = ⌈threshold · n⌉`, is inside the
-//! window: one ring read. Old calls leave the window as new ones arrive
+//! window: one ring read. Concurrent pushes can make that read see a newer
+//! entry than the `k`-th, so a positive answer is confirmed by counting the
+//! ring before tripping (once per trip; counting never over-counts). Old calls leave the window as new ones arrive
 //! (resilience4j's semantics; tower-resilience 0.13's never-evicting
 //! counters need as many failures as there were successes).
 //!
@@ -178,6 +180,18 @@ impl Ring {
         self.slots[((c - k) % self.len()) as usize].load(Ordering::Acquire)
     }
 
+    /// Whether at least `k` entries have numbers in `(lower, upper]`.
+    ///
+    /// The O(1) test reads the `k`-th most recent entry. It is exact when
+    /// pushes are serialized; when they are concurrent, a push in flight can
+    /// overwrite that slot with a newer number, so a "yes" is confirmed by
+    /// counting (once per trip). Counting never over-counts: every slot
+    /// holds a distinct entry.
+    #[inline]
+    fn reaches(&self, k: u64, lower: u64, upper: u64) -> bool {
+        self.kth_recent(k) > lower && self.count_in(lower, upper) >= k
+    }
+
     /// How many entries have numbers in `(lower, upper]`.
     fn count_in(&self, lower: u64, upper: u64) -> u64 {
         self.slots
@@ -256,13 +270,14 @@ impl CountWindow {
         }
         if self
             .failures
-            .kth_recent(Config::needed(config.failure_ppm, n))
-            > lower
+            .reaches(Config::needed(config.failure_ppm, n), lower, at)
         {
             return Some(Trip::FailureRate);
         }
         if config.slow_call_nanos.is_some()
-            && self.slow.kth_recent(Config::needed(config.slow_ppm, n)) > lower
+            && self
+                .slow
+                .reaches(Config::needed(config.slow_ppm, n), lower, at)
         {
             return Some(Trip::SlowCallRate);
         }

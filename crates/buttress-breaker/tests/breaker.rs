@@ -543,3 +543,36 @@ async fn keyed_breakers_are_independent_and_capped() {
             == "max_keys"
     );
 }
+
+#[test]
+fn concurrent_pushes_never_trip_below_the_threshold() {
+    // Regression: with k equal to the window size, a push in flight could
+    // overwrite the ring slot being judged with a newer failure and trip a
+    // breaker whose window was three-quarters successes.
+    for round in 0..20 {
+        let breaker = CircuitBreaker::builder()
+            .count_window(64)
+            .minimum_calls(64)
+            .failure_rate_threshold(1.0)
+            .build()
+            .unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let breaker = &breaker;
+                s.spawn(move || {
+                    for i in 0..5_000 {
+                        let outcome = if (i + t) % 4 == 0 {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Success
+                        };
+                        if let Ok(p) = breaker.try_acquire() {
+                            p.record(outcome);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(breaker.state(), State::Closed, "round {round}");
+    }
+}

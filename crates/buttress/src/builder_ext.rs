@@ -10,6 +10,11 @@ use buttress_limit::{
     throttle::{AdaptiveThrottle, ThrottleLayer},
 };
 
+#[cfg(feature = "cache")]
+use buttress_cache::{Cache, CacheLayer};
+#[cfg(feature = "retry")]
+use buttress_retry::{HedgeLayer, HedgePolicy, RetryLayer, RetryPolicy};
+
 mod sealed {
     pub trait Sealed {}
     impl<L> Sealed for tower::ServiceBuilder<L> {}
@@ -29,6 +34,69 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         breaker: CircuitBreaker,
     ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
+
+    /// Adds a read-through [`CacheLayer`] over `cache`, keyed by
+    /// `key_extractor` (a closure `Fn(&Req) -> Option<K>`; `None` bypasses
+    /// the cache), caching every success for the cache's TTL. For another
+    /// policy, use `.layer(CacheLayer::new(cache, key).policy(..))`.
+    ///
+    /// ```
+    /// use buttress::ServiceBuilderExt;
+    /// use buttress::cache::{Cache, store::QuickCacheStore};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let svc = ServiceBuilder::new()
+    ///     .cache(cache.clone(), |id: &u32| Some(*id))
+    ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
+    /// assert_eq!(svc.clone().oneshot(21).await?, 42);
+    /// assert_eq!(svc.oneshot(21).await?, 42);
+    /// assert_eq!(cache.stats().hits, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    fn cache<K, V, St, X>(
+        self,
+        cache: Cache<K, V, St>,
+        key_extractor: X,
+    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>>;
+
+    /// Adds a [`RetryLayer`] driven by `policy` (its classifier, request
+    /// replay, budget and deadline come with it).
+    ///
+    /// Named `retries` because tower's `ServiceBuilder` already has an
+    /// inherent `retry` (tower's own layer, which would win the call).
+    ///
+    /// ```
+    /// use buttress::ServiceBuilderExt;
+    /// use buttress::retry::RetryPolicy;
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let policy = RetryPolicy::builder().name("backend").build()?;
+    /// let svc = ServiceBuilder::new()
+    ///     .retries(policy)
+    ///     .service(service_fn(|x: u64| async move { Ok::<_, std::io::Error>(x + 1) }));
+    /// assert_eq!(svc.oneshot(1).await?, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn retries<C, R>(
+        self,
+        policy: RetryPolicy<C, R>,
+    ) -> tower::ServiceBuilder<Stack<RetryLayer<C, R>, L>>;
+
+    /// Adds a [`HedgeLayer`] driven by `policy`.
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn hedge<R>(self, policy: HedgePolicy<R>) -> tower::ServiceBuilder<Stack<HedgeLayer<R>, L>>;
 
     /// Adds an [`AdaptiveLimitLayer`] around `limit`, counting `Err` as a
     /// drop. For another classifier or partitions, use
@@ -74,6 +142,28 @@ impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
         breaker: CircuitBreaker,
     ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
         self.layer(CircuitBreakerLayer::new(breaker))
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache<K, V, St, X>(
+        self,
+        cache: Cache<K, V, St>,
+        key_extractor: X,
+    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>> {
+        self.layer(CacheLayer::new(cache, key_extractor))
+    }
+
+    #[cfg(feature = "retry")]
+    fn retries<C, R>(
+        self,
+        policy: RetryPolicy<C, R>,
+    ) -> tower::ServiceBuilder<Stack<RetryLayer<C, R>, L>> {
+        self.layer(RetryLayer::new(policy))
+    }
+
+    #[cfg(feature = "retry")]
+    fn hedge<R>(self, policy: HedgePolicy<R>) -> tower::ServiceBuilder<Stack<HedgeLayer<R>, L>> {
+        self.layer(HedgeLayer::new(policy))
     }
 
     #[cfg(feature = "limit")]

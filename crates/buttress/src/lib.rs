@@ -24,10 +24,13 @@
 //! | feature | what it brings |
 //! |---|---|
 //! | `breaker` (default) | [`breaker`]: the circuit breaker |
-//! | `limit` | `limit`: adaptive concurrency limits, load shedding, client-side throttling |
+//! | `retry` | [`retry`]: retries with backoff, jitter, a retry budget, deadlines and hedging |
+//! | `limit` | [`limit`]: adaptive concurrency limits, load shedding, client-side throttling |
 //! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
 //! | `grpc` | gRPC status classification |
 //! | `keyed` | a breaker per host, route or tenant |
+//! | `cache` | [`cache`]: the read-through cache (quick_cache store) |
+//! | `moka` | the cache's `MokaStore` |
 //! | `full` | all of the above |
 //!
 //! [tower]: https://docs.rs/tower
@@ -40,6 +43,16 @@ pub use buttress_core::BoxError;
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use buttress_breaker as breaker;
+
+/// The read-through cache: see [`buttress_cache`].
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use buttress_cache as cache;
+
+/// Retries, retry budgets, deadlines and hedging: see [`buttress_retry`].
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use buttress_retry as retry;
 
 /// Adaptive concurrency limits and client-side throttling: see [`buttress_limit`].
 #[cfg(feature = "limit")]

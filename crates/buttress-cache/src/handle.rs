@@ -1,0 +1,708 @@
+//! The `Cache` handle: shared state, loads, coalescing, refreshes,
+//! invalidation.
+
+use std::collections::{HashMap, HashSet};
+use std::error::Error;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use buttress_core::BoxError;
+use buttress_core::rng::FastRng;
+use buttress_core::time::{Instant, saturating_nanos};
+use tokio::sync::Notify;
+use tower_service::Service;
+
+use crate::config::{Builder, Config};
+use crate::entry::{Entry, MAX_WINDOW, Tag, later};
+use crate::error::CoalescedError;
+use crate::policy::{CachePolicy, Kind, Verdict};
+use crate::stats::{Counters, Metrics, Stats, bump};
+use crate::store::Store;
+
+/// Epoch stripes: an invalidation of one key bumps one stripe, so only
+/// loads of keys on that stripe lose their write.
+const EPOCH_STRIPES: usize = 64;
+
+/// `−ln(U)` for `U` in `(0, 1]` drawn with 53 random bits is at most
+/// `53·ln 2 ≈ 36.7`: an entry further than `37·δ·β` from expiry can never
+/// be picked for an XFetch refresh, so no random number is drawn for it.
+const XFETCH_MAX_LN: f64 = 37.0;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned map is still consistent: every critical section here is
+    // a single insert or remove.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shared state behind a cache layer: clone it to read its counters,
+/// to invalidate entries from outside the request path, or to put
+/// several layers (a read path and an [`InvalidateLayer`](crate::InvalidateLayer)
+/// on a write path) on one cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use buttress_cache::{Cache, CacheLayer, store::QuickCacheStore};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+/// let db = service_fn(|id: u64| async move { Ok::<_, std::io::Error>(id * 10) });
+/// let svc = CacheLayer::new(cache.clone(), |id: &u64| Some(*id)).layer(db);
+///
+/// assert_eq!(svc.clone().oneshot(4).await?, 40); // miss: the backend answers
+/// assert_eq!(svc.clone().oneshot(4).await?, 40); // hit
+/// assert_eq!(cache.stats().hits, 1);
+/// cache.invalidate(&4).await;
+/// assert!(cache.peek(&4).is_none());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Clone
+///
+/// Clones share everything: the store, the counters, the loads in flight.
+pub struct Cache<K, V, St> {
+    pub(crate) shared: Arc<Shared<K, V, St>>,
+}
+
+impl<K, V, St> Clone for Cache<K, V, St> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K, V, St: fmt::Debug> fmt::Debug for Cache<K, V, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.shared.cfg.name)
+            .field("store", &self.shared.store)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared<K, V, St> {
+    pub(crate) store: St,
+    pub(crate) cfg: Config<K, V>,
+    pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
+    inflight: Mutex<HashMap<K, Arc<Flight<V>>>>,
+    tags: Mutex<HashMap<Tag, HashSet<K>>>,
+    /// Writes hold it shared, invalidations exclusively: a write either
+    /// lands before an invalidation (and is deleted by it) or sees the
+    /// invalidation's epoch and is dropped.
+    gate: tokio::sync::RwLock<()>,
+    epochs: Box<[AtomicU64]>,
+    versions: AtomicU64,
+    rng: FastRng,
+    hasher: RandomState,
+}
+
+/// What a finished load hands its waiters.
+enum Outcome<V> {
+    Value(V),
+    Failed(Arc<dyn Error + Send + Sync>),
+    /// The leader's future was dropped: a waiter takes over.
+    Abandoned,
+}
+
+impl<V: Clone> Clone for Outcome<V> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Value(v) => Self::Value(v.clone()),
+            Self::Failed(e) => Self::Failed(Arc::clone(e)),
+            Self::Abandoned => Self::Abandoned,
+        }
+    }
+}
+
+/// One load in flight, shared by its leader and its waiters.
+pub(crate) struct Flight<V> {
+    outcome: Mutex<Option<Outcome<V>>>,
+    done: Notify,
+}
+
+impl<V: Clone> Flight<V> {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            outcome: Mutex::new(None),
+            done: Notify::new(),
+        })
+    }
+
+    async fn wait(&self) -> Outcome<V> {
+        loop {
+            let notified = self.done.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(outcome) = lock(&self.outcome).as_ref() {
+                return outcome.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The leader's hold on a flight. Dropped unfinished (the leader's future
+/// was cancelled), it marks the flight abandoned and wakes the waiters,
+/// one of which leads the next attempt.
+pub(crate) struct Lead<K: Hash + Eq, V: Clone, St> {
+    shared: Arc<Shared<K, V, St>>,
+    key: Option<K>,
+    flight: Arc<Flight<V>>,
+}
+
+impl<K: Hash + Eq, V: Clone, St> Lead<K, V, St> {
+    fn unregister(&mut self) -> Option<K> {
+        let key = self.key.take()?;
+        let mut map = lock(&self.shared.inflight);
+        if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+            map.remove(&key);
+        }
+        Some(key)
+    }
+
+    fn finish(mut self, outcome: Outcome<V>) {
+        if self.unregister().is_some() {
+            *lock(&self.flight.outcome) = Some(outcome);
+            self.flight.done.notify_waiters();
+        }
+    }
+
+    /// Hands `error` to the waiters; returns what the leader's caller gets:
+    /// the error itself when nobody waited, else a [`CoalescedError`].
+    fn fail(mut self, error: BoxError) -> BoxError {
+        self.unregister();
+        // Unregistered: nobody can join any more, so a count of one means
+        // nobody waits.
+        if Arc::strong_count(&self.flight) == 1 {
+            return error;
+        }
+        let shared: Arc<dyn Error + Send + Sync> = Arc::from(error);
+        *lock(&self.flight.outcome) = Some(Outcome::Failed(Arc::clone(&shared)));
+        self.flight.done.notify_waiters();
+        Box::new(CoalescedError::new(shared))
+    }
+}
+
+impl<K: Hash + Eq, V: Clone, St> Drop for Lead<K, V, St> {
+    fn drop(&mut self) {
+        if self.unregister().is_some() {
+            *lock(&self.flight.outcome) = Some(Outcome::Abandoned);
+            self.flight.done.notify_waiters();
+        }
+    }
+}
+
+impl<K, V, St> Cache<K, V, St>
+where
+    K: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    St: Store<K, V>,
+{
+    /// A builder around `store` (the one required input besides the key
+    /// extractor, which the [`CacheLayer`](crate::CacheLayer) takes).
+    pub fn builder(store: St) -> Builder<K, V, St> {
+        Builder::new(store)
+    }
+}
+
+impl<K, V, St> Cache<K, V, St> {
+    pub(crate) fn from_parts(store: St, cfg: Config<K, V>) -> Self {
+        let rng = cfg.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
+        let metrics = Metrics::new(&cfg.name);
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                metrics,
+                counters: Counters::default(),
+                inflight: Mutex::new(HashMap::new()),
+                tags: Mutex::new(HashMap::new()),
+                gate: tokio::sync::RwLock::new(()),
+                epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+                versions: AtomicU64::new(0),
+                rng,
+                hasher: RandomState::new(),
+                cfg,
+            }),
+        }
+    }
+
+    /// The cache's name (its metrics label).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared.cfg.name
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &St {
+        &self.shared.store
+    }
+}
+
+impl<K, V, St> Cache<K, V, St>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    St: Store<K, V>,
+{
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot(self.shared.store.evictions())
+    }
+
+    /// The entry for `key` if the store can answer synchronously and the
+    /// entry is still servable (fresh or stale), without counting a hit.
+    #[must_use]
+    pub fn peek(&self, key: &K) -> Option<Entry<V>> {
+        let now = Instant::now();
+        self.shared
+            .store
+            .try_get(key)
+            .flatten()
+            .filter(|e| e.is_servable(now))
+    }
+
+    /// Drops `key`. Once this returns, no request is answered with the
+    /// dropped value: loads that started before it do not write their
+    /// result, and requests after it do not join them.
+    pub async fn invalidate(&self, key: &K) {
+        let s = &self.shared;
+        let _gate = s.gate.write().await;
+        s.epochs[s.stripe(key)].fetch_add(1, Ordering::SeqCst);
+        lock(&s.inflight).remove(key);
+        s.store.delete(key).await;
+        s.invalidated("key");
+    }
+
+    /// Drops every entry whose response carried `tag` (see
+    /// [`Verdict::tag`]). Same guarantee as [`invalidate`](Self::invalidate).
+    /// The tag index may hold keys whose entry has since been replaced
+    /// without the tag: those are dropped too (a spurious miss, never a
+    /// stale read).
+    pub async fn invalidate_tag(&self, tag: &str) {
+        let s = &self.shared;
+        let _gate = s.gate.write().await;
+        s.bump_all();
+        let keys = lock(&s.tags).remove(tag).unwrap_or_default();
+        {
+            let mut inflight = lock(&s.inflight);
+            for key in &keys {
+                inflight.remove(key);
+            }
+        }
+        for key in &keys {
+            s.store.delete(key).await;
+        }
+        s.invalidated("tag");
+    }
+
+    /// Drops every entry for which `pred(key, value)` is true. Loads in
+    /// flight are detached (their results are not written). Same guarantee
+    /// as [`invalidate`](Self::invalidate).
+    pub async fn invalidate_where<F>(&self, pred: F)
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync,
+    {
+        let s = &self.shared;
+        let _gate = s.gate.write().await;
+        s.bump_all();
+        lock(&s.inflight).clear();
+        s.store
+            .delete_where(&|k: &K, e: &Entry<V>| pred(k, e.value()))
+            .await;
+        s.invalidated("predicate");
+    }
+
+    /// Drops everything.
+    pub async fn invalidate_all(&self) {
+        self.invalidate_where(|_, _| true).await;
+        lock(&self.shared.tags).clear();
+    }
+}
+
+impl<K, V, St> Shared<K, V, St> {
+    fn stripe(&self, key: &K) -> usize
+    where
+        K: Hash,
+    {
+        (self.hasher.hash_one(key) as usize) % EPOCH_STRIPES
+    }
+
+    fn epoch(&self, key: &K) -> u64
+    where
+        K: Hash,
+    {
+        self.epochs[self.stripe(key)].load(Ordering::SeqCst)
+    }
+
+    fn bump_all(&self) {
+        for e in &*self.epochs {
+            e.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn invalidated(&self, by: &'static str) {
+        bump(&self.counters.invalidations);
+        self.metrics.invalidations.increment(1);
+        tracing::debug!(cache = %self.cfg.name, by, "cache invalidation");
+    }
+
+    /// The instant from which XFetch may pick an entry fresh until
+    /// `fresh_until`: `37·δ·β` before it (`fresh_until` itself, so never,
+    /// when XFetch is off or δ is zero).
+    /// If that is before the clock's start, `started` (the load's start,
+    /// which every later read is after) stands in for it.
+    fn early_from(&self, started: Instant, fresh_until: Instant, load_time: Duration) -> Instant {
+        match self.cfg.xfetch_beta {
+            Some(beta) if !load_time.is_zero() => {
+                let secs = load_time.as_secs_f64() * beta * XFETCH_MAX_LN;
+                match Duration::try_from_secs_f64(secs) {
+                    Ok(window) => fresh_until
+                        .checked_sub(window)
+                        .unwrap_or(started)
+                        .max(started),
+                    // A window beyond any duration: eligible at once.
+                    Err(_) => started,
+                }
+            }
+            _ => fresh_until,
+        }
+    }
+
+    /// Whether a fresh hit should start an XFetch early refresh.
+    #[inline]
+    pub(crate) fn xfetch_due(&self, entry: &Entry<V>, now: Instant) -> bool {
+        // One comparison on the common path: far from expiry, no draw.
+        if now < entry.early_refresh_from() {
+            return false;
+        }
+        let Some(beta) = self.cfg.xfetch_beta else {
+            return false;
+        };
+        let delta = entry.load_time().as_secs_f64() * beta;
+        if delta <= 0.0 {
+            return false;
+        }
+        let remaining = entry
+            .fresh_until()
+            .saturating_duration_since(now)
+            .as_secs_f64();
+        // U in (0, 1]: ln(U) is finite and <= 0.
+        let u = self.rng.next_f64_nonzero();
+        delta * -u.ln() >= remaining
+    }
+
+    #[inline]
+    pub(crate) fn count_hit(&self) {
+        self.counters.hits.add(1);
+        self.metrics.hit.increment(1);
+    }
+
+    #[inline]
+    pub(crate) fn count_stale(&self) {
+        self.counters.stale_served.add(1);
+        self.metrics.stale.increment(1);
+    }
+
+    pub(crate) fn count_bypass(&self) {
+        bump(&self.counters.bypassed);
+        self.metrics.bypass.increment(1);
+    }
+
+    fn jittered(&self, ttl: Duration) -> Duration {
+        let j = self.cfg.ttl_jitter;
+        if j == 0.0 {
+            return ttl;
+        }
+        let factor = 1.0 + j * (2.0 * self.rng.next_f64() - 1.0);
+        // factor is in [1 - j, 1 + j] with j < 1: positive and finite.
+        ttl.min(MAX_WINDOW).mul_f64(factor)
+    }
+}
+
+impl<K, V, St> Shared<K, V, St>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    St: Store<K, V>,
+{
+    /// Joins the flight for `key`, or starts one and leads it.
+    fn join(self: &Arc<Self>, key: &K) -> Result<Lead<K, V, St>, Arc<Flight<V>>> {
+        let mut map = lock(&self.inflight);
+        if let Some(flight) = map.get(key) {
+            return Err(Arc::clone(flight));
+        }
+        let flight = Flight::new();
+        map.insert(key.clone(), Arc::clone(&flight));
+        Ok(Lead {
+            shared: Arc::clone(self),
+            key: Some(key.clone()),
+            flight,
+        })
+    }
+
+    /// Writes a loaded value (fresh for its TTL from `started`), unless the policy, the weight bound, an
+    /// invalidation since `epoch0`, or (for a refresh) a change of the
+    /// entry since it was read says not to.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        key: K,
+        value: V,
+        verdict: Verdict,
+        started: Instant,
+        load_time: Duration,
+        epoch0: u64,
+        expect_version: Option<u64>,
+    ) {
+        if verdict.kind == Kind::Skip {
+            return;
+        }
+        let weight = (self.cfg.weigher)(&key, &value);
+        if weight > self.cfg.max_entry_bytes {
+            bump(&self.counters.oversized);
+            self.metrics.oversized.increment(1);
+            return;
+        }
+        let negative = verdict.kind == Kind::Negative;
+        let base = verdict.ttl.unwrap_or(if negative {
+            self.cfg.negative_ttl
+        } else {
+            self.cfg.ttl
+        });
+        // The TTL counts from when the backend was asked: the value is at
+        // most that fresh (as RFC 9111 counts age from the request).
+        let fresh_until = later(started, self.jittered(base));
+        let (revalidate_until, stale_until) = if negative {
+            (fresh_until, fresh_until)
+        } else {
+            let swr = self.cfg.stale_while_revalidate;
+            (
+                later(fresh_until, swr),
+                later(fresh_until, swr.max(self.cfg.stale_if_error)),
+            )
+        };
+        let early_from = self.early_from(started, fresh_until, load_time);
+        let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let tags = verdict.tags;
+        let _gate = self.gate.read().await;
+        if self.epoch(&key) != epoch0 {
+            if expect_version.is_some() {
+                bump(&self.counters.refreshes_dropped);
+            }
+            return;
+        }
+        if let Some(expected) = expect_version {
+            let current = self.store.get(&key).await.map(|e| e.version());
+            if current != Some(expected) {
+                bump(&self.counters.refreshes_dropped);
+                tracing::debug!(cache = %self.cfg.name, "refresh dropped: the entry changed");
+                return;
+            }
+        }
+        if !tags.is_empty() {
+            let mut index = lock(&self.tags);
+            for tag in &tags {
+                index
+                    .entry(Arc::clone(tag))
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+        let entry = Entry::new(
+            value,
+            fresh_until,
+            revalidate_until,
+            stale_until,
+            early_from,
+            load_time,
+            weight,
+            version,
+            negative,
+        );
+        self.store.put(key, entry).await;
+    }
+
+    /// Leads one load: calls the backend, writes, hands the result to the
+    /// waiters. On failure, answers with `stale` if it is still servable
+    /// (stale-if-error).
+    #[allow(clippy::too_many_arguments)]
+    async fn lead<S, Req, P>(
+        &self,
+        lead: Lead<K, V, St>,
+        key: K,
+        req: Req,
+        mut svc: S,
+        policy: &P,
+        stale: Option<Entry<V>>,
+        expect_version: Option<u64>,
+    ) -> Result<V, BoxError>
+    where
+        S: Service<Req, Response = V>,
+        S::Error: Into<BoxError>,
+        P: CachePolicy<V>,
+    {
+        let epoch0 = self.epoch(&key);
+        let start = Instant::now();
+        let ready: Result<(), BoxError> = std::future::poll_fn(|cx| svc.poll_ready(cx))
+            .await
+            .map_err(Into::into);
+        let result = match ready {
+            Ok(()) => svc.call(req).await.map_err(Into::into),
+            Err(e) => Err(e),
+        };
+        let load_time = start.elapsed();
+        bump(&self.counters.loads);
+        self.counters
+            .load_nanos
+            .fetch_add(saturating_nanos(load_time), Ordering::Relaxed);
+        self.metrics.load_seconds.record(load_time.as_secs_f64());
+        match result {
+            Ok(value) => {
+                let verdict = policy.verdict(&value);
+                self.write(
+                    key,
+                    value.clone(),
+                    verdict,
+                    start,
+                    load_time,
+                    epoch0,
+                    expect_version,
+                )
+                .await;
+                lead.finish(Outcome::Value(value.clone()));
+                Ok(value)
+            }
+            Err(error) => {
+                bump(&self.counters.load_failures);
+                self.metrics.load_failures.increment(1);
+                tracing::debug!(cache = %self.cfg.name, error = %error, "cache load failed");
+                if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                    lead.finish(Outcome::Value(value.clone()));
+                    return Ok(value);
+                }
+                Err(lead.fail(error))
+            }
+        }
+    }
+
+    fn stale_on_error(&self, stale: Option<&Entry<V>>) -> Option<V> {
+        let entry = stale?;
+        if entry.is_negative() || !entry.is_servable(Instant::now()) {
+            return None;
+        }
+        bump(&self.counters.stale_if_error);
+        self.metrics.stale_if_error.increment(1);
+        Some(entry.value().clone())
+    }
+
+    /// The miss path: look the key up if the caller could not, then join
+    /// or lead a load. Leaders' and waiters' futures are interchangeable:
+    /// if the leader's is dropped, a waiter leads with its own request.
+    pub(crate) async fn read_through<S, Req, P>(
+        self: Arc<Self>,
+        key: K,
+        req: Req,
+        svc: S,
+        policy: P,
+        mut stale: Option<Entry<V>>,
+        looked_up: bool,
+    ) -> Result<V, BoxError>
+    where
+        S: Service<Req, Response = V>,
+        S::Error: Into<BoxError>,
+        P: CachePolicy<V>,
+    {
+        if !looked_up && let Some(entry) = self.store.get(&key).await {
+            let now = Instant::now();
+            if entry.is_fresh(now) {
+                self.count_hit();
+                return Ok(entry.value().clone());
+            }
+            if entry.is_servable(now) {
+                stale = Some(entry);
+            }
+        }
+        bump(&self.counters.misses);
+        self.metrics.miss.increment(1);
+        let mut waited = false;
+        loop {
+            match self.join(&key) {
+                Ok(lead) => {
+                    // Another load may have landed between our lookup and
+                    // the join.
+                    if let Some(entry) = self.store.get(&key).await
+                        && entry.is_fresh(Instant::now())
+                    {
+                        let value = entry.value().clone();
+                        lead.finish(Outcome::Value(value.clone()));
+                        return Ok(value);
+                    }
+                    return self.lead(lead, key, req, svc, &policy, stale, None).await;
+                }
+                Err(flight) => {
+                    if !waited {
+                        waited = true;
+                        bump(&self.counters.coalesced);
+                        self.metrics.coalesced.increment(1);
+                    }
+                    match flight.wait().await {
+                        Outcome::Value(value) => return Ok(value),
+                        Outcome::Failed(error) => {
+                            if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                                return Ok(value);
+                            }
+                            return Err(Box::new(CoalescedError::new(error)));
+                        }
+                        Outcome::Abandoned => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts one background refresh of `key` (stale-while-revalidate,
+    /// XFetch) unless a load of it is already running. Gives the request
+    /// back when there is no tokio runtime to spawn on.
+    pub(crate) fn refresh<S, Req, P>(
+        self: &Arc<Self>,
+        key: K,
+        req: Req,
+        svc: S,
+        policy: P,
+        entry: &Entry<V>,
+    ) -> Result<(), Req>
+    where
+        S: Service<Req, Response = V> + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        Req: Send + 'static,
+        P: CachePolicy<V> + Send + Sync + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(req);
+        };
+        let Ok(lead) = self.join(&key) else {
+            return Ok(()); // a load is already running
+        };
+        bump(&self.counters.refreshes);
+        self.metrics.refreshes.increment(1);
+        let shared = Arc::clone(self);
+        let stale = entry.clone();
+        let expected = entry.version();
+        runtime.spawn(async move {
+            let _ = shared
+                .lead(lead, key, req, svc, &policy, Some(stale), Some(expected))
+                .await;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! The cache's service.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use buttress_core::BoxError;
+use buttress_core::key::KeyExtractor;
+use buttress_core::time::Instant;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::handle::Cache;
+use crate::policy::{CachePolicy, CacheSuccesses};
+use crate::store::Store;
+
+/// A read-through cache in front of `S`; built by
+/// [`CacheLayer`](crate::CacheLayer).
+///
+/// # Readiness
+///
+/// `poll_ready` is always ready and never polls the inner service: a hit
+/// must not wait for (or reserve) capacity it does not use, which is what
+/// goes wrong when a cache in front of a rate limit or a pool polls the
+/// inner service first. A miss, a bypass and a background refresh each
+/// clone the inner service (hence `S: Clone`, as for tower's `Buffer` or
+/// `Steer` users) and await the clone's readiness inside their own
+/// future, so back-pressure still reaches callers that miss.
+///
+/// # Clone
+///
+/// Clones share the [`Cache`]; each holds its own clone of the inner
+/// service.
+pub struct CacheService<S, K, V, St, X, P = CacheSuccesses> {
+    inner: S,
+    cache: Cache<K, V, St>,
+    extractor: X,
+    policy: P,
+}
+
+impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
+    /// Wraps `inner` with `cache`, keyed by `extractor`, judged by `policy`.
+    pub fn new(inner: S, cache: Cache<K, V, St>, extractor: X, policy: P) -> Self {
+        Self {
+            inner,
+            cache,
+            extractor,
+            policy,
+        }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache<K, V, St> {
+        &self.cache
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K, V, St, X: Clone, P: Clone> Clone for CacheService<S, K, V, St, X, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            cache: self.cache.clone(),
+            extractor: self.extractor.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, V, St: fmt::Debug, X, P> fmt::Debug for CacheService<S, K, V, St, X, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheService")
+            .field("inner", &self.inner)
+            .field("cache", &self.cache)
+            .field("extractor", &std::any::type_name::<X>())
+            .field("policy", &std::any::type_name::<P>())
+            .finish()
+    }
+}
+
+impl<S, K, V, St, X, P, Req> Service<Req> for CacheService<S, K, V, St, X, P>
+where
+    S: Service<Req, Response = V> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    V: Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    St: Store<K, V>,
+    X: KeyExtractor<Req, Key = K>,
+    P: CachePolicy<V> + Clone + Send + Sync + 'static,
+    Req: Send + 'static,
+{
+    type Response = V;
+    type Error = BoxError;
+    type Future = ResponseFuture<V>;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // See "Readiness": the inner service is readied on a miss only.
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &self.cache.shared;
+        let Some(key) = self.extractor.extract(&req) else {
+            shared.count_bypass();
+            let mut svc = self.inner.clone();
+            return ResponseFuture::load(Box::pin(async move {
+                std::future::poll_fn(|cx| svc.poll_ready(cx))
+                    .await
+                    .map_err(Into::into)?;
+                svc.call(req).await.map_err(Into::into)
+            }));
+        };
+        let mut req = req;
+        let mut stale = None;
+        let looked_up = match shared.store.try_get(&key) {
+            Some(Some(entry)) => {
+                let now = Instant::now();
+                if entry.is_fresh(now) {
+                    shared.count_hit();
+                    if shared.xfetch_due(&entry, now) {
+                        // Early refresh in the background; without a
+                        // runtime the request is simply not needed.
+                        let _ = shared.refresh(
+                            key,
+                            req,
+                            self.inner.clone(),
+                            self.policy.clone(),
+                            &entry,
+                        );
+                    }
+                    return ResponseFuture::ready(entry.into_value());
+                }
+                if now < entry.revalidate_until() {
+                    match shared.refresh(
+                        key.clone(),
+                        req,
+                        self.inner.clone(),
+                        self.policy.clone(),
+                        &entry,
+                    ) {
+                        Ok(()) => {
+                            shared.count_stale();
+                            return ResponseFuture::ready(entry.into_value());
+                        }
+                        // No runtime to refresh on: load now instead.
+                        Err(given_back) => req = given_back,
+                    }
+                }
+                if entry.is_servable(now) {
+                    stale = Some(entry);
+                }
+                true
+            }
+            Some(None) => true,
+            None => false,
+        };
+        ResponseFuture::load(Box::pin(Arc::clone(shared).read_through(
+            key,
+            req,
+            self.inner.clone(),
+            self.policy.clone(),
+            stale,
+            looked_up,
+        )))
+    }
+}
+
+/// What [`CacheService::warm`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WarmReport {
+    /// Requests answered (from the backend, or already cached).
+    pub loaded: u64,
+    /// Requests whose load failed.
+    pub failed: u64,
+}
+
+impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
+    /// Loads `requests` through the cache ahead of traffic, at most
+    /// `concurrency` at a time (at least one): each is an ordinary request
+    /// (a hit if already cached, a coalesced load otherwise).
+    pub async fn warm<Req, I>(&self, requests: I, concurrency: usize) -> WarmReport
+    where
+        Self: Service<Req, Error = BoxError> + Clone,
+        I: IntoIterator<Item = Req>,
+    {
+        let concurrency = concurrency.max(1);
+        let mut report = WarmReport::default();
+        let mut running = FuturesUnordered::new();
+        let mut record = |result: Result<_, BoxError>| match result {
+            Ok(_) => report.loaded += 1,
+            Err(_) => report.failed += 1,
+        };
+        for req in requests {
+            if running.len() >= concurrency
+                && let Some(result) = running.next().await
+            {
+                record(result);
+            }
+            let mut svc = self.clone();
+            running.push(async move {
+                std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+                svc.call(req).await
+            });
+        }
+        while let Some(result) = running.next().await {
+            record(result);
+        }
+        report
+    }
+}

@@ -1,0 +1,184 @@
+//! Counters: striped where the hit path touches them, exported through
+//! `metrics`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use metrics::{Counter, Histogram};
+
+use crate::store::Evictions;
+
+const STRIPES: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+/// A counter split over cache lines so two threads counting hits do not
+/// bounce one line between them.
+#[derive(Debug, Default)]
+pub(crate) struct Striped([Padded; STRIPES]);
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let i = s.get();
+        if i != usize::MAX {
+            return i;
+        }
+        let i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        s.set(i);
+        i
+    })
+}
+
+impl Striped {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: Striped,
+    pub(crate) stale_served: Striped,
+    pub(crate) misses: AtomicU64,
+    pub(crate) bypassed: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) refreshes_dropped: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) load_failures: AtomicU64,
+    pub(crate) load_nanos: AtomicU64,
+    pub(crate) stale_if_error: AtomicU64,
+    pub(crate) oversized: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Pre-registered `metrics` handles, labelled `cache = name`.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) hit: Counter,
+    pub(crate) stale: Counter,
+    pub(crate) miss: Counter,
+    pub(crate) bypass: Counter,
+    pub(crate) coalesced: Counter,
+    pub(crate) refreshes: Counter,
+    pub(crate) load_failures: Counter,
+    pub(crate) stale_if_error: Counter,
+    pub(crate) oversized: Counter,
+    pub(crate) invalidations: Counter,
+    pub(crate) load_seconds: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new(name: &str) -> Self {
+        let requests = |result: &'static str| metrics::counter!("buttress_cache_requests_total", "cache" => name.to_owned(), "result" => result);
+        let counter = |metric: &'static str| metrics::counter!(metric, "cache" => name.to_owned());
+        Self {
+            hit: requests("hit"),
+            stale: requests("stale"),
+            miss: requests("miss"),
+            bypass: requests("bypass"),
+            coalesced: counter("buttress_cache_coalesced_waiters_total"),
+            refreshes: counter("buttress_cache_refreshes_total"),
+            load_failures: counter("buttress_cache_load_failures_total"),
+            stale_if_error: counter("buttress_cache_stale_if_error_total"),
+            oversized: counter("buttress_cache_oversized_total"),
+            invalidations: counter("buttress_cache_invalidations_total"),
+            load_seconds: metrics::histogram!("buttress_cache_load_seconds", "cache" => name.to_owned()),
+        }
+    }
+}
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests answered with a fresh entry.
+    pub hits: u64,
+    /// Requests answered with a stale entry while it is refreshed
+    /// (stale-while-revalidate).
+    pub stale_served: u64,
+    /// Requests that found no servable fresh entry and waited for a load
+    /// (their own or a coalesced one).
+    pub misses: u64,
+    /// Requests whose key extractor returned `None`: sent to the backend,
+    /// not cached.
+    pub bypassed: u64,
+    /// Misses that waited for another caller's load instead of calling the
+    /// backend.
+    pub coalesced_waiters: u64,
+    /// Background refreshes started (stale-while-revalidate and XFetch).
+    pub refreshes: u64,
+    /// Refresh results dropped because the entry changed (or was
+    /// invalidated) while they ran.
+    pub refreshes_dropped: u64,
+    /// Backend calls made by loads and refreshes.
+    pub loads: u64,
+    /// Loads that failed.
+    pub load_failures: u64,
+    /// Total time spent in loads.
+    pub load_time: Duration,
+    /// Failed loads answered with a stale entry (stale-if-error).
+    pub stale_if_error: u64,
+    /// Responses not cached because they weighed more than the bound.
+    pub oversized: u64,
+    /// Invalidation calls (by key, tag or predicate).
+    pub invalidations: u64,
+    /// Evictions the store made on its own.
+    pub evictions: Evictions,
+}
+
+impl Stats {
+    /// `(hits + stale served) / (hits + stale served + misses)`, 0 before
+    /// any request. Bypassed requests count nowhere.
+    #[must_use]
+    pub fn hit_ratio(&self) -> f64 {
+        let served = self.hits + self.stale_served;
+        let total = served + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            served as f64 / total as f64
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, evictions: Evictions) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            hits: self.hits.sum(),
+            stale_served: self.stale_served.sum(),
+            misses: get(&self.misses),
+            bypassed: get(&self.bypassed),
+            coalesced_waiters: get(&self.coalesced),
+            refreshes: get(&self.refreshes),
+            refreshes_dropped: get(&self.refreshes_dropped),
+            loads: get(&self.loads),
+            load_failures: get(&self.load_failures),
+            load_time: Duration::from_nanos(get(&self.load_nanos)),
+            stale_if_error: get(&self.stale_if_error),
+            oversized: get(&self.oversized),
+            invalidations: get(&self.invalidations),
+            evictions,
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Retries for [tower] services that make the safe thing the default:
+//! backoff with jitter, a retry budget so an outage does not multiply the
+//! load on a failing dependency, the server's `Retry-After` honoured,
+//! a total deadline per request, requests that must not be repeated sent
+//! once, and hedging for tail latency.
+//!
+//! Built on tower's own [`Retry`](tower::retry::Retry): [`RetryPolicy`] is
+//! a [`tower::retry::Policy`], and [`RetryLayer`] wraps tower's service
+//! with the deadline.
+//!
+//! ```
+//! use std::time::Duration;
+//! use buttress_retry::{BudgetExhausted, RetryLayer, RetryPolicy};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let policy = RetryPolicy::builder()
+//!     .name("backend")
+//!     .max_attempts(3)
+//!     .base_delay(Duration::from_millis(10))
+//!     .deadline(Duration::from_secs(1))
+//!     .build()
+//!     .unwrap();
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let counter = calls.clone();
+//! let flaky = service_fn(move |_: ()| {
+//!     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//!     async move { if n == 0 { Err("connection reset") } else { Ok("hello") } }
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(policy.clone()))
+//!     .service(flaky);
+//!
+//! // The first attempt fails, the retry succeeds.
+//! assert_eq!(svc.clone().oneshot(()).await.unwrap(), "hello");
+//! assert_eq!(policy.stats().retries, 1);
+//! # let _ = |e: tower::BoxError| e.is::<BudgetExhausted>();
+//! # }
+//! ```
+//!
+//! # What is retried
+//!
+//! A failed attempt is retried when all of these hold:
+//!
+//! 1. its result is retryable by the [classifier](Builder::classifier)
+//!    from `buttress-core`: every `Err` by default; with the HTTP
+//!    classifier, 429, 502, 503, 504 and transport errors; with the gRPC
+//!    classifier, `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` with a pushback;
+//! 2. the request could be copied: [`Replay`] decides, so requests need not
+//!    be `Clone`. For HTTP, [`http::HttpReplay`] copies only idempotent
+//!    methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and requests with an
+//!    `Idempotency-Key`: a `POST` is sent exactly once. A body wrapped in
+//!    [`http::ReplayBody`] is buffered up to 64 KiB while the first attempt
+//!    streams it; a larger one is sent once, whole, and not retried;
+//! 3. attempts remain ([`max_attempts`](Builder::max_attempts), 3);
+//! 4. the deadline, if any, leaves time for the wait and another attempt;
+//! 5. the [`RetryBudget`] has a retry to give (Finagle's: 20 % of recent
+//!    requests plus 10 per second; optionally one per host or tenant, see
+//!    [`Builder::budget_per_key`]). When it does not, an error is wrapped in
+//!    [`BudgetExhausted`]; a retryable response is returned as it is.
+//!
+//! The wait is the server's `Retry-After` or `grpc-retry-pushback-ms` when
+//! it sent one (capped by [`max_retry_after`](Builder::max_retry_after),
+//! never jittered), and the [backoff](BackoffKind) with [`Jitter`]
+//! otherwise.
+//!
+//! # Deadlines
+//!
+//! With [`deadline`](Builder::deadline), a request gets a total time
+//! budget: the layer never sleeps past it, never starts an attempt that
+//! cannot finish in it (judged by the previous attempt's duration and
+//! [`min_attempt_time`](Builder::min_attempt_time)), and fails with
+//! [`DeadlineExceeded`] when it passes. HTTP requests carry the
+//! [`Deadline`] as an extension (and as `grpc-timeout` with
+//! [`HttpReplay::grpc`](http::HttpReplay::grpc)), so the service below
+//! knows the time left.
+//!
+//! # Where to put it
+//!
+//! Outside a circuit breaker (`ServiceBuilder::new().retries(p)
+//! .circuit_breaker(b)`), so a retry after a `CircuitOpen` does not hammer
+//! it (`CircuitOpen` is an `Err`, retryable under the default classifier:
+//! use a classifier that says no to it, or rely on the budget); a per-attempt
+//! timeout goes *inside* the retry, the total deadline is the retry's own.
+//! One policy (one budget) per dependency.
+//!
+//! # Hedging
+//!
+//! [`HedgeLayer`] sends extra copies of a slow request after a delay
+//! taken from the latency distribution (the 95th percentile by default),
+//! within its own budget (5 % extra load), and returns the first success.
+//!
+//! # Telemetry
+//!
+//! Through the [`metrics`] facade, labelled `retry = name`:
+//! `buttress_retry_attempts_total` (first attempts and retries),
+//! `buttress_retry_retries_total`, `buttress_retry_budget_exhausted_total`,
+//! `buttress_retry_deadline_stops_total`; for hedging, labelled
+//! `hedge = name`: `buttress_retry_hedge_requests_total`,
+//! `buttress_retry_hedges_fired_total`, `buttress_retry_hedges_won_total`,
+//! `buttress_retry_hedge_budget_exhausted_total`. Handles are registered
+//! when the policy is built: install the recorder first. Decisions are also
+//! `tracing` events at `debug`.
+//!
+//! # Cost
+//!
+//! A request that succeeds first time costs tower's `Retry` (a clone of
+//! the inner service and of the policy, an `Arc`), one deposit into the
+//! budget (a load and a compare-and-swap; a clock read every 16 deposits)
+//! and the request copy made by [`Replay`]; no allocation and no lock. A
+//! deadline adds a clock read and a timer. See `docs/benchmarks.md`.
+//!
+//! # Features
+//!
+//! - `http`: [`http::HttpReplay`], [`http::ReplayBody`], `Deadline` as a
+//!   request extension, and the HTTP classifier in `buttress-core`.
+//! - `grpc`: `grpc-timeout` stamping and the gRPC classifier.
+//!
+//! [tower]: https://docs.rs/tower
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backoff;
+mod budget;
+mod error;
+pub mod future;
+pub mod hedge;
+mod layer;
+mod policy;
+mod replay;
+mod service;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+
+pub use backoff::{BackoffKind, Jitter, Random};
+pub use budget::{BudgetBuilder, MAX_BUDGET_PERCENT, RetryBudget};
+pub use error::{BudgetExhausted, ConfigError, DeadlineExceeded};
+pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService};
+pub use layer::RetryLayer;
+pub use policy::{Builder, MAX_ATTEMPTS, RetryPolicy, RetryStats};
+pub use replay::{CloneRequest, Deadline, KeyedReplay, Replay};
+pub use service::{BoxErrors, RetryService};

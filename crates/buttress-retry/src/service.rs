@@ -1,0 +1,178 @@
+//! [`RetryService`] and [`BoxErrors`].
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use buttress_core::BoxError;
+use buttress_core::classify::{Classify, ErrorsAsFailures};
+use buttress_core::time::Instant;
+use tower_service::Service;
+
+use crate::future::{BoxErrorsFuture, ResponseFuture};
+use crate::policy::RetryPolicy;
+use crate::replay::{CloneRequest, Deadline, Replay, later};
+
+/// The inner service with its errors boxed into a [`BoxError`]: what the
+/// [`RetryPolicy`] sees, so it can wrap an error it gives up on in
+/// [`BudgetExhausted`](crate::BudgetExhausted).
+#[derive(Clone, Debug)]
+pub struct BoxErrors<S> {
+    inner: S,
+}
+
+impl<S> BoxErrors<S> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for BoxErrors<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BoxErrorsFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        BoxErrorsFuture::new(self.inner.call(req))
+    }
+}
+
+/// Retries requests to an inner service: tower's
+/// [`Retry`](tower::retry::Retry) driven by a [`RetryPolicy`], plus the
+/// request's deadline.
+///
+/// When the policy has a [deadline](crate::Builder::deadline), `call` reads
+/// the clock, writes the [`Deadline`] into the request (for request types
+/// whose [`Replay`] can carry one) and bounds the whole response future by
+/// it: past it, the attempt in flight is dropped and the call fails with
+/// [`DeadlineExceeded`](crate::DeadlineExceeded). Without one, the service
+/// adds nothing to tower's `Retry` but the policy's bookkeeping.
+///
+/// # Panics
+///
+/// Never by itself. Waits and deadlines use tokio's timer: outside a tokio
+/// runtime the layer does not wait (a retry that needs a wait is not made,
+/// and the deadline is enforced only between attempts), but inside a
+/// runtime built without `enable_time` tokio itself panics, as it does for
+/// tower's `Retry`.
+///
+/// # Clone
+///
+/// Like tower's `Retry`, it needs a `Clone` inner service (each response
+/// future keeps a clone to retry on; put a `Buffer` under it otherwise).
+/// Clones share the policy: its budget, random source and counts.
+pub struct RetryService<S, C = ErrorsAsFailures, R = CloneRequest> {
+    inner: tower::retry::Retry<RetryPolicy<C, R>, BoxErrors<S>>,
+    policy: RetryPolicy<C, R>,
+}
+
+impl<S, C, R> RetryService<S, C, R> {
+    /// Wraps `inner`, retrying by `policy`.
+    pub fn new(inner: S, policy: RetryPolicy<C, R>) -> Self {
+        Self {
+            inner: tower::retry::Retry::new(policy.clone(), BoxErrors::new(inner)),
+            policy,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy<C, R> {
+        &self.policy
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref().get_ref()
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut().get_mut()
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner().into_inner()
+    }
+}
+
+impl<S: Clone, C, R> Clone for RetryService<S, C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug, R: fmt::Debug> fmt::Debug for RetryService<S, C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryService")
+            .field("inner", self.get_ref())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<S, C, R, Req> Service<Req> for RetryService<S, C, R>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError>,
+    R: Replay<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future =
+        ResponseFuture<tower::retry::future::ResponseFuture<RetryPolicy<C, R>, BoxErrors<S>, Req>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let shared = &*self.policy.shared;
+        let Some(total) = shared.deadline else {
+            return ResponseFuture::plain(self.inner.call(req));
+        };
+        let now = Instant::now();
+        let mut deadline = later(now, total);
+        if let Some(upstream) = shared.replay.deadline(&req) {
+            deadline = deadline.min(upstream);
+        }
+        shared.replay.stamp(&mut req, Deadline::at(deadline), now);
+        let future = self.inner.call(req);
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No timer to arm: the policy still stops retrying in time.
+            return ResponseFuture::plain(future);
+        }
+        ResponseFuture::deadline(future, tokio::time::sleep_until(deadline))
+    }
+}

@@ -1,0 +1,94 @@
+//! A request that succeeds first time allocates nothing: counted with a
+//! global allocator.
+//!
+//! It runs without the libtest harness (`harness = false`), so that no other
+//! thread allocates while it counts (under load, the harness's own thread
+//! was seen to allocate during the count).
+
+use std::alloc::System;
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use buttress_retry::{HedgeDelay, HedgeLayer, HedgePolicy, RetryLayer, RetryPolicy};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower::{Layer, Service, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn drive<S: Service<u32>>(svc: &mut S, n: u32) -> Result<S::Response, S::Error> {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let mut fut = std::pin::pin!(svc.call(n));
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => r,
+        Poll::Pending => panic!("the no-op backend is always ready"),
+    }
+}
+
+fn main() {
+    first_time_successes_allocate_nothing();
+    println!("alloc: ok");
+}
+
+fn first_time_successes_allocate_nothing() {
+    let backend = service_fn(|n: u32| std::future::ready(Ok::<_, std::io::Error>(n)));
+    let policy = RetryPolicy::builder().build().unwrap();
+    let mut svc = RetryLayer::new(policy.clone()).layer(backend);
+    drive(&mut svc, 0).unwrap();
+    let region = Region::new(GLOBAL);
+    for i in 0..10_000 {
+        assert_eq!(drive(&mut svc, i).unwrap(), i);
+    }
+    let change = region.change();
+    assert_eq!((change.allocations, change.reallocations), (0, 0), "retry");
+    // Every request deposited into the budget: 20 % of 10 001 plus the reserve.
+    assert_eq!(policy.budget().unwrap().available(), 2000 + 100);
+
+    // Hedging, primary answering on its first poll: no timer, no box.
+    let hedge = HedgePolicy::builder()
+        .delay(HedgeDelay::Fixed(std::time::Duration::from_millis(5)))
+        .build()
+        .unwrap();
+    let mut svc = HedgeLayer::new(hedge).layer(backend);
+    drive(&mut svc, 0).unwrap();
+    let region = Region::new(GLOBAL);
+    for i in 0..10_000 {
+        assert_eq!(drive(&mut svc, i).unwrap(), i);
+    }
+    let change = region.change();
+    assert_eq!((change.allocations, change.reallocations), (0, 0), "hedge");
+
+    #[cfg(feature = "http")]
+    replay_body_allocations();
+}
+
+/// A `ReplayBody` allocates its shared state and its chunk list, once per
+/// body; a copy replays without allocating.
+#[cfg(feature = "http")]
+fn replay_body_allocations() {
+    use buttress_retry::http::{ReplayBody, TryCloneBody};
+    use http_body::Body;
+    use std::pin::Pin;
+
+    fn drain<B: Body<Data = bytes::Bytes> + Unpin>(mut b: B) -> usize {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut n = 0;
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut b).poll_frame(&mut cx) {
+            n += frame.data_ref().map_or(0, bytes::Bytes::len);
+        }
+        n
+    }
+    let kib = bytes::Bytes::from(vec![1u8; 1024]);
+    // A `Vec`-backed `Bytes` allocates its shared header on its first clone.
+    drop(kib.clone());
+    let region = Region::new(GLOBAL);
+    for _ in 0..100 {
+        let body = ReplayBody::new(http_body_util::Full::new(kib.clone()));
+        let copy = body.try_clone_body().unwrap();
+        assert_eq!(drain(body), 1024);
+        assert_eq!(drain(copy), 1024);
+    }
+    let change = region.change();
+    assert_eq!(change.allocations + change.reallocations, 200, "2 per body");
+}

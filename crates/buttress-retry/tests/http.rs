@@ -1,0 +1,343 @@
+//! The retry layer on `http::Request`s: idempotency, replayable bodies,
+//! `Retry-After`, gRPC pushback, deadlines visible to the inner service.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use buttress_core::grpc::GrpcClassifier;
+use buttress_core::http::HttpClassifier;
+use buttress_retry::http::{HttpReplay, ReplayBody};
+use buttress_retry::{Deadline, RetryLayer, RetryPolicy};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt, service_fn};
+
+/// What the backend saw of one attempt.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Instant,
+    body: Bytes,
+    deadline_left: Option<Duration>,
+    grpc_timeout: Option<String>,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A body in several chunks with no size hint, like a streamed upload.
+struct Chunks(Vec<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(if self.0.is_empty() {
+            None
+        } else {
+            Some(Ok(Frame::data(self.0.remove(0))))
+        })
+    }
+}
+
+/// A backend that reads the whole body, logs it, and answers with `respond`.
+fn backend<B>(
+    log: Log,
+    respond: fn(usize) -> Response<()>,
+) -> impl tower::Service<
+    Request<B>,
+    Response = Response<()>,
+    Error = buttress_core::BoxError,
+    Future = impl Send,
+> + Clone
++ Send
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<buttress_core::BoxError>,
+{
+    service_fn(move |req: Request<B>| {
+        let log = log.clone();
+        async move {
+            let deadline_left = req.extensions().get::<Deadline>().map(|d| d.remaining());
+            let grpc_timeout = req
+                .headers()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let at = Instant::now();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map_err(Into::into)?
+                .to_bytes();
+            let n = {
+                let mut l = log.lock().unwrap();
+                l.push(Seen {
+                    at,
+                    body,
+                    deadline_left,
+                    grpc_timeout,
+                });
+                l.len()
+            };
+            Ok(respond(n))
+        }
+    })
+}
+
+fn status(code: u16) -> Response<()> {
+    Response::builder().status(code).body(()).unwrap()
+}
+
+fn http_policy() -> buttress_retry::Builder<HttpClassifier, HttpReplay> {
+    RetryPolicy::builder()
+        .without_budget()
+        .classifier(HttpClassifier::new())
+        .replay(HttpReplay::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_is_sent_exactly_once() {
+    let log = Log::default();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let post = Request::post("http://svc/pay")
+        .body(ReplayBody::new(Full::new(Bytes::from_static(b"{}"))))
+        .unwrap();
+    assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), 503);
+    assert_eq!(log.lock().unwrap().len(), 1);
+
+    // With an Idempotency-Key it may be retried.
+    log.lock().unwrap().clear();
+    let keyed = Request::post("http://svc/pay")
+        .header("idempotency-key", "8e03978e")
+        .body(ReplayBody::new(Full::new(Bytes::from_static(b"{}"))))
+        .unwrap();
+    svc.clone().oneshot(keyed).await.unwrap();
+    let l = log.lock().unwrap();
+    assert_eq!(l.len(), 3);
+    assert!(l.iter().all(|s| s.body == "{}"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_retryable_statuses_are_retried() {
+    for (code, attempts) in [
+        (200, 1),
+        (404, 1),
+        (500, 1),
+        (501, 1),
+        (429, 3),
+        (502, 3),
+        (503, 3),
+        (504, 3),
+    ] {
+        let log = Log::default();
+        let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(
+            log.clone(),
+            match code {
+                200 => |_| status(200),
+                404 => |_| status(404),
+                500 => |_| status(500),
+                501 => |_| status(501),
+                429 => |_| status(429),
+                502 => |_| status(502),
+                503 => |_| status(503),
+                _ => |_| status(504),
+            },
+        ));
+        let res = svc
+            .oneshot(
+                Request::get("http://svc/")
+                    .body(ReplayBody::new(String::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), code);
+        assert_eq!(log.lock().unwrap().len(), attempts, "{code}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_cap_is_sent_once_and_whole() {
+    let chunks: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 512])).collect();
+    let whole: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+
+    // 4 KiB streamed through a 1 KiB cap: sent once, whole.
+    let log = Log::default();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let req = Request::put("http://svc/blob")
+        .body(ReplayBody::with_cap(Chunks(chunks.clone()), 1024))
+        .unwrap();
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), 503);
+    let l = log.lock().unwrap().clone();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].body, whole);
+
+    // A known size over the cap is not even buffered.
+    let log = Log::default();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let big = ReplayBody::with_cap(Full::new(Bytes::from(whole.clone())), 1024);
+    assert!(big.is_over_cap());
+    svc.oneshot(Request::put("http://svc/blob").body(big).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(log.lock().unwrap().len(), 1);
+    assert_eq!(log.lock().unwrap()[0].body, whole);
+
+    // Under the cap: every attempt gets the whole body.
+    let log = Log::default();
+    let svc = RetryLayer::new(http_policy().build().unwrap())
+        .layer(backend(log.clone(), |_| status(503)));
+    let req = Request::put("http://svc/blob")
+        .body(ReplayBody::new(Chunks(chunks)))
+        .unwrap();
+    svc.oneshot(req).await.unwrap();
+    let l = log.lock().unwrap();
+    assert_eq!(l.len(), 3);
+    assert!(l.iter().all(|s| s.body == whole));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_replaces_the_backoff_and_is_capped() {
+    fn busy(n: usize) -> Response<()> {
+        if n == 1 {
+            Response::builder()
+                .status(503)
+                .header("retry-after", "2")
+                .body(())
+                .unwrap()
+        } else {
+            status(200)
+        }
+    }
+    for (cap, waited) in [
+        (Duration::from_secs(30), Duration::from_secs(2)),
+        (Duration::from_millis(700), Duration::from_millis(700)),
+    ] {
+        let log = Log::default();
+        let policy = http_policy()
+            .max_retry_after(cap)
+            .jitter_seed(9)
+            .build()
+            .unwrap();
+        let svc = RetryLayer::new(policy).layer(backend(log.clone(), busy));
+        let res = svc
+            .oneshot(Request::get("http://svc/").body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let l = log.lock().unwrap();
+        assert_eq!(
+            l[1].at - l[0].at,
+            waited,
+            "cap {cap:?}: exactly the server's delay, not jittered"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_pushback_and_grpc_timeout() {
+    fn unavailable(n: usize) -> Response<()> {
+        let b = Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc");
+        match n {
+            1 => b
+                .header("grpc-status", "14")
+                .header("grpc-retry-pushback-ms", "300"),
+            2 => b.header("grpc-status", "8"), // RESOURCE_EXHAUSTED without pushback: final
+            _ => b.header("grpc-status", "0"),
+        }
+        .body(())
+        .unwrap()
+    }
+    let log = Log::default();
+    let policy = RetryPolicy::builder()
+        .without_budget()
+        .classifier(GrpcClassifier::new())
+        .replay(HttpReplay::grpc())
+        .deadline(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let svc = RetryLayer::new(policy).layer(backend(log.clone(), unavailable));
+    // gRPC calls are POSTs: HttpReplay::grpc copies them.
+    let req = Request::post("http://svc/pkg.Svc/Method")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let res = svc.oneshot(req.map(ReplayBody::new)).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "8");
+    let l = log.lock().unwrap();
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[1].at - l[0].at, Duration::from_millis(300));
+    assert_eq!(l[0].grpc_timeout.as_deref(), Some("2000000u"));
+    assert_eq!(l[1].grpc_timeout.as_deref(), Some("1700000u"));
+    assert_eq!(l[0].deadline_left, Some(Duration::from_secs(2)));
+    assert_eq!(l[1].deadline_left, Some(Duration::from_millis(1700)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_upstream_deadline_wins() {
+    let log = Log::default();
+    let policy = http_policy()
+        .deadline(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let svc = RetryLayer::new(policy).layer(backend(log.clone(), |_| status(200)));
+    let mut req = Request::get("http://svc/").body(String::new()).unwrap();
+    req.extensions_mut()
+        .insert(Deadline::after(Duration::from_secs(1)));
+    svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        log.lock().unwrap()[0].deadline_left,
+        Some(Duration::from_secs(1))
+    );
+
+    let later = Request::get("http://svc/").body(String::new()).unwrap();
+    svc.oneshot(later).await.unwrap();
+    assert_eq!(
+        log.lock().unwrap()[1].deadline_left,
+        Some(Duration::from_secs(10))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_continues_a_body_the_first_attempt_left_unread() {
+    // The first attempt answers 503 without reading the body; the retry's
+    // copy reads it from the start.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let c = calls.clone();
+    let svc = RetryLayer::new(http_policy().build().unwrap()).layer(service_fn(
+        move |req: Request<ReplayBody<Chunks>>| {
+            let c = c.clone();
+            async move {
+                let n = c.lock().unwrap().len();
+                if n == 0 {
+                    c.lock().unwrap().push(Bytes::new());
+                    return Ok::<_, buttress_core::BoxError>(status(503));
+                }
+                let body = req.into_body().collect().await?.to_bytes();
+                c.lock().unwrap().push(body);
+                Ok(status(200))
+            }
+        },
+    ));
+    let req = Request::put("http://svc/")
+        .body(ReplayBody::new(Chunks(vec![
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+        ])))
+        .unwrap();
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
+    assert_eq!(calls.lock().unwrap()[1], "abcd");
+}
