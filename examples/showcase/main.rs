@@ -14,6 +14,7 @@
 
 mod backend;
 mod cache;
+mod limit;
 mod load;
 mod measure;
 mod report;
@@ -93,5 +94,7 @@ async fn main() -> Result<(), BoxError> {
     }
     println!("{}", report::summary(&timeline, &runs));
     println!("{}", cache::run().await?);
+    println!();
+    limit::traffic_spike().await?;
     Ok(())
 }

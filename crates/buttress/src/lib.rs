@@ -25,6 +25,7 @@
 //! |---|---|
 //! | `breaker` (default) | [`breaker`]: the circuit breaker |
 //! | `retry` | [`retry`]: retries with backoff, jitter, a retry budget, deadlines and hedging |
+//! | `limit` | [`limit`]: adaptive concurrency limits, load shedding, client-side throttling |
 //! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
 //! | `grpc` | gRPC status classification |
 //! | `keyed` | a breaker per host, route or tenant |
@@ -52,6 +53,11 @@ pub use buttress_cache as cache;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use buttress_retry as retry;
+
+/// Adaptive concurrency limits and client-side throttling: see [`buttress_limit`].
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+pub use buttress_limit as limit;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;

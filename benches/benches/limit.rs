@@ -1,0 +1,204 @@
+//! The adaptive concurrency limit, under the limit and at it, against the
+//! no-op floor, tower's `ConcurrencyLimit` (and `LoadShed` over
+//! `GlobalConcurrencyLimit` for the reject path), and tower-resilience
+//! 0.13's adaptive limiter and bulkhead; and two threads sharing one
+//! limiter against one thread. See `docs/benchmarks.md` for the figures.
+//!
+//! Run with
+//! `cargo bench -p buttress-benches --bench limit` (never `--workspace`:
+//! the tests' tokio `test-util` feature would route every
+//! `tokio::time::Instant::now()` through the mock clock).
+//!
+//! Bench ids, all in the group `limit`:
+//!
+//! - `under/<subject>`: acquire + release with room under the limit, ns per
+//!   call on one thread;
+//! - `reject/<subject>`: every call shed at the limit;
+//! - `ref/instant-now`: one `Instant::now()`, for scale (an admitted
+//!   buttress call reads the clock twice, for its round-trip time);
+//! - `threads-1/<subject>` and `threads-2/<subject>`: one or two threads each
+//!   driving its own clone of one service (one shared limiter), timed as
+//!   wall time / total calls.
+
+mod subjects;
+
+use std::hint::black_box;
+use std::io;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use buttress_limit::algorithm::{Fixed, Vegas};
+use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use tower::{Layer, Service};
+
+use subjects::{drive, noop};
+
+#[inline]
+fn call<S: Service<()>>(svc: &mut S) {
+    let result = drive(svc);
+    black_box(&result);
+}
+
+fn single<S: Service<()>>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut svc: S) {
+    group.bench_function(id, |b| b.iter(|| call(&mut svc)));
+}
+
+fn spread<S>(svc: &S, threads: u32, iters: u64) -> Duration
+where
+    S: Service<()> + Clone + Send + 'static,
+{
+    let start_line = Arc::new(Barrier::new(threads as usize + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let mut svc = svc.clone();
+            let start_line = Arc::clone(&start_line);
+            std::thread::spawn(move || {
+                call(&mut svc);
+                start_line.wait();
+                for _ in 0..iters {
+                    call(&mut svc);
+                }
+            })
+        })
+        .collect();
+    start_line.wait();
+    let start = Instant::now();
+    for worker in workers {
+        worker.join().expect("bench thread panicked");
+    }
+    start.elapsed() / threads
+}
+
+fn contended<S>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, svc: S)
+where
+    S: Service<()> + Clone + Send + 'static,
+{
+    for threads in [1, 2] {
+        group.bench_function(format!("threads-{threads}/{id}"), |b| {
+            b.iter_custom(|iters| spread(&svc, threads, iters));
+        });
+    }
+}
+
+// ---------------------------------------------------------------- subjects
+
+/// buttress with Vegas (reference defaults; the no-op's RTT is under the
+/// 100 µs sampling threshold, so no window ever closes: the per-call cost).
+fn buttress_vegas()
+-> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
+    let limit = AdaptiveLimit::builder(Vegas::builder().build().expect("valid"))
+        .build()
+        .expect("valid limiter");
+    AdaptiveLimitLayer::new(limit).layer(noop())
+}
+
+/// buttress with a fixed limit of 1000 (tower's figure's configuration).
+fn buttress_fixed()
+-> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
+    let limit = AdaptiveLimit::builder(Fixed::new(1000))
+        .build()
+        .expect("valid limiter");
+    AdaptiveLimitLayer::new(limit).layer(noop())
+}
+
+/// buttress at its limit: a limit of 1 whose permit is held for the run.
+fn buttress_full()
+-> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
+    let limit = AdaptiveLimit::builder(Fixed::new(1))
+        .build()
+        .expect("valid limiter");
+    std::mem::forget(limit.try_acquire().expect("a first permit"));
+    AdaptiveLimitLayer::new(limit).layer(noop())
+}
+
+/// tower's `ConcurrencyLimit` (1000): its permit is taken in `poll_ready`.
+fn tower_limit() -> impl Service<(), Response = (), Error = io::Error> + Clone + Send + 'static {
+    tower::limit::ConcurrencyLimitLayer::new(1000).layer(noop())
+}
+
+/// tower's `LoadShed` over a `GlobalConcurrencyLimit` of 1 whose permit is
+/// held for the run: every call shed.
+fn tower_shed_full()
+-> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(1));
+    std::mem::forget(
+        Arc::clone(&semaphore)
+            .try_acquire_owned()
+            .expect("a permit"),
+    );
+    tower::ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+            semaphore,
+        ))
+        .service(noop())
+}
+
+/// tower-resilience 0.13's adaptive limiter, AIMD with its defaults.
+fn tower_resilience_adaptive()
+-> impl Service<(), Response = (), Error = tower_resilience_adaptive::AdaptiveError<io::Error>>
++ Clone
++ Send
++ 'static {
+    let aimd = tower_resilience_adaptive::Aimd::builder()
+        .build()
+        .expect("valid AIMD");
+    tower_resilience_adaptive::AdaptiveLimiterLayer::new(aimd).layer(noop())
+}
+
+/// tower-resilience 0.13's bulkhead, 1000 concurrent calls.
+fn tower_resilience_bulkhead()
+-> impl Service<(), Response = (), Error = tower_resilience_bulkhead::BulkheadServiceError<io::Error>>
++ Clone
++ Send
++ 'static {
+    tower_resilience_bulkhead::BulkheadLayer::builder()
+        .max_concurrent_calls(1000)
+        .build()
+        .expect("valid bulkhead")
+        .layer(noop())
+}
+
+fn limit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limit");
+    group.bench_function("ref/instant-now", |b| b.iter(Instant::now));
+
+    single(&mut group, "under/floor", noop());
+    single(&mut group, "under/buttress-vegas", buttress_vegas());
+    single(&mut group, "under/buttress-fixed", buttress_fixed());
+    single(&mut group, "under/tower-concurrency-limit", tower_limit());
+    single(
+        &mut group,
+        "under/tower-resilience-adaptive",
+        tower_resilience_adaptive(),
+    );
+    single(
+        &mut group,
+        "under/tower-resilience-bulkhead",
+        tower_resilience_bulkhead(),
+    );
+
+    single(&mut group, "reject/buttress", buttress_full());
+    single(&mut group, "reject/tower-load-shed", tower_shed_full());
+
+    contended(&mut group, "floor", noop());
+    contended(&mut group, "buttress-vegas", buttress_vegas());
+    contended(&mut group, "tower-concurrency-limit", tower_limit());
+    contended(
+        &mut group,
+        "tower-resilience-adaptive",
+        tower_resilience_adaptive(),
+    );
+    contended(
+        &mut group,
+        "tower-resilience-bulkhead",
+        tower_resilience_bulkhead(),
+    );
+
+    group.finish();
+}
+
+criterion_group!(benches, limit);
+criterion_main!(benches);

@@ -1,0 +1,142 @@
+//! HTTP and gRPC answers for a shed call: `503 Service Unavailable` with
+//! `Retry-After` (feature `http`), or a gRPC `RESOURCE_EXHAUSTED` (feature
+//! `grpc`).
+//!
+//! With axum, put a `HandleErrorLayer` outside the limit:
+//!
+//! ```
+//! use axum::{Router, routing::get, error_handling::HandleErrorLayer, response::IntoResponse};
+//! use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, algorithm::Vegas, http::error_response};
+//! use http::StatusCode;
+//! use tower::{BoxError, ServiceBuilder};
+//!
+//! async fn handle(err: BoxError) -> axum::response::Response {
+//!     error_response::<axum::body::Body>(&err)
+//!         .map(IntoResponse::into_response)
+//!         .unwrap_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response())
+//! }
+//!
+//! let limit = AdaptiveLimit::builder(Vegas::builder().build().unwrap()).build().unwrap();
+//! let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
+//!     ServiceBuilder::new()
+//!         .layer(HandleErrorLayer::new(handle))
+//!         .layer(AdaptiveLimitLayer::new(limit)),
+//! );
+//! ```
+
+use std::time::Duration;
+
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::error::Overloaded;
+
+impl Overloaded {
+    /// `503 Service Unavailable` (Envoy's answer for a shed request).
+    #[must_use]
+    pub fn to_response<B: Default>(&self) -> Response<B> {
+        self.response(None)
+    }
+
+    /// `503 Service Unavailable` with `Retry-After: retry_after` in whole
+    /// seconds, rounded up.
+    #[must_use]
+    pub fn to_response_with_retry_after<B: Default>(&self, retry_after: Duration) -> Response<B> {
+        self.response(Some(retry_after))
+    }
+
+    fn response<B: Default>(&self, retry_after: Option<Duration>) -> Response<B> {
+        let mut res = Response::new(B::default());
+        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        if let Some(after) = retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+
+    /// A gRPC "trailers-only" error response: HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status: 8`
+    /// (RESOURCE_EXHAUSTED) and a `grpc-message`; with `pushback`, also
+    /// `grpc-retry-pushback-ms` (gRPC proposal A6, which the core gRPC
+    /// classifier reads as the retry delay). Needs no tonic.
+    #[cfg(feature = "grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+    #[must_use]
+    pub fn to_grpc_response<B: Default>(&self, pushback: Option<Duration>) -> Response<B> {
+        let mut res = Response::new(B::default());
+        let h = res.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from_static("8"));
+        h.insert(
+            "grpc-message",
+            HeaderValue::from_static("overloaded%3A concurrency limit reached"),
+        );
+        if let Some(after) = pushback {
+            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            h.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
+        }
+        res
+    }
+}
+
+/// The `503` response for a boxed error that is an [`Overloaded`]; `None`
+/// for any other error.
+#[must_use]
+pub fn error_response<B: Default>(err: &buttress_core::BoxError) -> Option<Response<B>> {
+    err.downcast_ref::<Overloaded>()
+        .map(Overloaded::to_response)
+}
+
+/// The gRPC RESOURCE_EXHAUSTED response for a boxed error that is an
+/// [`Overloaded`], with an optional pushback; `None` for any other error.
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+#[must_use]
+pub fn grpc_error_response<B: Default>(
+    err: &buttress_core::BoxError,
+    pushback: Option<Duration>,
+) -> Option<Response<B>> {
+    err.downcast_ref::<Overloaded>()
+        .map(|o| o.to_grpc_response(pushback))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overloaded_becomes_503_with_retry_after_rounded_up() {
+        let err: buttress_core::BoxError = Box::new(Overloaded::new());
+        let res: Response<()> = error_response(&err).unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().get(RETRY_AFTER).is_none());
+        let hinted: Response<()> =
+            Overloaded::new().to_response_with_retry_after(Duration::from_millis(1_200));
+        assert_eq!(hinted.headers()[RETRY_AFTER], "2");
+        let other: buttress_core::BoxError = "boom".into();
+        assert!(error_response::<()>(&other).is_none());
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn overloaded_becomes_resource_exhausted() {
+        use buttress_core::classify::{Classify, Outcome};
+        use buttress_core::grpc::GrpcClassifier;
+
+        let err: buttress_core::BoxError = Box::new(Overloaded::new());
+        let res: Response<()> =
+            grpc_error_response(&err, Some(Duration::from_millis(250))).unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "8");
+        assert_eq!(res.headers()["grpc-retry-pushback-ms"], "250");
+        // The core gRPC classifier reads it back as RESOURCE_EXHAUSTED, retryable after 250 ms.
+        let verdict = GrpcClassifier::new().classify(&Ok::<_, ()>(res));
+        assert_eq!(verdict.outcome(), Outcome::Failure);
+        assert_eq!(verdict.retry_after(), Some(Duration::from_millis(250)));
+    }
+}

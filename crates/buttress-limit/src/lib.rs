@@ -1,0 +1,119 @@
+//! Adaptive concurrency limits and load shedding for [tower] services: find
+//! the concurrency a backend can take from the latency it shows, admit that
+//! much, and shed the rest at once, so a service under 2× overload still
+//! answers most requests fast instead of all of them slowly.
+//!
+//! ```
+//! use std::time::Duration;
+//! use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, Overloaded, algorithm::Vegas};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let limit = AdaptiveLimit::builder(Vegas::builder().initial_limit(2).build()?)
+//!     .name("backend")
+//!     .build()?;
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(AdaptiveLimitLayer::new(limit.clone()))
+//!     .service(service_fn(|ms: u64| async move {
+//!         tokio::time::sleep(Duration::from_millis(ms)).await;
+//!         Ok::<_, std::io::Error>(ms)
+//!     }));
+//!
+//! // Two calls in flight take the whole limit of 2…
+//! let a = svc.ready().await?.call(10);
+//! let b = svc.ready().await?.call(10);
+//! assert_eq!(limit.in_flight(), 2);
+//! // …so a third is shed at once, without reaching the backend.
+//! let err = svc.ready().await?.call(10).await.unwrap_err();
+//! assert!(err.downcast_ref::<Overloaded>().is_some());
+//! assert_eq!((a.await?, b.await?), (10, 10));
+//! assert_eq!(limit.in_flight(), 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! - **Permits** are taken in `call`, not `poll_ready` (an idle connection
+//!   holds none), and released when the response future completes or is
+//!   dropped. Admission is one atomic read-modify-write; a rejection at the
+//!   limit is two loads and a counter, and its zero-sized [`Overloaded`]
+//!   error allocates nothing.
+//! - **Samples**: each completed call's round-trip time (from `call` to
+//!   completion) and outcome, judged by a `buttress-core` classifier
+//!   ([`ErrorsAsFailures`] by default): a success feeds its RTT, a failure
+//!   counts as a drop, an ignored result (a cancelled call) only releases.
+//!   Calls faster than [`min_rtt`](Builder::min_rtt) (100 µs) are not
+//!   sampled. An RTT costs two clock reads, so above about 2,000 calls per
+//!   window only one call in 2^k (per thread) is timed, the least k that
+//!   keeps about 1,024 RTTs per window: the mean of a uniform subsample is
+//!   the window's mean, and an admitted call then reads no clock at all.
+//! - **Windows**: samples are aggregated per [`window`](Builder::window)
+//!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, or the
+//!   percentile the algorithm asks for; most calls in flight; whether any
+//!   call dropped); a window with fewer than
+//!   [`window_samples`](Builder::window_samples) calls (10) is discarded.
+//!   The call that closes the window feeds the [`algorithm`] under
+//!   a lock taken once per window, never on the per-call path.
+//! - **At the limit**: [`Overloaded`] at once (default), or a bounded
+//!   [FIFO or LIFO queue](Builder::queue) with a maximum wait.
+//! - **Partitions**: named [partitions](Builder::partition) with guaranteed
+//!   shares that apply only while the whole limit is in use.
+//!
+//! The algorithms ([`algorithm`]) are pure: [`Fixed`](algorithm::Fixed),
+//! [`Aimd`](algorithm::Aimd), [`Vegas`](algorithm::Vegas),
+//! [`Gradient2`](algorithm::Gradient2) (all three as in Netflix
+//! concurrency-limits, with its defaults) and Envoy's gradient controller
+//! ([`EnvoyGradient`](algorithm::EnvoyGradient)), or your own [`Limit`](algorithm::Limit).
+//!
+//! [`throttle`] is a separate, client-side layer: Google SRE's adaptive
+//! throttling, which rejects locally when the backend has been rejecting.
+//!
+//! # Where to put it
+//!
+//! Server side, put it outermost (before timeouts, so a shed request costs
+//! nothing). Client side, put it around the client, inside retries, so a
+//! retry after [`Overloaded`] is counted by the retry budget.
+//!
+//! # Telemetry
+//!
+//! Through the [`metrics`] facade, labelled `limiter = name`:
+//! `buttress_limit_calls_total` (with `outcome` = `success`, `failure`,
+//! `ignored`), `buttress_limit_rejected_total`,
+//! `buttress_limit_changes_total`, and the gauges `buttress_limit_limit`,
+//! `buttress_limit_in_flight` and `buttress_limit_queued` (the last two
+//! refreshed at each window's close). Handles are registered when the
+//! limiter is built: install the recorder first. Limit changes are also
+//! `tracing` debug events and [listener](Builder::on_limit_change) calls.
+//!
+//! # Features
+//!
+//! - `http`: [`Overloaded::to_response`] (503, optionally with `Retry-After`) and the
+//!   HTTP classifier.
+//! - `grpc`: [`Overloaded::to_grpc_response`] (`grpc-status: 8`,
+//!   RESOURCE_EXHAUSTED) and the gRPC classifier.
+//!
+//! [tower]: https://docs.rs/tower
+//! [`ErrorsAsFailures`]: buttress_core::classify::ErrorsAsFailures
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod algorithm;
+mod config;
+mod error;
+pub mod future;
+mod handle;
+mod layer;
+mod service;
+mod stripe;
+pub mod throttle;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+
+pub use config::{Builder, MAX_PARTITIONS, QueueOrder};
+pub use error::{ConfigError, Overloaded};
+pub use handle::{AdaptiveLimit, LimitChange, Permit};
+pub use layer::{AdaptiveLimitLayer, NoPartition};
+pub use service::AdaptiveLimitService;
