@@ -277,7 +277,7 @@ impl Builder {
 
 fn unit_interval(field: &'static str, v: f64) -> Result<u32, ConfigError> {
     if !(0.0..=1.0).contains(&v) {
-        return Err(ConfigError::new(
+        return Err(crate::error::config_error(
             field,
             format!("must be within 0.0..=1.0, got {v}"),
         ));
@@ -309,14 +309,14 @@ impl Config {
         let minimum_calls = match b.window {
             WindowKind::Count { size } => {
                 if size == 0 || size > MAX_COUNT_WINDOW {
-                    return Err(ConfigError::new(
+                    return Err(crate::error::config_error(
                         "count_window",
                         format!("must be within 1..={MAX_COUNT_WINDOW} calls, got {size}"),
                     ));
                 }
                 match b.minimum_calls {
                     Some(m) if m > size => {
-                        return Err(ConfigError::new(
+                        return Err(crate::error::config_error(
                             "minimum_calls",
                             format!("({m}) must not exceed the count window ({size} calls)"),
                         ));
@@ -327,13 +327,13 @@ impl Config {
             }
             WindowKind::Time { duration, buckets } => {
                 if buckets == 0 || buckets > MAX_TIME_BUCKETS {
-                    return Err(ConfigError::new(
+                    return Err(crate::error::config_error(
                         "time_window",
                         format!("buckets must be within 1..={MAX_TIME_BUCKETS}, got {buckets}"),
                     ));
                 }
                 if duration < Duration::from_millis(u64::from(buckets)) {
-                    return Err(ConfigError::new(
+                    return Err(crate::error::config_error(
                         "time_window",
                         format!(
                             "duration {duration:?} is too short: each of the {buckets} buckets must span at least 1ms"
@@ -344,28 +344,31 @@ impl Config {
             }
         };
         if minimum_calls == 0 {
-            return Err(ConfigError::new("minimum_calls", "must be at least 1"));
+            return Err(crate::error::config_error(
+                "minimum_calls",
+                "must be at least 1",
+            ));
         }
         if b.slow_call_duration == Some(Duration::ZERO) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "slow_call_duration",
                 "must be greater than zero",
             ));
         }
         if b.consecutive_failures == Some(0) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "consecutive_failures",
                 "must be at least 1",
             ));
         }
         if b.open_duration.is_zero() {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "open_duration",
                 "must be greater than zero",
             ));
         }
         if !(b.open_duration_multiplier >= 1.0 && b.open_duration_multiplier.is_finite()) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "open_duration_multiplier",
                 format!(
                     "must be a finite number >= 1.0, got {}",
@@ -375,7 +378,7 @@ impl Config {
         }
         let max_open_duration = match b.max_open_duration {
             Some(max) if max < b.open_duration => {
-                return Err(ConfigError::new(
+                return Err(crate::error::config_error(
                     "max_open_duration",
                     format!(
                         "({max:?}) must not be below open_duration ({:?})",
@@ -387,13 +390,13 @@ impl Config {
             None => b.open_duration.max(Duration::from_secs(300)),
         };
         if !(0.0..1.0).contains(&b.open_duration_jitter) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "open_duration_jitter",
                 format!("must be within 0.0..1.0, got {}", b.open_duration_jitter),
             ));
         }
         if b.half_open_probes == 0 || b.half_open_probes > MAX_HALF_OPEN_PROBES {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "half_open_probes",
                 format!(
                     "must be within 1..={MAX_HALF_OPEN_PROBES}, got {}",

@@ -48,44 +48,9 @@ impl fmt::Display for CircuitOpen {
 
 impl std::error::Error for CircuitOpen {}
 
-/// A rejected breaker configuration: which setting, and what is wrong with it.
-///
-/// ```
-/// use buttress_breaker::CircuitBreaker;
-///
-/// let err = CircuitBreaker::builder().failure_rate_threshold(1.5).build().unwrap_err();
-/// assert_eq!(err.field(), "failure_rate_threshold");
-/// assert!(err.to_string().contains("1.5"));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    problem: String,
+pub use buttress_core::ConfigError;
+
+/// A [`ConfigError`] for this crate's builders.
+pub(crate) fn config_error(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new("circuit breaker", field, problem)
 }
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: problem.into(),
-        }
-    }
-
-    /// The name of the builder setting at fault (the setter's name).
-    #[must_use]
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker configuration: `{}` {}",
-            self.field, self.problem
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}

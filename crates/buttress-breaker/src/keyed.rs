@@ -78,7 +78,7 @@ where
     /// The template's [`ConfigError`], or one naming `max_keys` when it is 0.
     pub fn new(template: Builder, max_keys: usize) -> Result<Self, ConfigError> {
         if max_keys == 0 {
-            return Err(ConfigError::new("max_keys", "must be at least 1"));
+            return Err(crate::error::config_error("max_keys", "must be at least 1"));
         }
         let config = Config::validate(&template)?;
         Ok(Self {

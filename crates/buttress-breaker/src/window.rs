@@ -33,45 +33,11 @@
 //! packs the slice's absolute number (40 bits) with a count (24 bits,
 //! saturating), so a reused slice resets itself with one compare-and-swap.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::config::{Config, WindowKind};
 
-/// 128 bytes: two cache lines, since adjacent-line prefetch pairs them on x86.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-/// How many stripes each breaker has: a power of two, about twice the
-/// machine's parallelism (so threads rarely share one), at most 64.
-pub(crate) fn stripes() -> usize {
-    static STRIPES: OnceLock<usize> = OnceLock::new();
-    *STRIPES.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        (cpus * 2).next_power_of_two().min(64)
-    })
-}
-
-/// This thread's stripe number (before masking): assigned round-robin the
-/// first time a thread records into any breaker.
-#[inline]
-pub(crate) fn thread_stripe() -> usize {
-    use std::cell::Cell;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        s.set(v);
-        v
-    })
-}
+pub(crate) use buttress_core::stripe::{Padded, stripes, thread_stripe};
 
 /// What the window holds right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

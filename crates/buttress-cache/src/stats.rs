@@ -1,8 +1,9 @@
 //! Counters: striped where the hit path touches them, exported through
 //! `metrics`.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use buttress_core::stripe::Padded;
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
@@ -11,32 +12,14 @@ use crate::store::Evictions;
 
 const STRIPES: usize = 8;
 
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
-
 /// A counter split over cache lines so two threads counting hits do not
 /// bounce one line between them.
 #[derive(Debug, Default)]
-pub(crate) struct Striped([Padded; STRIPES]);
-
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
+pub(crate) struct Striped([Padded<AtomicU64>; STRIPES]);
 
 #[inline]
 fn stripe() -> usize {
-    STRIPE.with(|s| {
-        let i = s.get();
-        if i != usize::MAX {
-            return i;
-        }
-        let i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        s.set(i);
-        i
-    })
+    buttress_core::stripe::thread_stripe() % STRIPES
 }
 
 impl Striped {

@@ -14,6 +14,10 @@
 //! - [`time`] and [`rng`]: a cheap monotonic origin driven by tokio's clock
 //!   (so paused-time tests drive every layer), and a small, seedable,
 //!   lock-free random number generator for jitter.
+//! - [`stripe`]: per-thread stripes that keep threads sharing a layer off
+//!   each other's cache lines.
+//! - [`ConfigError`]: what every builder's `build()` returns for a bad
+//!   setting, naming the setter.
 //!
 //! ```
 //! use buttress_core::classify::{Classify, ErrorsAsFailures, Outcome};
@@ -30,9 +34,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
+mod error;
 pub mod key;
 pub mod rng;
+pub mod stripe;
 pub mod time;
+
+pub use error::ConfigError;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -195,16 +195,27 @@ impl Builder {
     /// partition name, more than [`MAX_PARTITIONS`] partitions.
     pub fn build(self) -> Result<AdaptiveLimit, ConfigError> {
         if self.window.is_zero() {
-            return Err(ConfigError::new("window", "must be greater than zero"));
+            return Err(crate::error::config_error(
+                "window",
+                "must be greater than zero",
+            ));
         }
         if self.window_samples == 0 {
-            return Err(ConfigError::new("window_samples", "must be at least 1"));
+            return Err(crate::error::config_error(
+                "window_samples",
+                "must be at least 1",
+            ));
         }
         let queue = match self.queue {
             None => None,
-            Some((0, _)) => return Err(ConfigError::new("queue", "max_len must be at least 1")),
+            Some((0, _)) => {
+                return Err(crate::error::config_error(
+                    "queue",
+                    "max_len must be at least 1",
+                ));
+            }
             Some((_, wait)) if wait.is_zero() => {
-                return Err(ConfigError::new(
+                return Err(crate::error::config_error(
                     "queue",
                     "max_wait must be greater than zero",
                 ));
@@ -216,7 +227,7 @@ impl Builder {
             }),
         };
         if self.partitions.len() > MAX_PARTITIONS {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "partition",
                 format!(
                     "at most {MAX_PARTITIONS} partitions, got {}",
@@ -227,13 +238,13 @@ impl Builder {
         let mut total = 0.0;
         for (i, (name, share)) in self.partitions.iter().enumerate() {
             if !(share.is_finite() && *share > 0.0 && *share <= 1.0) {
-                return Err(ConfigError::new(
+                return Err(crate::error::config_error(
                     "partition",
                     format!("share of `{name}` must be within (0, 1], got {share}"),
                 ));
             }
             if self.partitions[..i].iter().any(|(n, _)| n == name) {
-                return Err(ConfigError::new(
+                return Err(crate::error::config_error(
                     "partition",
                     format!("`{name}` is named twice"),
                 ));
@@ -241,7 +252,7 @@ impl Builder {
             total += share;
         }
         if total > 1.0 + 1e-9 {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "partition",
                 format!("shares must add up to at most 1, got {total}"),
             ));

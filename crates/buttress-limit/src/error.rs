@@ -40,46 +40,12 @@ impl fmt::Display for Overloaded {
 
 impl std::error::Error for Overloaded {}
 
-/// A rejected configuration: which setting, and what is wrong with it.
-///
-/// ```
-/// use buttress_limit::algorithm::Vegas;
-///
-/// let err = Vegas::builder().max_limit(0).build().unwrap_err();
-/// assert_eq!(err.field(), "max_limit");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    problem: String,
+pub use buttress_core::ConfigError;
+
+/// A [`ConfigError`] for this crate's builders.
+pub(crate) fn config_error(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new("concurrency limit", field, problem)
 }
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: problem.into(),
-        }
-    }
-
-    /// The name of the builder setting at fault (the setter's name).
-    #[must_use]
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid concurrency limit configuration: `{}` {}",
-            self.field, self.problem
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Checks helpers shared by the builders.
 pub(crate) fn check_range(
@@ -94,7 +60,7 @@ pub(crate) fn check_range(
         Ok(())
     } else {
         let open = if lo_inclusive { "[" } else { "(" };
-        Err(ConfigError::new(
+        Err(crate::error::config_error(
             field,
             format!("must be within {open}{lo}, {hi}], got {v}"),
         ))
@@ -104,19 +70,25 @@ pub(crate) fn check_range(
 /// `min <= initial <= max`, `min >= 1`.
 pub(crate) fn check_bounds(min: u32, initial: u32, max: u32) -> Result<(), ConfigError> {
     if min == 0 {
-        return Err(ConfigError::new("min_limit", "must be at least 1"));
+        return Err(crate::error::config_error(
+            "min_limit",
+            "must be at least 1",
+        ));
     }
     if max == 0 {
-        return Err(ConfigError::new("max_limit", "must be at least 1"));
+        return Err(crate::error::config_error(
+            "max_limit",
+            "must be at least 1",
+        ));
     }
     if min > max {
-        return Err(ConfigError::new(
+        return Err(crate::error::config_error(
             "min_limit",
             format!("({min}) must not exceed max_limit ({max})"),
         ));
     }
     if !(min..=max).contains(&initial) {
-        return Err(ConfigError::new(
+        return Err(crate::error::config_error(
             "initial_limit",
             format!("({initial}) must be within min_limit..=max_limit ({min}..={max})"),
         ));

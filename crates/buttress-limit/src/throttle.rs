@@ -212,7 +212,7 @@ impl ThrottleBuilder {
     pub fn build(self) -> Result<AdaptiveThrottle, ConfigError> {
         check_range("k", self.k, 1.0, 1e9, true)?;
         if self.buckets == 0 || self.buckets > MAX_BUCKETS {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "window",
                 format!(
                     "buckets must be within 1..={MAX_BUCKETS}, got {}",
@@ -222,7 +222,7 @@ impl ThrottleBuilder {
         }
         let bucket_nanos = saturating_nanos(self.window) / u64::from(self.buckets);
         if bucket_nanos < 1_000_000 {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "window",
                 format!(
                     "{:?} is too short for {} buckets of at least 1ms",

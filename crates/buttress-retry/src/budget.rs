@@ -35,19 +35,7 @@ struct Stripe([AtomicU64; RING]);
 /// This thread's stripe.
 #[inline]
 fn stripe() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        // Const-initialised: no lazy-initialisation check on each access.
-        static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let mut stripe = s.get();
-        if stripe == usize::MAX {
-            stripe = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            s.set(stripe);
-        }
-        stripe
-    })
+    buttress_core::stripe::thread_stripe() % STRIPES
 }
 
 /// The largest `percent` a budget accepts (tower's `TpsBudget` allows the same).
@@ -366,13 +354,13 @@ impl BudgetBuilder {
     /// number) or `ttl` (outside 1 s..=60 s).
     pub fn build(self) -> Result<RetryBudget, ConfigError> {
         if !(0.0..=MAX_BUDGET_PERCENT).contains(&self.percent) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "percent",
                 format!("must be within 0.0..=1000.0, got {}", self.percent),
             ));
         }
         if self.ttl < Duration::from_secs(1) || self.ttl > Duration::from_secs(60) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "ttl",
                 format!("must be within 1s..=60s, got {:?}", self.ttl),
             ));

@@ -92,46 +92,12 @@ impl fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// A rejected configuration: which setting, and what is wrong with it.
-///
-/// ```
-/// use buttress_retry::RetryPolicy;
-///
-/// let err = RetryPolicy::builder().max_attempts(0).build().unwrap_err();
-/// assert_eq!(err.field(), "max_attempts");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    problem: String,
+pub use buttress_core::ConfigError;
+
+/// A [`ConfigError`] for this crate's builders.
+pub(crate) fn config_error(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new("retry", field, problem)
 }
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: problem.into(),
-        }
-    }
-
-    /// The name of the builder setting at fault (the setter's name).
-    #[must_use]
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid retry configuration: `{}` {}",
-            self.field, self.problem
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// A zero-sized stand-in, so an error can be moved out of a `&mut Result`
 /// without allocating (a `Box` of a zero-sized type does not allocate).

@@ -307,7 +307,7 @@ impl<C, R> Builder<C, R> {
     /// `base_delay` with decorrelated jitter, or a zero `deadline`.
     pub fn build(self) -> Result<RetryPolicy<C, R>, ConfigError> {
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "max_attempts",
                 format!(
                     "must be within 1..={MAX_ATTEMPTS}, got {}",
@@ -316,7 +316,7 @@ impl<C, R> Builder<C, R> {
             ));
         }
         if self.cap < self.base {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "max_delay",
                 format!(
                     "({:?}) must not be below base_delay ({:?})",
@@ -327,24 +327,27 @@ impl<C, R> Builder<C, R> {
         if self.base.is_zero()
             && matches!(self.jitter, Jitter::Decorrelated | Jitter::DecorrelatedV2)
         {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "base_delay",
                 "must be greater than zero with decorrelated jitter",
             ));
         }
         if self.deadline == Some(Duration::ZERO) {
-            return Err(ConfigError::new("deadline", "must be greater than zero"));
+            return Err(crate::error::config_error(
+                "deadline",
+                "must be greater than zero",
+            ));
         }
         let keyed = match self.keyed {
             Some((_, 0)) => {
-                return Err(ConfigError::new(
+                return Err(crate::error::config_error(
                     "budget_per_key",
                     "max_keys must be at least 1",
                 ));
             }
             Some((template, max_keys)) => {
                 template.clone().build().map_err(|e| {
-                    ConfigError::new("budget_per_key", format!("bad template: {e}"))
+                    crate::error::config_error("budget_per_key", format!("bad template: {e}"))
                 })?;
                 Some(KeyedBudgets::new(template, max_keys))
             }

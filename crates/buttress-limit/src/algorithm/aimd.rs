@@ -96,13 +96,16 @@ impl AimdBuilder {
     pub fn build(self) -> Result<Aimd, ConfigError> {
         check_bounds(self.min, self.initial, self.max)?;
         if !(self.backoff_ratio.is_finite() && (0.5..1.0).contains(&self.backoff_ratio)) {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "backoff_ratio",
                 format!("must be within [0.5, 1.0), got {}", self.backoff_ratio),
             ));
         }
         if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be greater than zero"));
+            return Err(crate::error::config_error(
+                "timeout",
+                "must be greater than zero",
+            ));
         }
         Ok(Aimd {
             limit: self.initial,

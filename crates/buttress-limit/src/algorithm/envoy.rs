@@ -161,10 +161,13 @@ impl EnvoyGradientBuilder {
     /// a buffer or jitter outside `[0, 1]`, a zero interval.
     pub fn build(self) -> Result<EnvoyGradient, ConfigError> {
         if self.min_concurrency == 0 {
-            return Err(ConfigError::new("min_concurrency", "must be at least 1"));
+            return Err(crate::error::config_error(
+                "min_concurrency",
+                "must be at least 1",
+            ));
         }
         if self.max < self.min_concurrency {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "max_limit",
                 format!(
                     "({}) must not be below min_concurrency ({})",
@@ -175,13 +178,13 @@ impl EnvoyGradientBuilder {
         check_range("buffer", self.buffer, 0.0, 1.0, true)?;
         check_range("jitter", self.jitter, 0.0, 1.0, true)?;
         if self.request_count == 0 {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "min_rtt_request_count",
                 "must be at least 1",
             ));
         }
         if self.interval.is_zero() {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "min_rtt_interval",
                 "must be greater than zero",
             ));

@@ -157,7 +157,7 @@ impl Gradient2Builder {
         check_range("smoothing", self.smoothing, 0.0, 1.0, false)?;
         check_range("rtt_tolerance", self.tolerance, 1.0, 100.0, true)?;
         if self.long_window < 10 {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "long_window",
                 format!("must be at least 10 windows, got {}", self.long_window),
             ));

@@ -117,7 +117,10 @@ impl VegasBuilder {
         check_bounds(1, self.initial, self.max)?;
         check_range("smoothing", self.smoothing, 0.0, 1.0, false)?;
         if self.probe_multiplier == 0 {
-            return Err(ConfigError::new("probe_multiplier", "must be at least 1"));
+            return Err(crate::error::config_error(
+                "probe_multiplier",
+                "must be at least 1",
+            ));
         }
         let mut v = Vegas {
             estimate: f64::from(self.initial),

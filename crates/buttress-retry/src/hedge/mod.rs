@@ -176,18 +176,21 @@ impl<R> HedgeBuilder<R> {
     pub fn build(self) -> Result<HedgePolicy<R>, ConfigError> {
         match self.delay {
             HedgeDelay::Percentile(p) if !(0.0..=100.0).contains(&p) => {
-                return Err(ConfigError::new(
+                return Err(crate::error::config_error(
                     "delay",
                     format!("percentile must be within 0.0..=100.0, got {p}"),
                 ));
             }
             HedgeDelay::Fixed(d) if d.is_zero() => {
-                return Err(ConfigError::new("delay", "must be greater than zero"));
+                return Err(crate::error::config_error(
+                    "delay",
+                    "must be greater than zero",
+                ));
             }
             _ => {}
         }
         if self.max_hedges == 0 || self.max_hedges > MAX_HEDGES {
-            return Err(ConfigError::new(
+            return Err(crate::error::config_error(
                 "max_hedges",
                 format!("must be within 1..={MAX_HEDGES}, got {}", self.max_hedges),
             ));
