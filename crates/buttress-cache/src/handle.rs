@@ -18,7 +18,7 @@ use tower_service::Service;
 use crate::config::{Builder, Config};
 use crate::entry::{Entry, MAX_WINDOW, Tag, later};
 use crate::error::CoalescedError;
-use crate::policy::{CachePolicy, Kind, Verdict};
+use crate::policy::{CachePolicy, ErrorPolicy, ErrorVerdict, Kind, MakeError, Verdict};
 use crate::stats::{Counters, Metrics, Stats, bump};
 use crate::store::Store;
 
@@ -30,6 +30,18 @@ const EPOCH_STRIPES: usize = 64;
 /// `53·ln 2 ≈ 36.7`: an entry further than `37·δ·β` from expiry can never
 /// be picked for an XFetch refresh, so no random number is drawn for it.
 const XFETCH_MAX_LN: f64 = 37.0;
+
+/// The most errors cached at once (see
+/// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)): when
+/// the table is full even after dropping expired errors, a new error is
+/// not cached.
+pub(crate) const MAX_CACHED_ERRORS: usize = 10_000;
+
+/// A cached error: a maker of copies, and when it stops being served.
+struct CachedError {
+    make: MakeError,
+    until: Instant,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned map is still consistent: every critical section here is
@@ -92,6 +104,9 @@ pub(crate) struct Shared<K, V, St> {
     pub(crate) counters: Counters,
     pub(crate) metrics: Metrics,
     inflight: Mutex<HashMap<K, Arc<Flight<V>>>>,
+    /// Errors an [`ErrorPolicy`] chose to cache. Only the miss path reads
+    /// it, so a hit never touches it.
+    errors: Mutex<HashMap<K, CachedError>>,
     tags: Mutex<HashMap<Tag, HashSet<K>>>,
     /// Writes hold it shared, invalidations exclusively: a write either
     /// lands before an invalidation (and is deleted by it) or sees the
@@ -107,6 +122,9 @@ pub(crate) struct Shared<K, V, St> {
 enum Outcome<V> {
     Value(V),
     Failed(Arc<dyn Error + Send + Sync>),
+    /// The load failed with an error the policy chose to cache: every
+    /// waiter gets its own copy, as later requests will.
+    Error(MakeError),
     /// The leader's future was dropped: a waiter takes over.
     Abandoned,
 }
@@ -116,6 +134,7 @@ impl<V: Clone> Clone for Outcome<V> {
         match self {
             Self::Value(v) => Self::Value(v.clone()),
             Self::Failed(e) => Self::Failed(Arc::clone(e)),
+            Self::Error(make) => Self::Error(Arc::clone(make)),
             Self::Abandoned => Self::Abandoned,
         }
     }
@@ -222,6 +241,7 @@ impl<K, V, St> Cache<K, V, St> {
                 metrics,
                 counters: Counters::default(),
                 inflight: Mutex::new(HashMap::new()),
+                errors: Mutex::new(HashMap::new()),
                 tags: Mutex::new(HashMap::new()),
                 gate: tokio::sync::RwLock::new(()),
                 epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -270,7 +290,7 @@ where
             .filter(|e| e.is_servable(now))
     }
 
-    /// Drops `key`. Once this returns, no request is answered with the
+    /// Drops `key` (its value or its cached error). Once this returns, no request is answered with the
     /// dropped value: loads that started before it do not write their
     /// result, and requests after it do not join them.
     pub async fn invalidate(&self, key: &K) {
@@ -278,6 +298,7 @@ where
         let _gate = s.gate.write().await;
         s.epochs[s.stripe(key)].fetch_add(1, Ordering::SeqCst);
         lock(&s.inflight).remove(key);
+        lock(&s.errors).remove(key);
         s.store.delete(key).await;
         s.invalidated("key");
     }
@@ -304,9 +325,10 @@ where
         s.invalidated("tag");
     }
 
-    /// Drops every entry for which `pred(key, value)` is true. Loads in
-    /// flight are detached (their results are not written). Same guarantee
-    /// as [`invalidate`](Self::invalidate).
+    /// Drops every entry for which `pred(key, value)` is true, and every
+    /// cached error (it has no value to test). Loads in flight are
+    /// detached (their results are not written). Same guarantee as
+    /// [`invalidate`](Self::invalidate).
     pub async fn invalidate_where<F>(&self, pred: F)
     where
         F: Fn(&K, &V) -> bool + Send + Sync,
@@ -315,6 +337,9 @@ where
         let _gate = s.gate.write().await;
         s.bump_all();
         lock(&s.inflight).clear();
+        // A cached error has no value to test: drop them all (a spurious
+        // miss, never a stale answer).
+        lock(&s.errors).clear();
         s.store
             .delete_where(&|k: &K, e: &Entry<V>| pred(k, e.value()))
             .await;
@@ -494,19 +519,8 @@ where
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let tags = verdict.tags;
         let _gate = self.gate.read().await;
-        if self.epoch(&key) != epoch0 {
-            if expect_version.is_some() {
-                bump(&self.counters.refreshes_dropped);
-            }
+        if !self.may_write(&key, epoch0, expect_version).await {
             return;
-        }
-        if let Some(expected) = expect_version {
-            let current = self.store.get(&key).await.map(|e| e.version());
-            if current != Some(expected) {
-                bump(&self.counters.refreshes_dropped);
-                tracing::debug!(cache = %self.cfg.name, "refresh dropped: the entry changed");
-                return;
-            }
         }
         if !tags.is_empty() {
             let mut index = lock(&self.tags);
@@ -517,6 +531,7 @@ where
                     .insert(key.clone());
             }
         }
+        lock(&self.errors).remove(&key);
         let entry = Entry::new(
             value,
             fresh_until,
@@ -531,17 +546,96 @@ where
         self.store.put(key, entry).await;
     }
 
+    /// Whether a load of `key` that started at `epoch0` may write (the
+    /// caller holds the gate shared): not if an invalidation came since,
+    /// nor, for a refresh, if the entry changed since it was read.
+    async fn may_write(&self, key: &K, epoch0: u64, expect_version: Option<u64>) -> bool {
+        if self.epoch(key) != epoch0 {
+            if expect_version.is_some() {
+                bump(&self.counters.refreshes_dropped);
+            }
+            return false;
+        }
+        if let Some(expected) = expect_version {
+            let current = self.store.get(key).await.map(|e| e.version());
+            if current != Some(expected) {
+                bump(&self.counters.refreshes_dropped);
+                tracing::debug!(cache = %self.cfg.name, "refresh dropped: the entry changed");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Caches an error the policy chose, for its jittered TTL from
+    /// `started`, under the same rules as [`write`](Self::write). The
+    /// key's entry, if any, is dropped: the error is now its answer.
+    async fn write_error(
+        &self,
+        key: K,
+        verdict: &ErrorVerdict,
+        started: Instant,
+        epoch0: u64,
+        expect_version: Option<u64>,
+    ) {
+        let until = later(started, self.jittered(verdict.ttl));
+        let _gate = self.gate.read().await;
+        if !self.may_write(&key, epoch0, expect_version).await {
+            return;
+        }
+        {
+            let mut errors = lock(&self.errors);
+            if errors.len() >= MAX_CACHED_ERRORS && !errors.contains_key(&key) {
+                let now = Instant::now();
+                errors.retain(|_, e| now < e.until);
+                if errors.len() >= MAX_CACHED_ERRORS {
+                    tracing::debug!(cache = %self.cfg.name, "error not cached: the table is full");
+                    return;
+                }
+            }
+            errors.insert(
+                key.clone(),
+                CachedError {
+                    make: Arc::clone(&verdict.make),
+                    until,
+                },
+            );
+        }
+        self.store.delete(&key).await;
+    }
+
+    /// The maker of the error cached for `key`, if one is and its TTL has
+    /// not ended (an ended one is dropped).
+    fn cached_make(&self, key: &K) -> Option<MakeError> {
+        let mut errors = lock(&self.errors);
+        let cached = errors.get(key)?;
+        if Instant::now() < cached.until {
+            return Some(Arc::clone(&cached.make));
+        }
+        errors.remove(key);
+        None
+    }
+
+    /// A request answered with the error cached for `key`, counted as a
+    /// hit.
+    fn cached_error(&self, key: &K) -> Option<BoxError> {
+        let make = self.cached_make(key)?;
+        bump(&self.counters.errors_served);
+        self.count_hit();
+        Some(make())
+    }
+
     /// Leads one load: calls the backend, writes, hands the result to the
     /// waiters. On failure, answers with `stale` if it is still servable
     /// (stale-if-error).
     #[allow(clippy::too_many_arguments)]
-    async fn lead<S, Req, P>(
+    async fn lead<S, Req, P, N>(
         &self,
         lead: Lead<K, V, St>,
         key: K,
         req: Req,
         mut svc: S,
-        policy: &P,
+        (policy, errors): (&P, &N),
         stale: Option<Entry<V>>,
         expect_version: Option<u64>,
     ) -> Result<V, BoxError>
@@ -549,14 +643,21 @@ where
         S: Service<Req, Response = V>,
         S::Error: Into<BoxError>,
         P: CachePolicy<V>,
+        N: ErrorPolicy<S::Error>,
     {
         let epoch0 = self.epoch(&key);
         let start = Instant::now();
         let ready: Result<(), BoxError> = std::future::poll_fn(|cx| svc.poll_ready(cx))
             .await
             .map_err(Into::into);
+        // Only `call`'s errors are about the key; a readiness error is
+        // about the service and is never cached.
+        let mut error_verdict = None;
         let result = match ready {
-            Ok(()) => svc.call(req).await.map_err(Into::into),
+            Ok(()) => svc.call(req).await.map_err(|e| {
+                error_verdict = errors.verdict(&e);
+                e.into()
+            }),
             Err(e) => Err(e),
         };
         let load_time = start.elapsed();
@@ -589,6 +690,14 @@ where
                     lead.finish(Outcome::Value(value.clone()));
                     return Ok(value);
                 }
+                if let Some(verdict) = error_verdict {
+                    self.write_error(key, &verdict, start, epoch0, expect_version)
+                        .await;
+                    // Waiters get a copy each; the caller keeps the
+                    // original.
+                    lead.finish(Outcome::Error(verdict.make));
+                    return Err(error);
+                }
                 Err(lead.fail(error))
             }
         }
@@ -607,12 +716,14 @@ where
     /// The miss path: look the key up if the caller could not, then join
     /// or lead a load. Leaders' and waiters' futures are interchangeable:
     /// if the leader's is dropped, a waiter leads with its own request.
-    pub(crate) async fn read_through<S, Req, P>(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn read_through<S, Req, P, N>(
         self: Arc<Self>,
         key: K,
         req: Req,
         svc: S,
         policy: P,
+        errors: N,
         mut stale: Option<Entry<V>>,
         looked_up: bool,
     ) -> Result<V, BoxError>
@@ -620,6 +731,7 @@ where
         S: Service<Req, Response = V>,
         S::Error: Into<BoxError>,
         P: CachePolicy<V>,
+        N: ErrorPolicy<S::Error>,
     {
         if !looked_up && let Some(entry) = self.store.get(&key).await {
             let now = Instant::now();
@@ -630,6 +742,9 @@ where
             if entry.is_servable(now) {
                 stale = Some(entry);
             }
+        }
+        if let Some(error) = self.cached_error(&key) {
+            return Err(error);
         }
         bump(&self.counters.misses);
         self.metrics.miss.increment(1);
@@ -646,7 +761,14 @@ where
                         lead.finish(Outcome::Value(value.clone()));
                         return Ok(value);
                     }
-                    return self.lead(lead, key, req, svc, &policy, stale, None).await;
+                    if let Some(make) = self.cached_make(&key) {
+                        let error = make();
+                        lead.finish(Outcome::Error(make));
+                        return Err(error);
+                    }
+                    return self
+                        .lead(lead, key, req, svc, (&policy, &errors), stale, None)
+                        .await;
                 }
                 Err(flight) => {
                     if !waited {
@@ -656,6 +778,12 @@ where
                     }
                     match flight.wait().await {
                         Outcome::Value(value) => return Ok(value),
+                        Outcome::Error(make) => {
+                            if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                                return Ok(value);
+                            }
+                            return Err(make());
+                        }
                         Outcome::Failed(error) => {
                             if let Some(value) = self.stale_on_error(stale.as_ref()) {
                                 return Ok(value);
@@ -672,12 +800,12 @@ where
     /// Starts one background refresh of `key` (stale-while-revalidate,
     /// XFetch) unless a load of it is already running. Gives the request
     /// back when there is no tokio runtime to spawn on.
-    pub(crate) fn refresh<S, Req, P>(
+    pub(crate) fn refresh<S, Req, P, N>(
         self: &Arc<Self>,
         key: K,
         req: Req,
         svc: S,
-        policy: P,
+        (policy, errors): (P, N),
         entry: &Entry<V>,
     ) -> Result<(), Req>
     where
@@ -686,6 +814,7 @@ where
         S::Error: Into<BoxError>,
         Req: Send + 'static,
         P: CachePolicy<V> + Send + Sync + 'static,
+        N: ErrorPolicy<S::Error> + Send + Sync + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(req);
@@ -700,7 +829,15 @@ where
         let expected = entry.version();
         runtime.spawn(async move {
             let _ = shared
-                .lead(lead, key, req, svc, &policy, Some(stale), Some(expected))
+                .lead(
+                    lead,
+                    key,
+                    req,
+                    svc,
+                    (&policy, &errors),
+                    Some(stale),
+                    Some(expected),
+                )
                 .await;
         });
         Ok(())

@@ -5,7 +5,8 @@ use std::fmt;
 use tower_layer::Layer;
 
 use crate::handle::Cache;
-use crate::policy::CacheSuccesses;
+
+use crate::policy::{CacheNoErrors, CacheSuccesses};
 use crate::service::CacheService;
 
 /// Puts a read-through [`Cache`] in front of a service.
@@ -49,10 +50,11 @@ use crate::service::CacheService;
 ///
 /// Every service this layer (or a clone) builds shares one [`Cache`]:
 /// its store, its counters and its loads in flight.
-pub struct CacheLayer<K, V, St, X, P = CacheSuccesses> {
+pub struct CacheLayer<K, V, St, X, P = CacheSuccesses, N = CacheNoErrors> {
     cache: Cache<K, V, St>,
     extractor: X,
     policy: P,
+    errors: N,
 }
 
 impl<K, V, St, X> CacheLayer<K, V, St, X> {
@@ -64,20 +66,112 @@ impl<K, V, St, X> CacheLayer<K, V, St, X> {
             cache,
             extractor,
             policy: CacheSuccesses,
+            errors: CacheNoErrors,
         }
     }
 }
 
-impl<K, V, St, X, P> CacheLayer<K, V, St, X, P> {
+impl<K, V, St, X, P, N> CacheLayer<K, V, St, X, P, N> {
     /// Decides per response whether it is cached, for how long, with which
     /// tags: a [`CachePolicy`](crate::CachePolicy), for example a closure
     /// `Fn(&Response) -> Verdict`. Default: [`CacheSuccesses`].
     #[must_use]
-    pub fn policy<P2>(self, policy: P2) -> CacheLayer<K, V, St, X, P2> {
+    pub fn policy<P2>(self, policy: P2) -> CacheLayer<K, V, St, X, P2, N> {
         CacheLayer {
             cache: self.cache,
             extractor: self.extractor,
             policy,
+            errors: self.errors,
+        }
+    }
+
+    /// Negative caching of chosen errors: `policy` is asked about every
+    /// error the inner service's `call` returns, and the ones it gives a
+    /// TTL are cached for it (jittered like every TTL). Until the TTL
+    /// ends, a request for that key is answered with the same error,
+    /// without calling the backend. Default: [`CacheNoErrors`], no error
+    /// is cached.
+    ///
+    /// `policy` is an [`ErrorPolicy`](crate::ErrorPolicy), for example a
+    /// closure `Fn(&S::Error) -> Option<Duration>` (`None`: not cached):
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use buttress_cache::{Cache, CacheLayer, store::QuickCacheStore};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// enum DbError { NotFound, Timeout }
+    /// impl std::fmt::Display for DbError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "{self:?}")
+    ///     }
+    /// }
+    /// impl std::error::Error for DbError {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let users = ServiceBuilder::new()
+    ///     .layer(
+    ///         CacheLayer::new(cache.clone(), |id: &u64| Some(*id)).cache_errors(|e: &DbError| {
+    ///             (*e == DbError::NotFound).then_some(Duration::from_secs(5))
+    ///         }),
+    ///     )
+    ///     .service(service_fn(|_id: u64| async { Err::<u64, _>(DbError::NotFound) }));
+    ///
+    /// for _ in 0..2 {
+    ///     let err = users.clone().oneshot(9).await.unwrap_err();
+    ///     assert_eq!(err.downcast_ref::<DbError>(), Some(&DbError::NotFound));
+    /// }
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.loads, stats.errors_served), (1, 1)); // one backend call
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Why it works this way:
+    ///
+    /// - **The same error, typed.** The cache keeps a clone of the
+    ///   backend's error (hence `S::Error: Clone` for a closure policy,
+    ///   and only when this is used: the default asks nothing of the
+    ///   error type). Every request it answers, and every caller that
+    ///   waited on the failed load, gets its own copy converted into a
+    ///   [`BoxError`](buttress_core::BoxError) as the original was, so
+    ///   `downcast_ref::<S::Error>()` and `Display` behave as on the
+    ///   backend's answer (not wrapped in a
+    ///   [`CoalescedError`](crate::CoalescedError), which stays for errors
+    ///   not cached). An `Arc` inside the error makes the copy cheap.
+    /// - **Only `call`'s errors.** An error from `poll_ready` is about the
+    ///   service (overload, an open breaker), not about the key, and is
+    ///   never cached.
+    /// - **Stale-if-error first.** A cached error stands for the key's
+    ///   answer, so it is cached only when the load ends in that error: if
+    ///   stale-if-error answers with a stale value instead, the error is
+    ///   not cached and the stale value stays. When it is cached, the
+    ///   key's entry (if any, not servable) is dropped.
+    /// - **The same guarantees as values.** Written under the rules of a
+    ///   value (not after an invalidation of the key that came while it
+    ///   loaded; for a background refresh, not if the entry changed);
+    ///   never served past its TTL; dropped by
+    ///   [`Cache::invalidate`](crate::Cache::invalidate) of its key, by
+    ///   [`invalidate_where`](crate::Cache::invalidate_where) and
+    ///   [`invalidate_all`](crate::Cache::invalidate_all) (it declares no
+    ///   tags, so tag invalidation leaves it); replaced by the next value
+    ///   written for the key.
+    /// - **Off the hit path.** Cached errors live in a table of their own
+    ///   that only the miss path reads, so a hit on a value costs the same
+    ///   as without this. The table holds at most 10,000 errors (a
+    ///   constant); when it is full after dropping expired ones, a new
+    ///   error is not cached. A served error counts as a hit and in
+    ///   [`Stats::errors_served`](crate::Stats::errors_served).
+    #[must_use]
+    pub fn cache_errors<N2>(self, policy: N2) -> CacheLayer<K, V, St, X, P, N2> {
+        CacheLayer {
+            cache: self.cache,
+            extractor: self.extractor,
+            policy: self.policy,
+            errors: policy,
         }
     }
 
@@ -88,35 +182,38 @@ impl<K, V, St, X, P> CacheLayer<K, V, St, X, P> {
     }
 }
 
-impl<K, V, St, X: Clone, P: Clone> Clone for CacheLayer<K, V, St, X, P> {
+impl<K, V, St, X: Clone, P: Clone, N: Clone> Clone for CacheLayer<K, V, St, X, P, N> {
     fn clone(&self) -> Self {
         Self {
             cache: self.cache.clone(),
             extractor: self.extractor.clone(),
             policy: self.policy.clone(),
+            errors: self.errors.clone(),
         }
     }
 }
 
-impl<K, V, St: fmt::Debug, X, P> fmt::Debug for CacheLayer<K, V, St, X, P> {
+impl<K, V, St: fmt::Debug, X, P, N> fmt::Debug for CacheLayer<K, V, St, X, P, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayer")
             .field("cache", &self.cache)
             .field("extractor", &std::any::type_name::<X>())
             .field("policy", &std::any::type_name::<P>())
+            .field("errors", &std::any::type_name::<N>())
             .finish()
     }
 }
 
-impl<S, K, V, St, X: Clone, P: Clone> Layer<S> for CacheLayer<K, V, St, X, P> {
-    type Service = CacheService<S, K, V, St, X, P>;
+impl<S, K, V, St, X: Clone, P: Clone, N: Clone> Layer<S> for CacheLayer<K, V, St, X, P, N> {
+    type Service = CacheService<S, K, V, St, X, P, N>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::new(
+        CacheService::with_error_policy(
             inner,
             self.cache.clone(),
             self.extractor.clone(),
             self.policy.clone(),
+            self.errors.clone(),
         )
     }
 }

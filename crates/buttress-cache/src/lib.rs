@@ -49,7 +49,8 @@
 //!   freshness.
 //! - **Coalescing**: concurrent misses on one key make one backend call;
 //!   every waiter gets its result. An error goes to every waiter (as a
-//!   [`CoalescedError`] when several waited) and is not cached. If the
+//!   [`CoalescedError`] when several waited) and is not cached, unless
+//!   the layer's error policy chose it. If the
 //!   leading caller's future is dropped, a waiter takes over with its own
 //!   request.
 //! - **Freshness**: TTL with jitter (±10 % by default), a policy per
@@ -59,7 +60,9 @@
 //!   failed load, including an open breaker inside, is answered with the
 //!   stale value up to its bound) and XFetch probabilistic early refresh.
 //! - **Negative caching**: [`Verdict::negative`] caches a "not found"
-//!   response for its own short TTL.
+//!   response for its own short TTL, and
+//!   [`CacheLayer::cache_errors`] caches chosen errors (a typed clone,
+//!   served as the backend's own error) for theirs.
 //! - **Invalidation**: by key, by tag, by predicate on the [`Cache`]
 //!   handle, and [`InvalidateLayer`] for write paths. Once an invalidation
 //!   returns, the dropped value is never served: a load that started
@@ -114,7 +117,7 @@ pub use error::{CoalescedError, ConfigError};
 pub use handle::Cache;
 pub use invalidate::{InvalidateFuture, InvalidateLayer, InvalidateService, Invalidation};
 pub use layer::CacheLayer;
-pub use policy::{CachePolicy, CacheSuccesses, Verdict};
+pub use policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy, ErrorVerdict, Verdict};
 pub use service::{CacheService, WarmReport};
 pub use stats::Stats;
 pub use store::Evictions;

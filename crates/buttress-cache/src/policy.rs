@@ -1,7 +1,10 @@
 //! What to cache, for how long, with which tags.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use buttress_core::BoxError;
 
 use crate::entry::Tag;
 
@@ -102,9 +105,9 @@ impl fmt::Debug for Verdict {
 }
 
 /// Decides, per successful response, whether and how it is cached. Errors
-/// are never cached (they are handed to every coalesced waiter, then
-/// dropped); to cache a "not found", let the backend answer it as a
-/// response (`Ok(None)`, a 404) and return [`Verdict::negative`] for it.
+/// are judged by the layer's [`ErrorPolicy`] instead (by default none is
+/// cached); to cache a "not found" the backend answers as a response
+/// (`Ok(None)`, a 404), return [`Verdict::negative`] for it.
 ///
 /// Implemented for closures `Fn(&Response) -> Verdict`:
 ///
@@ -140,5 +143,101 @@ impl<T> CachePolicy<T> for CacheSuccesses {
     #[inline]
     fn verdict(&self, _response: &T) -> Verdict {
         Verdict::cache()
+    }
+}
+
+/// Makes a fresh copy of a cached error, converted the way the backend's
+/// own error is (`E: Into<BoxError>`).
+pub(crate) type MakeError = Arc<dyn Fn() -> BoxError + Send + Sync>;
+
+/// An [`ErrorPolicy`]'s answer for one error: cache it for a TTL.
+///
+/// It holds a clone of the error; every request it answers gets its own
+/// copy, converted into a [`BoxError`] exactly as the original was, so
+/// `downcast_ref::<E>()` works the same on a cached answer as on the
+/// backend's.
+#[must_use]
+pub struct ErrorVerdict {
+    pub(crate) ttl: Duration,
+    pub(crate) make: MakeError,
+}
+
+impl ErrorVerdict {
+    /// Cache a clone of `error` for `ttl` (jittered like every TTL; a zero
+    /// TTL caches nothing).
+    pub fn cache_for<E>(error: &E, ttl: Duration) -> Self
+    where
+        E: Clone + Into<BoxError> + Send + Sync + 'static,
+    {
+        let error = error.clone();
+        Self {
+            ttl,
+            make: Arc::new(move || error.clone().into()),
+        }
+    }
+
+    /// The TTL.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+impl fmt::Debug for ErrorVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorVerdict")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decides, per error the backend's `call` returns, whether it is cached
+/// (negative caching of chosen errors); see
+/// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors).
+///
+/// Implemented for closures `Fn(&E) -> Option<Duration>` (the TTL, or
+/// `None` to not cache), which need `E: Clone`; [`CacheNoErrors`], the
+/// default, caches none and needs nothing of `E`.
+///
+/// ```
+/// use std::time::Duration;
+/// use buttress_cache::ErrorPolicy;
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// enum DbError { NotFound, Timeout }
+/// # impl std::fmt::Display for DbError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+/// # }
+/// # impl std::error::Error for DbError {}
+///
+/// let policy = |e: &DbError| (*e == DbError::NotFound).then_some(Duration::from_secs(5));
+/// assert_eq!(policy.verdict(&DbError::NotFound).unwrap().ttl(), Duration::from_secs(5));
+/// assert!(policy.verdict(&DbError::Timeout).is_none());
+/// ```
+pub trait ErrorPolicy<E> {
+    /// The verdict on `error`: `None` means it is not cached.
+    fn verdict(&self, error: &E) -> Option<ErrorVerdict>;
+}
+
+impl<E, F> ErrorPolicy<E> for F
+where
+    F: Fn(&E) -> Option<Duration>,
+    E: Clone + Into<BoxError> + Send + Sync + 'static,
+{
+    fn verdict(&self, error: &E) -> Option<ErrorVerdict> {
+        let ttl = self(error).filter(|ttl| !ttl.is_zero())?;
+        Some(ErrorVerdict::cache_for(error, ttl))
+    }
+}
+
+/// The default error policy: no error is cached (each is handed to the
+/// callers waiting on its load, then dropped).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheNoErrors;
+
+impl<E> ErrorPolicy<E> for CacheNoErrors {
+    #[inline]
+    fn verdict(&self, _error: &E) -> Option<ErrorVerdict> {
+        None
     }
 }

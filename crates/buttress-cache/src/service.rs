@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::handle::Cache;
-use crate::policy::{CachePolicy, CacheSuccesses};
+use crate::policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy};
 use crate::store::Store;
 
 /// A read-through cache in front of `S`; built by
@@ -34,21 +34,40 @@ use crate::store::Store;
 ///
 /// Clones share the [`Cache`]; each holds its own clone of the inner
 /// service.
-pub struct CacheService<S, K, V, St, X, P = CacheSuccesses> {
+pub struct CacheService<S, K, V, St, X, P = CacheSuccesses, N = CacheNoErrors> {
     inner: S,
     cache: Cache<K, V, St>,
     extractor: X,
     policy: P,
+    errors: N,
 }
 
 impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
-    /// Wraps `inner` with `cache`, keyed by `extractor`, judged by `policy`.
+    /// Wraps `inner` with `cache`, keyed by `extractor`, judged by `policy`;
+    /// no error is cached (see
+    /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)).
     pub fn new(inner: S, cache: Cache<K, V, St>, extractor: X, policy: P) -> Self {
+        Self::with_error_policy(inner, cache, extractor, policy, CacheNoErrors)
+    }
+}
+
+impl<S, K, V, St, X, P, N> CacheService<S, K, V, St, X, P, N> {
+    /// Wraps `inner` with `cache`, keyed by `extractor`, judged by `policy`
+    /// for responses and by `errors` for errors (see
+    /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)).
+    pub fn with_error_policy(
+        inner: S,
+        cache: Cache<K, V, St>,
+        extractor: X,
+        policy: P,
+        errors: N,
+    ) -> Self {
         Self {
             inner,
             cache,
             extractor,
             policy,
+            errors,
         }
     }
 
@@ -73,29 +92,35 @@ impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
     }
 }
 
-impl<S: Clone, K, V, St, X: Clone, P: Clone> Clone for CacheService<S, K, V, St, X, P> {
+impl<S: Clone, K, V, St, X: Clone, P: Clone, N: Clone> Clone
+    for CacheService<S, K, V, St, X, P, N>
+{
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             cache: self.cache.clone(),
             extractor: self.extractor.clone(),
             policy: self.policy.clone(),
+            errors: self.errors.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, K, V, St: fmt::Debug, X, P> fmt::Debug for CacheService<S, K, V, St, X, P> {
+impl<S: fmt::Debug, K, V, St: fmt::Debug, X, P, N> fmt::Debug
+    for CacheService<S, K, V, St, X, P, N>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheService")
             .field("inner", &self.inner)
             .field("cache", &self.cache)
             .field("extractor", &std::any::type_name::<X>())
             .field("policy", &std::any::type_name::<P>())
+            .field("errors", &std::any::type_name::<N>())
             .finish()
     }
 }
 
-impl<S, K, V, St, X, P, Req> Service<Req> for CacheService<S, K, V, St, X, P>
+impl<S, K, V, St, X, P, N, Req> Service<Req> for CacheService<S, K, V, St, X, P, N>
 where
     S: Service<Req, Response = V> + Clone + Send + 'static,
     S::Future: Send,
@@ -105,6 +130,7 @@ where
     St: Store<K, V>,
     X: KeyExtractor<Req, Key = K>,
     P: CachePolicy<V> + Clone + Send + Sync + 'static,
+    N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
     Req: Send + 'static,
 {
     type Response = V;
@@ -144,7 +170,7 @@ where
                             key,
                             req,
                             self.inner.clone(),
-                            self.policy.clone(),
+                            (self.policy.clone(), self.errors.clone()),
                             &entry,
                         );
                     }
@@ -155,7 +181,7 @@ where
                         key.clone(),
                         req,
                         self.inner.clone(),
-                        self.policy.clone(),
+                        (self.policy.clone(), self.errors.clone()),
                         &entry,
                     ) {
                         Ok(()) => {
@@ -179,6 +205,7 @@ where
             req,
             self.inner.clone(),
             self.policy.clone(),
+            self.errors.clone(),
             stale,
             looked_up,
         )))
@@ -195,7 +222,7 @@ pub struct WarmReport {
     pub failed: u64,
 }
 
-impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
+impl<S, K, V, St, X, P, N> CacheService<S, K, V, St, X, P, N> {
     /// Loads `requests` through the cache ahead of traffic, at most
     /// `concurrency` at a time (at least one): each is an ordinary request
     /// (a hit if already cached, a coalesced load otherwise).

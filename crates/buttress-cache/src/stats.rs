@@ -48,6 +48,7 @@ pub(crate) struct Counters {
     pub(crate) stale_if_error: AtomicU64,
     pub(crate) oversized: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) errors_served: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -94,7 +95,8 @@ impl Metrics {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Requests answered with a fresh entry.
+    /// Requests answered with a fresh entry, or with a cached error
+    /// (those are also counted in [`errors_served`](Self::errors_served)).
     pub hits: u64,
     /// Requests answered with a stale entry while it is refreshed
     /// (stale-while-revalidate).
@@ -125,6 +127,9 @@ pub struct Stats {
     pub oversized: u64,
     /// Invalidation calls (by key, tag or predicate).
     pub invalidations: u64,
+    /// Requests answered with a cached error (see
+    /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)).
+    pub errors_served: u64,
     /// Evictions the store made on its own.
     pub evictions: Evictions,
 }
@@ -161,6 +166,7 @@ impl Counters {
             stale_if_error: get(&self.stale_if_error),
             oversized: get(&self.oversized),
             invalidations: get(&self.invalidations),
+            errors_served: get(&self.errors_served),
             evictions,
         }
     }

@@ -7,17 +7,24 @@
 //!   past `stale_until`);
 //! - it is never older than the last invalidation of its key that
 //!   returned before the read started.
+//!
+//! Failed loads are cached (`cache_errors`) for `ERR_TTL`; on every error
+//! read: the error is for the requested key, a cached one is never served
+//! past its TTL, and never one whose load started before the last
+//! invalidation of its key.
 
 mod common;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 use buttress_cache::store::QuickCacheStore;
 use buttress_cache::{Cache, CacheLayer, Verdict};
 use common::{Answer, Backend};
 use proptest::prelude::*;
-use tower::{Layer, ServiceExt};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -41,6 +48,19 @@ fn op() -> impl Strategy<Value = Op> {
 const TTL: Duration = Duration::from_secs(2);
 const SWR: Duration = Duration::from_secs(1);
 const SIE: Duration = Duration::from_secs(3);
+const ERR_TTL: Duration = Duration::from_millis(1500);
+
+/// A failed load: the key it was for and when it started.
+#[derive(Clone, Debug)]
+struct Failed(u64, Instant);
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "load of {} failed", self.0)
+    }
+}
+
+impl std::error::Error for Failed {}
 
 async fn run(ops: Vec<Op>, failing_every: u64) {
     let backend = Backend::new(Duration::from_millis(50));
@@ -56,7 +76,16 @@ async fn run(ops: Vec<Op>, failing_every: u64) {
         .policy(|a: &Answer| {
             Verdict::cache().tag(if a.0.is_multiple_of(2) { "even" } else { "odd" })
         })
-        .layer(backend.clone());
+        .cache_errors(|_: &Failed| Some(ERR_TTL))
+        .layer(service_fn({
+            let backend = backend.clone();
+            move |k: u64| {
+                let at = Instant::now();
+                let call = backend.clone().call(k);
+                async move { call.await.map_err(|_| Failed(k, at)) }
+            }
+        }));
+    let mut invalidated_at: HashMap<u64, Instant> = HashMap::new();
     // The backend's data has one version for all keys, bumped by each
     // write; the time each version was superseded; per key, the version
     // current when its last invalidation returned.
@@ -87,6 +116,24 @@ async fn run(ops: Vec<Op>, failing_every: u64) {
                         );
                     }
                 }
+                if let Err(e) = result {
+                    let Failed(key, at) = e.downcast_ref::<Failed>().expect("the backend's error");
+                    assert_eq!(*key, k, "an error for another key");
+                    if *at < started {
+                        // Served from the cache: within its TTL (jittered
+                        // by at most 10 %) and loaded after the last
+                        // invalidation of its key.
+                        assert!(
+                            started.duration_since(*at)
+                                < ERR_TTL.mul_f64(1.1) + Duration::from_millis(1),
+                            "key {k}: an error served past its TTL"
+                        );
+                        assert!(
+                            invalidated_at.get(&k).is_none_or(|inv| at >= inv),
+                            "key {k}: an invalidated error was served"
+                        );
+                    }
+                }
             }
             Op::Write => {
                 superseded_at.insert(version, tokio::time::Instant::now());
@@ -97,6 +144,7 @@ async fn run(ops: Vec<Op>, failing_every: u64) {
                 // Versions older than the current one must not come back.
                 cache.invalidate(&k).await;
                 floor.insert(k, version);
+                invalidated_at.insert(k, Instant::now());
             }
             Op::InvalidateTag(even) => {
                 cache
