@@ -36,16 +36,30 @@ pub type Tag = std::sync::Arc<str>;
 /// - `revalidate_until <= now < stale_until`: served only if the backend
 ///   fails (stale-if-error);
 /// - `stale_until <= now`: never served.
+// Layout, for the hit path: a store's `get` clones the entry into its
+// caller's frame, which moves it again. Cloned field by field, each
+// instant is written as an 8-byte and a 4-byte store (and the weight and
+// the flag as 4 and 1 bytes) that the 16-byte loads of the move cannot
+// forward from: a store-forwarding stall per 16 bytes. So the plain data
+// sits in one `Copy` block, first (`repr(C)`), which the clone copies in
+// 16-byte pieces at the same offsets the move reads them; the value comes
+// last.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Entry<V> {
+    meta: Meta,
     value: V,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Meta {
     fresh_until: Instant,
     revalidate_until: Instant,
     stale_until: Instant,
     early_from: Instant,
     load_time: Duration,
-    weight: u32,
     version: u64,
+    weight: u32,
     negative: bool,
 }
 
@@ -68,15 +82,17 @@ impl<V> Entry<V> {
         let revalidate_until = revalidate_until.max(fresh_until);
         let stale_until = stale_until.max(revalidate_until);
         Self {
+            meta: Meta {
+                fresh_until,
+                revalidate_until,
+                stale_until,
+                early_from: early_from.min(fresh_until),
+                load_time,
+                version,
+                weight,
+                negative,
+            },
             value,
-            fresh_until,
-            revalidate_until,
-            stale_until,
-            early_from: early_from.min(fresh_until),
-            load_time,
-            weight,
-            version,
-            negative,
         }
     }
 
@@ -109,56 +125,56 @@ impl<V> Entry<V> {
 
     /// Until when the value is fresh.
     pub fn fresh_until(&self) -> Instant {
-        self.fresh_until
+        self.meta.fresh_until
     }
 
     /// Until when a stale value is served while a refresh runs.
     pub fn revalidate_until(&self) -> Instant {
-        self.revalidate_until
+        self.meta.revalidate_until
     }
 
     /// The hard bound: the value is never served from this instant on.
     pub fn stale_until(&self) -> Instant {
-        self.stale_until
+        self.meta.stale_until
     }
 
     /// How long the load that produced the value took (XFetch's δ).
     pub fn load_time(&self) -> Duration {
-        self.load_time
+        self.meta.load_time
     }
 
     /// The weight the layer's weigher gave the entry (bytes, by default an
     /// estimate); stores bound their size by it.
     pub fn weight(&self) -> u32 {
-        self.weight
+        self.meta.weight
     }
 
     /// A number unique to this write (refreshes compare it to drop a result
     /// when the entry changed meanwhile).
     pub fn version(&self) -> u64 {
-        self.version
+        self.meta.version
     }
 
     /// Whether this is a negative entry (a cached "not found").
     pub fn is_negative(&self) -> bool {
-        self.negative
+        self.meta.negative
     }
 
     /// From this instant on, a fresh hit may start an XFetch early refresh
     /// (before it, the draw could never succeed, so none is made).
     pub fn early_refresh_from(&self) -> Instant {
-        self.early_from
+        self.meta.early_from
     }
 
     /// Whether the entry may be served at `now` at all.
     #[inline]
     pub fn is_servable(&self, now: Instant) -> bool {
-        now < self.stale_until
+        now < self.meta.stale_until
     }
 
     /// Whether the entry is fresh at `now`.
     #[inline]
     pub fn is_fresh(&self, now: Instant) -> bool {
-        now < self.fresh_until
+        now < self.meta.fresh_until
     }
 }
