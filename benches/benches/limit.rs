@@ -20,67 +20,20 @@
 //!   driving its own clone of one service (one shared limiter), timed as
 //!   wall time / total calls.
 
+mod harness;
 mod subjects;
 
-use std::hint::black_box;
 use std::io;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use buttress_limit::algorithm::{Fixed, Vegas};
 use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer};
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Layer, Service};
 
-use subjects::{drive, noop};
-
-#[inline]
-fn call<S: Service<()>>(svc: &mut S) {
-    let result = drive(svc);
-    black_box(&result);
-}
-
-fn single<S: Service<()>>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut svc: S) {
-    group.bench_function(id, |b| b.iter(|| call(&mut svc)));
-}
-
-fn spread<S>(svc: &S, threads: u32, iters: u64) -> Duration
-where
-    S: Service<()> + Clone + Send + 'static,
-{
-    let start_line = Arc::new(Barrier::new(threads as usize + 1));
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let mut svc = svc.clone();
-            let start_line = Arc::clone(&start_line);
-            std::thread::spawn(move || {
-                call(&mut svc);
-                start_line.wait();
-                for _ in 0..iters {
-                    call(&mut svc);
-                }
-            })
-        })
-        .collect();
-    start_line.wait();
-    let start = Instant::now();
-    for worker in workers {
-        worker.join().expect("bench thread panicked");
-    }
-    start.elapsed() / threads
-}
-
-fn contended<S>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, svc: S)
-where
-    S: Service<()> + Clone + Send + 'static,
-{
-    for threads in [1, 2] {
-        group.bench_function(format!("threads-{threads}/{id}"), |b| {
-            b.iter_custom(|iters| spread(&svc, threads, iters));
-        });
-    }
-}
+use harness::{contended, single};
+use subjects::noop;
 
 // ---------------------------------------------------------------- subjects
 
