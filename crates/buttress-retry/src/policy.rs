@@ -41,6 +41,15 @@ pub const MAX_ATTEMPTS: u32 = 100;
 /// ```
 #[derive(Clone)]
 pub struct Builder<C = ErrorsAsFailures, R = CloneRequest> {
+    settings: Settings,
+    classifier: C,
+    replay: R,
+}
+
+/// Everything a [`Builder`] holds but its classifier and replay, so the
+/// setters that change those two types move the rest in one piece.
+#[derive(Clone)]
+struct Settings {
     name: Arc<str>,
     kind: BackoffKind,
     jitter: Jitter,
@@ -55,23 +64,21 @@ pub struct Builder<C = ErrorsAsFailures, R = CloneRequest> {
     min_attempt_time: Duration,
     rng: Option<Arc<dyn Random>>,
     seed: Option<u64>,
-    classifier: C,
-    replay: R,
 }
 
 impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for Builder<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("name", &self.name)
-            .field("backoff", &self.kind)
-            .field("jitter", &self.jitter)
-            .field("base_delay", &self.base)
-            .field("max_delay", &self.cap)
-            .field("max_attempts", &self.max_attempts)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("budget", &self.budget)
-            .field("deadline", &self.deadline)
-            .field("min_attempt_time", &self.min_attempt_time)
+            .field("name", &self.settings.name)
+            .field("backoff", &self.settings.kind)
+            .field("jitter", &self.settings.jitter)
+            .field("base_delay", &self.settings.base)
+            .field("max_delay", &self.settings.cap)
+            .field("max_attempts", &self.settings.max_attempts)
+            .field("max_retry_after", &self.settings.max_retry_after)
+            .field("budget", &self.settings.budget)
+            .field("deadline", &self.settings.deadline)
+            .field("min_attempt_time", &self.settings.min_attempt_time)
             .field("classifier", &self.classifier)
             .field("replay", &self.replay)
             .finish_non_exhaustive()
@@ -89,20 +96,22 @@ impl Builder {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            name: Arc::from("default"),
-            kind: BackoffKind::Exponential,
-            jitter: Jitter::Full,
-            base: Duration::from_millis(25),
-            cap: Duration::from_millis(250),
-            max_attempts: 3,
-            max_retry_after: Duration::from_secs(30),
-            budget: None,
-            default_budget: true,
-            keyed: None,
-            deadline: None,
-            min_attempt_time: Duration::ZERO,
-            rng: None,
-            seed: None,
+            settings: Settings {
+                name: Arc::from("default"),
+                kind: BackoffKind::Exponential,
+                jitter: Jitter::Full,
+                base: Duration::from_millis(25),
+                cap: Duration::from_millis(250),
+                max_attempts: 3,
+                max_retry_after: Duration::from_secs(30),
+                budget: None,
+                default_budget: true,
+                keyed: None,
+                deadline: None,
+                min_attempt_time: Duration::ZERO,
+                rng: None,
+                seed: None,
+            },
             classifier: ErrorsAsFailures::new(),
             replay: CloneRequest,
         }
@@ -114,7 +123,7 @@ impl<C, R> Builder<C, R> {
     /// its tracing events. Default: `"default"`.
     #[must_use]
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
@@ -122,7 +131,7 @@ impl<C, R> Builder<C, R> {
     /// Envoy, gRPC and tower all back off exponentially).
     #[must_use]
     pub fn backoff(mut self, kind: BackoffKind) -> Self {
-        self.kind = kind;
+        self.settings.kind = kind;
         self
     }
 
@@ -130,7 +139,7 @@ impl<C, R> Builder<C, R> {
     /// "Exponential Backoff and Jitter" found best and Envoy uses.
     #[must_use]
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = jitter;
+        self.settings.jitter = jitter;
         self
     }
 
@@ -138,7 +147,7 @@ impl<C, R> Builder<C, R> {
     /// default retry `base_interval`.
     #[must_use]
     pub fn base_delay(mut self, base: Duration) -> Self {
-        self.base = base;
+        self.settings.base = base;
         self
     }
 
@@ -146,7 +155,7 @@ impl<C, R> Builder<C, R> {
     /// `max_interval` (10 × the base interval).
     #[must_use]
     pub fn max_delay(mut self, cap: Duration) -> Self {
-        self.cap = cap;
+        self.settings.cap = cap;
         self
     }
 
@@ -155,7 +164,7 @@ impl<C, R> Builder<C, R> {
     /// attempts per request").
     #[must_use]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
+        self.settings.max_attempts = attempts;
         self
     }
 
@@ -166,7 +175,7 @@ impl<C, R> Builder<C, R> {
     /// usually better failed).
     #[must_use]
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
+        self.settings.max_retry_after = max;
         self
     }
 
@@ -175,8 +184,8 @@ impl<C, R> Builder<C, R> {
     /// second, over 10 s); see [`RetryBudget`].
     #[must_use]
     pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
-        self.default_budget = false;
+        self.settings.budget = Some(budget);
+        self.settings.default_budget = false;
         self
     }
 
@@ -185,8 +194,8 @@ impl<C, R> Builder<C, R> {
     /// `max_attempts ×` its load.
     #[must_use]
     pub fn without_budget(mut self) -> Self {
-        self.budget = None;
-        self.default_budget = false;
+        self.settings.budget = None;
+        self.settings.default_budget = false;
         self
     }
 
@@ -201,7 +210,7 @@ impl<C, R> Builder<C, R> {
     /// lookup per request.
     #[must_use]
     pub fn budget_per_key(mut self, template: BudgetBuilder, max_keys: usize) -> Self {
-        self.keyed = Some((template, max_keys));
+        self.settings.keyed = Some((template, max_keys));
         self
     }
 
@@ -215,7 +224,7 @@ impl<C, R> Builder<C, R> {
     /// read and a timer per request.
     #[must_use]
     pub fn deadline(mut self, total: Duration) -> Self {
-        self.deadline = Some(total);
+        self.settings.deadline = Some(total);
         self
     }
 
@@ -225,7 +234,7 @@ impl<C, R> Builder<C, R> {
     /// attempt's duration counts).
     #[must_use]
     pub fn min_attempt_time(mut self, time: Duration) -> Self {
-        self.min_attempt_time = time;
+        self.settings.min_attempt_time = time;
         self
     }
 
@@ -233,14 +242,14 @@ impl<C, R> Builder<C, R> {
     /// process's entropy.
     #[must_use]
     pub fn jitter_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.settings.seed = Some(seed);
         self
     }
 
     /// Draws jitter from `rng` instead of the built-in generator.
     #[must_use]
     pub fn rng(mut self, rng: impl Random) -> Self {
-        self.rng = Some(Arc::new(rng));
+        self.settings.rng = Some(Arc::new(rng));
         self
     }
 
@@ -253,20 +262,7 @@ impl<C, R> Builder<C, R> {
     #[must_use]
     pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, R> {
         Builder {
-            name: self.name,
-            kind: self.kind,
-            jitter: self.jitter,
-            base: self.base,
-            cap: self.cap,
-            max_attempts: self.max_attempts,
-            max_retry_after: self.max_retry_after,
-            budget: self.budget,
-            default_budget: self.default_budget,
-            keyed: self.keyed,
-            deadline: self.deadline,
-            min_attempt_time: self.min_attempt_time,
-            rng: self.rng,
-            seed: self.seed,
+            settings: self.settings,
             classifier,
             replay: self.replay,
         }
@@ -279,20 +275,7 @@ impl<C, R> Builder<C, R> {
     #[must_use]
     pub fn replay<R2>(self, replay: R2) -> Builder<C, R2> {
         Builder {
-            name: self.name,
-            kind: self.kind,
-            jitter: self.jitter,
-            base: self.base,
-            cap: self.cap,
-            max_attempts: self.max_attempts,
-            max_retry_after: self.max_retry_after,
-            budget: self.budget,
-            default_budget: self.default_budget,
-            keyed: self.keyed,
-            deadline: self.deadline,
-            min_attempt_time: self.min_attempt_time,
-            rng: self.rng,
-            seed: self.seed,
+            settings: self.settings,
             classifier: self.classifier,
             replay,
         }
@@ -306,39 +289,42 @@ impl<C, R> Builder<C, R> {
     /// outside `1..=100`, a `max_delay` below the `base_delay`, a zero
     /// `base_delay` with decorrelated jitter, or a zero `deadline`.
     pub fn build(self) -> Result<RetryPolicy<C, R>, ConfigError> {
-        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
+        if self.settings.max_attempts == 0 || self.settings.max_attempts > MAX_ATTEMPTS {
             return Err(crate::error::config_error(
                 "max_attempts",
                 format!(
                     "must be within 1..={MAX_ATTEMPTS}, got {}",
-                    self.max_attempts
+                    self.settings.max_attempts
                 ),
             ));
         }
-        if self.cap < self.base {
+        if self.settings.cap < self.settings.base {
             return Err(crate::error::config_error(
                 "max_delay",
                 format!(
                     "({:?}) must not be below base_delay ({:?})",
-                    self.cap, self.base
+                    self.settings.cap, self.settings.base
                 ),
             ));
         }
-        if self.base.is_zero()
-            && matches!(self.jitter, Jitter::Decorrelated | Jitter::DecorrelatedV2)
+        if self.settings.base.is_zero()
+            && matches!(
+                self.settings.jitter,
+                Jitter::Decorrelated | Jitter::DecorrelatedV2
+            )
         {
             return Err(crate::error::config_error(
                 "base_delay",
                 "must be greater than zero with decorrelated jitter",
             ));
         }
-        if self.deadline == Some(Duration::ZERO) {
+        if self.settings.deadline == Some(Duration::ZERO) {
             return Err(crate::error::config_error(
                 "deadline",
                 "must be greater than zero",
             ));
         }
-        let keyed = match self.keyed {
+        let keyed = match self.settings.keyed {
             Some((_, 0)) => {
                 return Err(crate::error::config_error(
                     "budget_per_key",
@@ -353,35 +339,35 @@ impl<C, R> Builder<C, R> {
             }
             None => None,
         };
-        let budget = match (self.budget, self.default_budget) {
+        let budget = match (self.settings.budget, self.settings.default_budget) {
             (Some(b), _) => Some(b),
             (None, true) => Some(RetryBudget::default()),
             (None, false) => None,
         };
-        let rng: Arc<dyn Random> = match (self.rng, self.seed) {
+        let rng: Arc<dyn Random> = match (self.settings.rng, self.settings.seed) {
             (Some(rng), _) => rng,
             (None, Some(seed)) => Arc::new(FastRng::seeded(seed)),
             (None, None) => Arc::new(FastRng::from_entropy()),
         };
-        let telemetry = Telemetry::new(&self.name);
+        let telemetry = Telemetry::new(&self.settings.name);
         Ok(RetryPolicy {
             shared: Arc::new(Shared {
                 schedule: Schedule {
-                    kind: self.kind,
-                    jitter: self.jitter,
-                    base: self.base,
-                    cap: self.cap,
+                    kind: self.settings.kind,
+                    jitter: self.settings.jitter,
+                    base: self.settings.base,
+                    cap: self.settings.cap,
                 },
-                max_attempts: self.max_attempts,
-                max_retry_after: self.max_retry_after,
+                max_attempts: self.settings.max_attempts,
+                max_retry_after: self.settings.max_retry_after,
                 budget,
                 keyed,
-                deadline: self.deadline,
-                min_attempt_time: self.min_attempt_time,
+                deadline: self.settings.deadline,
+                min_attempt_time: self.settings.min_attempt_time,
                 rng,
                 classifier: self.classifier,
                 replay: self.replay,
-                name: self.name,
+                name: self.settings.name,
                 stats: Stats::default(),
                 telemetry,
             }),
