@@ -42,7 +42,8 @@ type Inner<K, V> = Cache<K, Entry<V>, EntryWeight, DefaultHashBuilder, CountEvic
 /// quick_cache keeps entries in sharded, read-write-locked tables with
 /// CLOCK-Pro eviction (hot and cold queues with ghost entries): a hit is a
 /// hash, a shared lock and an `Arc` clone, with no allocation and no
-/// background work. It is the default store: see `docs/cache.md` for the
+/// background work. Keys are hashed with quick_cache's default hasher
+/// (foldhash, seeded per process), not SipHash. It is the default store: see `docs/cache.md` for the
 /// comparison with [`MokaStore`](crate::store::MokaStore).
 ///
 /// Entries past their [`stale_until`](Entry::stale_until) are not dropped
