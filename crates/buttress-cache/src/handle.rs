@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 use crate::config::{Builder, Config};
-use crate::entry::{Entry, MAX_WINDOW, Tag, later};
+use crate::entry::{Entry, MAX_WINDOW, Tag, Ticks, later};
 use crate::error::CoalescedError;
 use crate::policy::{CachePolicy, ErrorPolicy, ErrorVerdict, Kind, MakeError, Verdict};
 use crate::stats::{Counters, Metrics, Stats, bump};
@@ -404,11 +404,9 @@ impl<K, V, St> Shared<K, V, St> {
 
     /// Whether a fresh hit should start an XFetch early refresh.
     #[inline]
-    pub(crate) fn xfetch_due(&self, entry: &Entry<V>, now: Instant) -> bool {
-        // One comparison on the common path: far from expiry, no draw.
-        if now < entry.early_refresh_from() {
-            return false;
-        }
+    /// Called only once the entry is past
+    /// [`early_refresh_from`](Entry::early_refresh_from).
+    pub(crate) fn xfetch_due(&self, entry: &Entry<V>, now: Ticks) -> bool {
         let Some(beta) = self.cfg.xfetch_beta else {
             return false;
         };
@@ -416,10 +414,7 @@ impl<K, V, St> Shared<K, V, St> {
         if delta <= 0.0 {
             return false;
         }
-        let remaining = entry
-            .fresh_until()
-            .saturating_duration_since(now)
-            .as_secs_f64();
+        let remaining = entry.fresh_secs_left(now);
         // U in (0, 1]: ln(U) is finite and <= 0.
         let u = self.rng.next_f64_nonzero();
         delta * -u.ln() >= remaining

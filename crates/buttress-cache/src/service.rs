@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tower_service::Service;
 
+use crate::entry::Ticks;
 use crate::future::ResponseFuture;
 use crate::handle::Cache;
 use crate::policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy};
@@ -160,8 +161,15 @@ where
         let mut stale = None;
         let looked_up = match shared.store.try_get(&key) {
             Some(Some(entry)) => {
-                let now = Instant::now();
-                if entry.is_fresh(now) {
+                let at = Instant::now();
+                // The common hit: fresh, and too far from expiry for an
+                // XFetch draw; one inline comparison of instants.
+                if entry.settled_at(at) {
+                    shared.count_hit();
+                    return ResponseFuture::ready(entry.into_value());
+                }
+                let now = Ticks::from_instant(at);
+                if entry.fresh_at(now) {
                     shared.count_hit();
                     if shared.xfetch_due(&entry, now) {
                         // Early refresh in the background; without a
@@ -176,7 +184,7 @@ where
                     }
                     return ResponseFuture::ready(entry.into_value());
                 }
-                if now < entry.revalidate_until() {
+                if entry.revalidating_at(now) {
                     match shared.refresh(
                         key.clone(),
                         req,
@@ -192,7 +200,7 @@ where
                         Err(given_back) => req = given_back,
                     }
                 }
-                if entry.is_servable(now) {
+                if entry.servable_at(now) {
                     stale = Some(entry);
                 }
                 true
