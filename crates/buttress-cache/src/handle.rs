@@ -747,14 +747,16 @@ where
         Some(entry.value().clone())
     }
 
-    /// The miss path: look the key up if the caller could not, then join
-    /// or lead a load. Leaders' and waiters' futures are interchangeable:
-    /// if the leader's is dropped, a waiter leads with its own request.
+    /// The miss path: look the key up if the caller could not (then
+    /// answer a hit, or a stale read with a background refresh, as the
+    /// caller's synchronous path does), then join or lead a load. Leaders'
+    /// and waiters' futures are interchangeable: if the leader's is
+    /// dropped, a waiter leads with its own request.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn read_through<S, Req, P, N>(
         self: Arc<Self>,
         key: K,
-        req: Req,
+        mut req: Req,
         svc: S,
         policy: P,
         errors: N,
@@ -762,16 +764,39 @@ where
         looked_up: bool,
     ) -> Result<V, BoxError>
     where
-        S: Service<Req, Response = V>,
+        S: Service<Req, Response = V> + Clone + Send + 'static,
+        S::Future: Send,
         S::Error: Into<BoxError>,
-        P: CachePolicy<V>,
-        N: ErrorPolicy<S::Error>,
+        Req: Send + 'static,
+        P: CachePolicy<V> + Clone + Send + Sync + 'static,
+        N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
     {
         if !looked_up && let Some(entry) = self.store.get(&key).await {
             let now = Instant::now();
             if entry.is_fresh(now) {
                 self.count_hit();
-                return Ok(entry.value().clone());
+                if self.xfetch_due(&entry, now) {
+                    // Without a runtime the request is simply not needed.
+                    let _ = self.refresh(key, req, svc, (policy, errors), &entry);
+                }
+                return Ok(entry.into_value());
+            }
+            if now < entry.revalidate_until() {
+                // The clones are for the load below, needed only when
+                // there is no runtime to refresh on.
+                match self.refresh(
+                    key.clone(),
+                    req,
+                    svc.clone(),
+                    (policy.clone(), errors.clone()),
+                    &entry,
+                ) {
+                    Ok(()) => {
+                        self.count_stale();
+                        return Ok(entry.into_value());
+                    }
+                    Err(given_back) => req = given_back,
+                }
             }
             if entry.is_servable(now) {
                 stale = Some(entry);
