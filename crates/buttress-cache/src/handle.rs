@@ -1,7 +1,7 @@
 //! The `Cache` handle: shared state, loads, coalescing, refreshes,
 //! invalidation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -16,11 +16,12 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 use crate::config::{Builder, Config};
-use crate::entry::{Entry, MAX_WINDOW, Tag, Ticks, later};
+use crate::entry::{Entry, MAX_WINDOW, Ticks, later};
 use crate::error::CoalescedError;
 use crate::policy::{CachePolicy, ErrorPolicy, ErrorVerdict, Kind, MakeError, Verdict};
 use crate::stats::{Counters, Metrics, Stats, bump};
 use crate::store::Store;
+use crate::tags::{SweepClaim, TagIndex};
 
 /// Epoch stripes: an invalidation of one key bumps one stripe, so only
 /// loads of keys on that stripe lose their write.
@@ -43,9 +44,10 @@ struct CachedError {
     until: Instant,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned map is still consistent: every critical section here is
-    // a single insert or remove.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned map is still consistent: every critical section here (and
+    // in the tag index) is a single insert or remove, or a loop of them
+    // that keeps the map and its counts in step.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -107,7 +109,8 @@ pub(crate) struct Shared<K, V, St> {
     /// Errors an [`ErrorPolicy`] chose to cache. Only the miss path reads
     /// it, so a hit never touches it.
     errors: Mutex<HashMap<K, CachedError>>,
-    tags: Mutex<HashMap<Tag, HashSet<K>>>,
+    /// Which keys' entries carry each tag (see [`TagIndex`]).
+    tags: TagIndex<K>,
     /// Writes hold it shared, invalidations exclusively: a write either
     /// lands before an invalidation (and is deleted by it) or sees the
     /// invalidation's epoch and is dropped.
@@ -242,7 +245,7 @@ impl<K, V, St> Cache<K, V, St> {
                 counters: Counters::default(),
                 inflight: Mutex::new(HashMap::new()),
                 errors: Mutex::new(HashMap::new()),
-                tags: Mutex::new(HashMap::new()),
+                tags: TagIndex::new(),
                 gate: tokio::sync::RwLock::new(()),
                 epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
                 versions: AtomicU64::new(0),
@@ -275,7 +278,9 @@ where
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot(self.shared.store.evictions())
+        let s = &self.shared;
+        s.counters
+            .snapshot(s.store.evictions(), s.tags.pairs() as u64)
     }
 
     /// The entry for `key` if the store can answer synchronously and the
@@ -305,21 +310,25 @@ where
 
     /// Drops every entry whose response carried `tag` (see
     /// [`Verdict::tag`]). Same guarantee as [`invalidate`](Self::invalidate).
-    /// The tag index may hold keys whose entry has since been replaced
-    /// without the tag: those are dropped too (a spurious miss, never a
-    /// stale read).
+    ///
+    /// The tag index remembers which keys were written with each tag. As it
+    /// grows, it is swept of keys whose tagged entry the store has since
+    /// evicted, deleted or replaced, or which expired (see
+    /// [`Stats::tag_index_pairs`]). Until a sweep, invalidating the tag also
+    /// drops a key whose entry was replaced without it (a spurious miss,
+    /// never a stale read).
     pub async fn invalidate_tag(&self, tag: &str) {
         let s = &self.shared;
         let _gate = s.gate.write().await;
         s.bump_all();
-        let keys = lock(&s.tags).remove(tag).unwrap_or_default();
+        let keys = s.tags.remove_tag(tag);
         {
             let mut inflight = lock(&s.inflight);
-            for key in &keys {
+            for key in keys.keys() {
                 inflight.remove(key);
             }
         }
-        for key in &keys {
+        for key in keys.keys() {
             s.store.delete(key).await;
         }
         s.invalidated("tag");
@@ -333,9 +342,27 @@ where
     where
         F: Fn(&K, &V) -> bool + Send + Sync,
     {
+        // The index keeps the pairs of dropped entries: a sweep collects
+        // them.
+        self.drop_where(pred, false).await;
+    }
+
+    /// Drops everything.
+    pub async fn invalidate_all(&self) {
+        self.drop_where(|_, _| true, true).await;
+    }
+
+    async fn drop_where<F>(&self, pred: F, clear_tags: bool)
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync,
+    {
         let s = &self.shared;
         let _gate = s.gate.write().await;
         s.bump_all();
+        if clear_tags {
+            // Under the gate: a write after this one keeps its pairs.
+            s.tags.clear();
+        }
         lock(&s.inflight).clear();
         // A cached error has no value to test: drop them all (a spurious
         // miss, never a stale answer).
@@ -344,12 +371,6 @@ where
             .delete_where(&|k: &K, e: &Entry<V>| pred(k, e.value()))
             .await;
         s.invalidated("predicate");
-    }
-
-    /// Drops everything.
-    pub async fn invalidate_all(&self) {
-        self.invalidate_where(|_, _| true).await;
-        lock(&self.shared.tags).clear();
     }
 }
 
@@ -402,11 +423,12 @@ impl<K, V, St> Shared<K, V, St> {
         }
     }
 
-    /// Whether a fresh hit should start an XFetch early refresh.
-    #[inline]
-    /// Called only once the entry is past
-    /// [`early_refresh_from`](Entry::early_refresh_from).
-    pub(crate) fn xfetch_due(&self, entry: &Entry<V>, now: Ticks) -> bool {
+    /// Whether a fresh hit at `at` should start an XFetch early refresh.
+    pub(crate) fn xfetch_due(&self, entry: &Entry<V>, at: Instant) -> bool {
+        // Before `early_refresh_from` no draw can succeed: none is made.
+        if entry.settled_at(at) {
+            return false;
+        }
         let Some(beta) = self.cfg.xfetch_beta else {
             return false;
         };
@@ -414,7 +436,7 @@ impl<K, V, St> Shared<K, V, St> {
         if delta <= 0.0 {
             return false;
         }
-        let remaining = entry.fresh_secs_left(now);
+        let remaining = entry.fresh_secs_left(Ticks::from_instant(at));
         // U in (0, 1]: ln(U) is finite and <= 0.
         let u = self.rng.next_f64_nonzero();
         delta * -u.ln() >= remaining
@@ -474,7 +496,7 @@ where
     /// entry since it was read says not to.
     #[allow(clippy::too_many_arguments)]
     async fn write(
-        &self,
+        self: &Arc<Self>,
         key: K,
         value: V,
         verdict: Verdict,
@@ -512,19 +534,9 @@ where
         };
         let early_from = self.early_from(started, fresh_until, load_time);
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
-        let tags = verdict.tags;
-        let _gate = self.gate.read().await;
+        let gate = self.gate.read().await;
         if !self.may_write(&key, epoch0, expect_version).await {
             return;
-        }
-        if !tags.is_empty() {
-            let mut index = lock(&self.tags);
-            for tag in &tags {
-                index
-                    .entry(Arc::clone(tag))
-                    .or_default()
-                    .insert(key.clone());
-            }
         }
         lock(&self.errors).remove(&key);
         let entry = Entry::new(
@@ -538,7 +550,30 @@ where
             version,
             negative,
         );
+        // The tag pairs go in once the entry is in the store (or, if this
+        // future is dropped during the `put`, when it is dropped), still
+        // under the gate: a sweep then only sees pairs of written entries
+        // (see `tags.rs`), and an invalidation sees the pairs of every
+        // write it does not stop.
+        let pending = self.tags.pending(&key, version, verdict.tags);
         self.store.put(key, entry).await;
+        let claim = pending.and_then(|p| p.commit());
+        drop(gate);
+        if let Some(claim) = claim {
+            self.sweep_tags(claim).await;
+        }
+    }
+
+    /// Sweeps the tag index on a task of its own, so that no request waits
+    /// for it; inline when there is no tokio runtime to spawn on.
+    async fn sweep_tags(self: &Arc<Self>, claim: SweepClaim) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let shared = Arc::clone(self);
+                runtime.spawn(async move { shared.tags.sweep(&shared.store, claim).await });
+            }
+            Err(_) => self.tags.sweep(&self.store, claim).await,
+        }
     }
 
     /// Whether a load of `key` that started at `epoch0` may write (the
@@ -625,7 +660,7 @@ where
     /// (stale-if-error).
     #[allow(clippy::too_many_arguments)]
     async fn lead<S, Req, P, N>(
-        &self,
+        self: &Arc<Self>,
         lead: Lead<K, V, St>,
         key: K,
         req: Req,
@@ -708,14 +743,16 @@ where
         Some(entry.value().clone())
     }
 
-    /// The miss path: look the key up if the caller could not, then join
-    /// or lead a load. Leaders' and waiters' futures are interchangeable:
-    /// if the leader's is dropped, a waiter leads with its own request.
+    /// The miss path: look the key up if the caller could not (then
+    /// answer a hit, or a stale read with a background refresh, as the
+    /// caller's synchronous path does), then join or lead a load. Leaders'
+    /// and waiters' futures are interchangeable: if the leader's is
+    /// dropped, a waiter leads with its own request.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn read_through<S, Req, P, N>(
         self: Arc<Self>,
         key: K,
-        req: Req,
+        mut req: Req,
         svc: S,
         policy: P,
         errors: N,
@@ -723,18 +760,42 @@ where
         looked_up: bool,
     ) -> Result<V, BoxError>
     where
-        S: Service<Req, Response = V>,
+        S: Service<Req, Response = V> + Clone + Send + 'static,
+        S::Future: Send,
         S::Error: Into<BoxError>,
-        P: CachePolicy<V>,
-        N: ErrorPolicy<S::Error>,
+        Req: Send + 'static,
+        P: CachePolicy<V> + Clone + Send + Sync + 'static,
+        N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
     {
         if !looked_up && let Some(entry) = self.store.get(&key).await {
-            let now = Instant::now();
-            if entry.is_fresh(now) {
+            let at = Instant::now();
+            let now = Ticks::from_instant(at);
+            if entry.fresh_at(now) {
                 self.count_hit();
-                return Ok(entry.value().clone());
+                if self.xfetch_due(&entry, at) {
+                    // Without a runtime the request is simply not needed.
+                    let _ = self.refresh(key, req, svc, (policy, errors), &entry);
+                }
+                return Ok(entry.into_value());
             }
-            if entry.is_servable(now) {
+            if entry.revalidating_at(now) {
+                // The clones are for the load below, needed only when
+                // there is no runtime to refresh on.
+                match self.refresh(
+                    key.clone(),
+                    req,
+                    svc.clone(),
+                    (policy.clone(), errors.clone()),
+                    &entry,
+                ) {
+                    Ok(()) => {
+                        self.count_stale();
+                        return Ok(entry.into_value());
+                    }
+                    Err(given_back) => req = given_back,
+                }
+            }
+            if entry.servable_at(now) {
                 stale = Some(entry);
             }
         }

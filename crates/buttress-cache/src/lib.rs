@@ -110,6 +110,7 @@ mod policy;
 mod service;
 mod stats;
 pub mod store;
+mod tags;
 
 pub use config::{Builder, ENTRY_OVERHEAD_BYTES};
 pub use entry::{Entry, Tag};

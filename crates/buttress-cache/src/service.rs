@@ -171,7 +171,7 @@ where
                 let now = Ticks::from_instant(at);
                 if entry.fresh_at(now) {
                     shared.count_hit();
-                    if shared.xfetch_due(&entry, now) {
+                    if shared.xfetch_due(&entry, at) {
                         // Early refresh in the background; without a
                         // runtime the request is simply not needed.
                         let _ = shared.refresh(

@@ -132,6 +132,10 @@ pub struct Stats {
     pub errors_served: u64,
     /// Evictions the store made on its own.
     pub evictions: Evictions,
+    /// How many (tag, key) pairs the tag index holds (see
+    /// [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)). Evicted,
+    /// replaced and expired entries are swept out of it as it grows.
+    pub tag_index_pairs: u64,
 }
 
 impl Stats {
@@ -150,7 +154,7 @@ impl Stats {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, evictions: Evictions) -> Stats {
+    pub(crate) fn snapshot(&self, evictions: Evictions, tag_index_pairs: u64) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             hits: self.hits.sum(),
@@ -168,6 +172,7 @@ impl Counters {
             invalidations: get(&self.invalidations),
             errors_served: get(&self.errors_served),
             evictions,
+            tag_index_pairs,
         }
     }
 }

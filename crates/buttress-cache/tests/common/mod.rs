@@ -5,11 +5,14 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use buttress_cache::Entry;
+use buttress_cache::store::{QuickCacheStore, Store};
+use tokio::sync::Notify;
 use tower::Service;
 
 /// A response: the key it answers and the backend's version when it did.
@@ -86,5 +89,110 @@ impl Service<u64> for Backend {
                 Ok((key, version))
             }
         })
+    }
+}
+
+/// A store that answers only asynchronously, as a remote one would: it
+/// forwards every method to a [`QuickCacheStore`] but `try_get`, left to
+/// the trait's default (`None`), so the layer always takes the async path.
+///
+/// It can also park the next `get` of one key, or the next `put` of one
+/// key before it writes, until released, and leave every `put` pending
+/// forever once it has written (a remote write whose reply never comes).
+#[derive(Clone)]
+pub struct AsyncOnly {
+    pub inner: QuickCacheStore<u64, Answer>,
+    park: Arc<Mutex<Option<u64>>>,
+    park_put: Arc<Mutex<Option<u64>>>,
+    parked: Arc<Notify>,
+    release: Arc<Notify>,
+    hang_puts: Arc<AtomicBool>,
+}
+
+impl AsyncOnly {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            inner: QuickCacheStore::new(max_bytes, 1_000),
+            park: Arc::default(),
+            park_put: Arc::default(),
+            parked: Arc::default(),
+            release: Arc::default(),
+            hang_puts: Arc::default(),
+        }
+    }
+
+    /// The next `get(key)` waits for [`release`](Self::release).
+    pub fn park_next_get(&self, key: u64) {
+        *self.park.lock().unwrap() = Some(key);
+    }
+
+    /// The next `put(key, ..)` waits for [`release`](Self::release) before
+    /// it writes.
+    pub fn park_next_put(&self, key: u64) {
+        *self.park_put.lock().unwrap() = Some(key);
+    }
+
+    /// Waits until a `get` or a `put` is parked; panics after a minute (of paused
+    /// time, so at once) if none is.
+    pub async fn wait_parked(&self) {
+        tokio::time::timeout(Duration::from_secs(60), self.parked.notified())
+            .await
+            .expect("nothing was parked");
+    }
+
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    pub fn hang_puts(&self, hang: bool) {
+        self.hang_puts.store(hang, Ordering::SeqCst);
+    }
+}
+
+impl AsyncOnly {
+    async fn park_if(&self, park: &Mutex<Option<u64>>, key: u64) {
+        let park = {
+            let mut park = park.lock().unwrap();
+            *park == Some(key) && park.take().is_some()
+        };
+        if park {
+            self.parked.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+impl Store<u64, Answer> for AsyncOnly {
+    async fn get(&self, key: &u64) -> Option<Entry<Answer>> {
+        self.park_if(&self.park, *key).await;
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: u64, entry: Entry<Answer>) {
+        self.park_if(&self.park_put, key).await;
+        self.inner.put(key, entry).await;
+        if self.hang_puts.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn delete(&self, key: &u64) {
+        self.inner.delete(key).await;
+    }
+
+    async fn delete_where(&self, pred: &(dyn Fn(&u64, &Entry<Answer>) -> bool + Send + Sync)) {
+        self.inner.delete_where(pred).await;
+    }
+
+    fn evictions(&self) -> buttress_cache::Evictions {
+        self.inner.evictions()
+    }
+
+    fn weighted_size(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+
+    fn len(&self) -> u64 {
+        self.inner.len()
     }
 }

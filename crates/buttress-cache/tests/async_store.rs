@@ -1,0 +1,134 @@
+//! Stale-while-revalidate and XFetch on a store that only answers
+//! asynchronously (`try_get` returns `None`, as a remote store's would).
+
+mod common;
+
+use std::time::Duration;
+
+use buttress_cache::{Builder, Cache, CacheLayer, CacheService};
+use buttress_core::time::Instant;
+use common::{Answer, AsyncOnly, Backend};
+use tokio::time::advance;
+use tower::{BoxError, Layer, ServiceExt};
+
+type Svc = CacheService<Backend, u64, Answer, AsyncOnly, fn(&u64) -> Option<u64>>;
+
+fn by_key(k: &u64) -> Option<u64> {
+    Some(*k)
+}
+
+/// No jitter, no XFetch, seeded.
+fn builder() -> Builder<u64, Answer, AsyncOnly> {
+    Cache::builder(AsyncOnly::new(1 << 20))
+        .ttl_jitter(0.0)
+        .xfetch_beta(None)
+        .seed(1)
+}
+
+fn layer(cache: &Cache<u64, Answer, AsyncOnly>, backend: &Backend) -> Svc {
+    CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>).layer(backend.clone())
+}
+
+async fn get(svc: &Svc, k: u64) -> Result<Answer, BoxError> {
+    svc.clone().oneshot(k).await
+}
+
+/// Lets spawned tasks (background refreshes) run without moving time.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_while_revalidate_answers_at_once_on_an_async_only_store() {
+    let backend = Backend::new(Duration::from_secs(1));
+    let cache = builder()
+        .ttl(Duration::from_secs(10))
+        .stale_while_revalidate(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let svc = layer(&cache, &backend);
+    assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
+    backend.set_version(1);
+
+    advance(Duration::from_secs(11)).await;
+    let before = Instant::now();
+    assert_eq!(get(&svc, 1).await.unwrap(), (1, 0), "stale, at once");
+    assert_eq!(
+        Instant::now(),
+        before,
+        "the read did not wait for the backend"
+    );
+    settle().await;
+    assert_eq!(backend.started(), 2, "one background refresh");
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.stale_served, stats.refreshes, stats.misses),
+        (1, 1, 1)
+    );
+
+    // While the refresh runs, stale reads start no other.
+    assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
+    settle().await;
+    assert_eq!(backend.started(), 2);
+    assert_eq!(Instant::now(), before);
+
+    advance(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(get(&svc, 1).await.unwrap(), (1, 1), "refreshed");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.stale_served, stats.refreshes), (1, 2, 1));
+
+    // Past the revalidate window a read is a miss that waits, as on a
+    // synchronous store.
+    backend.set_version(2);
+    advance(Duration::from_secs(16)).await;
+    let before = Instant::now();
+    assert_eq!(get(&svc, 1).await.unwrap(), (1, 2));
+    assert_eq!(Instant::now() - before, Duration::from_secs(1));
+    assert_eq!(cache.stats().misses, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn xfetch_refreshes_early_on_an_async_only_store() {
+    // δ = 1 s loads, 10 s TTL, 5 hot keys read every 10 ms for 30 s.
+    let backend = Backend::new(Duration::from_secs(1));
+    let cache = builder()
+        .ttl(Duration::from_secs(10))
+        .xfetch_beta(Some(1.0))
+        .seed(7)
+        .build()
+        .unwrap();
+    let svc = layer(&cache, &backend);
+    let keys = 5u64;
+    let loads: Vec<_> = (0..keys)
+        .map(|k| tokio::spawn(svc.clone().oneshot(k)))
+        .collect();
+    for load in loads {
+        load.await.unwrap().unwrap();
+    }
+    let mut seen_versions = std::collections::HashSet::new();
+    for step in 0..3_000u64 {
+        backend.set_version(step);
+        advance(Duration::from_millis(10)).await;
+        for k in 0..keys {
+            let before = Instant::now();
+            let (key, version) = get(&svc, k).await.unwrap();
+            assert_eq!(key, k);
+            assert_eq!(Instant::now(), before, "a read never waited for a load");
+            seen_versions.insert(version);
+        }
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.misses, keys, "no synchronous miss at expiry");
+    assert_eq!(stats.stale_served, 0);
+    // About one refresh per key per 6.4 s window (see the same test on
+    // quick_cache): about 4–5 per key over 30 s.
+    let per_key = stats.refreshes as f64 / keys as f64;
+    assert!(
+        (2.0..=8.0).contains(&per_key),
+        "refreshes per key: {per_key}"
+    );
+    assert!(seen_versions.len() > 5, "refreshed values were served");
+}
