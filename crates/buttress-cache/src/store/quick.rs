@@ -43,7 +43,10 @@ type Inner<K, V> = Cache<K, Entry<V>, EntryWeight, DefaultHashBuilder, CountEvic
 /// CLOCK-Pro eviction (hot and cold queues with ghost entries): a hit is a
 /// hash, a shared lock and an `Arc` clone, with no allocation and no
 /// background work. Keys are hashed with quick_cache's default hasher
-/// (foldhash, seeded per process), not SipHash. It is the default store: see `docs/cache.md` for the
+/// (foldhash, seeded per process), not SipHash, and each shard's lock is a
+/// sharded reader-writer lock (crossbeam's `ShardedLock`): readers on
+/// different threads do not contend, a write locks every slice. It is the
+/// default store: see `docs/cache.md` for the
 /// comparison with [`MokaStore`](crate::store::MokaStore).
 ///
 /// Entries past their [`stale_until`](Entry::stale_until) are not dropped
