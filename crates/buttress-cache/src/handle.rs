@@ -15,6 +15,7 @@ use buttress_core::time::{Instant, saturating_nanos};
 use tokio::sync::Notify;
 use tower_service::Service;
 
+use crate::cached_errors::ErrorTable;
 use crate::config::{Builder, Config};
 use crate::entry::{Entry, MAX_WINDOW, Ticks, later};
 use crate::error::CoalescedError;
@@ -31,18 +32,6 @@ const EPOCH_STRIPES: usize = 64;
 /// `53·ln 2 ≈ 36.7`: an entry further than `37·δ·β` from expiry can never
 /// be picked for an XFetch refresh, so no random number is drawn for it.
 const XFETCH_MAX_LN: f64 = 37.0;
-
-/// The most errors cached at once (see
-/// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)): when
-/// the table is full even after dropping expired errors, a new error is
-/// not cached.
-pub(crate) const MAX_CACHED_ERRORS: usize = 10_000;
-
-/// A cached error: a maker of copies, and when it stops being served.
-struct CachedError {
-    make: MakeError,
-    until: Instant,
-}
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned map is still consistent: every critical section here (and
@@ -105,10 +94,10 @@ pub(crate) struct Shared<K, V, St> {
     pub(crate) cfg: Config<K, V>,
     pub(crate) counters: Counters,
     pub(crate) metrics: Metrics,
-    inflight: Mutex<HashMap<K, Arc<Flight<V>>>>,
+    inflight: Mutex<HashMap<K, Arc<Flight<V>>, foldhash::fast::RandomState>>,
     /// Errors an [`ErrorPolicy`] chose to cache. Only the miss path reads
     /// it, so a hit never touches it.
-    errors: Mutex<HashMap<K, CachedError>>,
+    errors: ErrorTable<K>,
     /// Which keys' entries carry each tag (see [`TagIndex`]).
     tags: TagIndex<K>,
     /// Writes hold it shared, invalidations exclusively: a write either
@@ -189,9 +178,12 @@ impl<K: Hash + Eq, V: Clone, St> Lead<K, V, St> {
         Some(key)
     }
 
-    fn finish(mut self, outcome: Outcome<V>) {
-        if self.unregister().is_some() {
-            *lock(&self.flight.outcome) = Some(outcome);
+    /// Hands `outcome()` to the waiters, if any.
+    fn finish(mut self, outcome: impl FnOnce() -> Outcome<V>) {
+        // Unregistered: nobody can join any more, so a count of one means
+        // nobody waits (and nothing needs to be stored or woken).
+        if self.unregister().is_some() && Arc::strong_count(&self.flight) > 1 {
+            *lock(&self.flight.outcome) = Some(outcome());
             self.flight.done.notify_waiters();
         }
     }
@@ -243,8 +235,8 @@ impl<K, V, St> Cache<K, V, St> {
                 store,
                 metrics,
                 counters: Counters::default(),
-                inflight: Mutex::new(HashMap::new()),
-                errors: Mutex::new(HashMap::new()),
+                inflight: Mutex::new(HashMap::default()),
+                errors: ErrorTable::new(),
                 tags: TagIndex::new(),
                 gate: tokio::sync::RwLock::new(()),
                 epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -303,7 +295,7 @@ where
         let _gate = s.gate.write().await;
         s.epochs[s.stripe(key)].fetch_add(1, Ordering::SeqCst);
         lock(&s.inflight).remove(key);
-        lock(&s.errors).remove(key);
+        s.errors.remove(key);
         s.store.delete(key).await;
         s.invalidated("key");
     }
@@ -366,7 +358,7 @@ where
         lock(&s.inflight).clear();
         // A cached error has no value to test: drop them all (a spurious
         // miss, never a stale answer).
-        lock(&s.errors).clear();
+        s.errors.clear();
         s.store
             .delete_where(&|k: &K, e: &Entry<V>| pred(k, e.value()))
             .await;
@@ -538,7 +530,7 @@ where
         if !self.may_write(&key, epoch0, expect_version).await {
             return;
         }
-        lock(&self.errors).remove(&key);
+        self.errors.remove(&key);
         let entry = Entry::new(
             value,
             fresh_until,
@@ -613,43 +605,20 @@ where
         if !self.may_write(&key, epoch0, expect_version).await {
             return;
         }
+        if !self
+            .errors
+            .insert(key.clone(), Arc::clone(&verdict.make), until)
         {
-            let mut errors = lock(&self.errors);
-            if errors.len() >= MAX_CACHED_ERRORS && !errors.contains_key(&key) {
-                let now = Instant::now();
-                errors.retain(|_, e| now < e.until);
-                if errors.len() >= MAX_CACHED_ERRORS {
-                    tracing::debug!(cache = %self.cfg.name, "error not cached: the table is full");
-                    return;
-                }
-            }
-            errors.insert(
-                key.clone(),
-                CachedError {
-                    make: Arc::clone(&verdict.make),
-                    until,
-                },
-            );
+            tracing::debug!(cache = %self.cfg.name, "error not cached: the table is full");
+            return;
         }
         self.store.delete(&key).await;
-    }
-
-    /// The maker of the error cached for `key`, if one is and its TTL has
-    /// not ended (an ended one is dropped).
-    fn cached_make(&self, key: &K) -> Option<MakeError> {
-        let mut errors = lock(&self.errors);
-        let cached = errors.get(key)?;
-        if Instant::now() < cached.until {
-            return Some(Arc::clone(&cached.make));
-        }
-        errors.remove(key);
-        None
     }
 
     /// A request answered with the error cached for `key`, counted as a
     /// hit.
     fn cached_error(&self, key: &K) -> Option<BoxError> {
-        let make = self.cached_make(key)?;
+        let make = self.errors.get(key)?;
         bump(&self.counters.errors_served);
         self.count_hit();
         Some(make())
@@ -709,7 +678,7 @@ where
                     expect_version,
                 )
                 .await;
-                lead.finish(Outcome::Value(value.clone()));
+                lead.finish(|| Outcome::Value(value.clone()));
                 Ok(value)
             }
             Err(error) => {
@@ -717,7 +686,7 @@ where
                 self.metrics.load_failures.increment(1);
                 tracing::debug!(cache = %self.cfg.name, error = %error, "cache load failed");
                 if let Some(value) = self.stale_on_error(stale.as_ref()) {
-                    lead.finish(Outcome::Value(value.clone()));
+                    lead.finish(|| Outcome::Value(value.clone()));
                     return Ok(value);
                 }
                 if let Some(verdict) = error_verdict {
@@ -725,7 +694,7 @@ where
                         .await;
                     // Waiters get a copy each; the caller keeps the
                     // original.
-                    lead.finish(Outcome::Error(verdict.make));
+                    lead.finish(|| Outcome::Error(verdict.make));
                     return Err(error);
                 }
                 Err(lead.fail(error))
@@ -814,12 +783,12 @@ where
                         && entry.is_fresh(Instant::now())
                     {
                         let value = entry.value().clone();
-                        lead.finish(Outcome::Value(value.clone()));
+                        lead.finish(|| Outcome::Value(value.clone()));
                         return Ok(value);
                     }
-                    if let Some(make) = self.cached_make(&key) {
+                    if let Some(make) = self.errors.get(&key) {
                         let error = make();
-                        lead.finish(Outcome::Error(make));
+                        lead.finish(|| Outcome::Error(make));
                         return Err(error);
                     }
                     return self

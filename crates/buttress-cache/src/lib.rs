@@ -99,6 +99,7 @@
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cached_errors;
 mod config;
 mod entry;
 mod error;
