@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use buttress_cache::{Builder, Cache, CacheLayer, CacheService};
 use buttress_core::time::Instant;
-use common::{Answer, AsyncOnly, Backend};
+use common::{Answer, AsyncOnly, Backend, get, read_steadily, settle};
 use tokio::time::advance;
-use tower::{BoxError, Layer, ServiceExt};
+use tower::Layer;
 
 type Svc = CacheService<Backend, u64, Answer, AsyncOnly, fn(&u64) -> Option<u64>>;
 
@@ -27,17 +27,6 @@ fn builder() -> Builder<u64, Answer, AsyncOnly> {
 
 fn layer(cache: &Cache<u64, Answer, AsyncOnly>, backend: &Backend) -> Svc {
     CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>).layer(backend.clone())
-}
-
-async fn get(svc: &Svc, k: u64) -> Result<Answer, BoxError> {
-    svc.clone().oneshot(k).await
-}
-
-/// Lets spawned tasks (background refreshes) run without moving time.
-async fn settle() {
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,24 +91,7 @@ async fn xfetch_refreshes_early_on_an_async_only_store() {
         .unwrap();
     let svc = layer(&cache, &backend);
     let keys = 5u64;
-    let loads: Vec<_> = (0..keys)
-        .map(|k| tokio::spawn(svc.clone().oneshot(k)))
-        .collect();
-    for load in loads {
-        load.await.unwrap().unwrap();
-    }
-    let mut seen_versions = std::collections::HashSet::new();
-    for step in 0..3_000u64 {
-        backend.set_version(step);
-        advance(Duration::from_millis(10)).await;
-        for k in 0..keys {
-            let before = Instant::now();
-            let (key, version) = get(&svc, k).await.unwrap();
-            assert_eq!(key, k);
-            assert_eq!(Instant::now(), before, "a read never waited for a load");
-            seen_versions.insert(version);
-        }
-    }
+    let seen_versions = read_steadily(&svc, &backend, keys, 3_000).await;
     let stats = cache.stats();
     assert_eq!(stats.misses, keys, "no synchronous miss at expiry");
     assert_eq!(stats.stale_served, 0);

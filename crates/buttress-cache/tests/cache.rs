@@ -12,9 +12,9 @@ use buttress_cache::{
     Invalidation, Verdict,
 };
 use buttress_core::time::Instant;
-use common::{Answer, Backend};
+use common::{Answer, Backend, get, read_steadily, settle};
 use tokio::time::advance;
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, ServiceExt, service_fn};
 
 type Quick = QuickCacheStore<u64, Answer>;
 type Svc = CacheService<Backend, u64, Answer, Quick, fn(&u64) -> Option<u64>>;
@@ -33,20 +33,6 @@ fn builder() -> Builder<u64, Answer, Quick> {
 
 fn layer(cache: &Cache<u64, Answer, Quick>, backend: &Backend) -> Svc {
     CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>).layer(backend.clone())
-}
-
-async fn get<S>(svc: &S, k: u64) -> Result<Answer, BoxError>
-where
-    S: Service<u64, Response = Answer, Error = BoxError> + Clone,
-{
-    svc.clone().oneshot(k).await
-}
-
-/// Lets spawned tasks (background refreshes) run without moving time.
-async fn settle() {
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,27 +236,7 @@ async fn xfetch_refreshes_hot_keys_early_so_steady_load_never_misses() {
         .unwrap();
     let svc = layer(&cache, &backend);
     let keys = 10u64;
-    // Loaded together, so every key starts with a full TTL.
-    let loads: Vec<_> = (0..keys)
-        .map(|k| tokio::spawn(svc.clone().oneshot(k)))
-        .collect();
-    for load in loads {
-        load.await.unwrap().unwrap();
-    }
-    let loaded = cache.stats();
-    assert_eq!(loaded.misses, keys);
-    let mut seen_versions = std::collections::HashSet::new();
-    for step in 0..10_000u64 {
-        backend.set_version(step);
-        advance(Duration::from_millis(10)).await;
-        for k in 0..keys {
-            let before = Instant::now();
-            let (key, version) = get(&svc, k).await.unwrap();
-            assert_eq!(key, k);
-            assert_eq!(Instant::now(), before, "a read never waited for a load");
-            seen_versions.insert(version);
-        }
-    }
+    let seen_versions = read_steadily(&svc, &backend, keys, 10_000).await;
     let stats = cache.stats();
     assert_eq!(stats.misses, keys, "no synchronous miss at expiry");
     assert_eq!(stats.stale_served, 0);

@@ -1,5 +1,7 @@
 //! Negative caching of chosen errors (`CacheLayer::cache_errors`).
 
+mod common;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,10 +12,10 @@ use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
 use buttress_cache::{Builder, Cache, CacheLayer, CoalescedError, Entry};
+use common::{Answer, get};
 use tokio::time::advance;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-type Answer = (u64, u64);
 type Quick = QuickCacheStore<u64, Answer>;
 
 /// The backend's error: `NotFound` is worth caching, `Timeout` is not.
@@ -105,13 +107,6 @@ fn layer(
     CacheLayer::new(cache.clone(), |k: &u64| Some(*k))
         .cache_errors(not_found_for_5s)
         .layer(db.clone())
-}
-
-async fn get<S>(svc: &S, k: u64) -> Result<Answer, BoxError>
-where
-    S: Service<u64, Response = Answer, Error = BoxError> + Clone,
-{
-    svc.clone().oneshot(k).await
 }
 
 fn db_error(e: &BoxError) -> &DbError {

@@ -7,23 +7,9 @@ use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
 use buttress_cache::{Cache, CacheLayer, Verdict};
-use common::{Answer, AsyncOnly, Backend};
+use common::{Answer, AsyncOnly, Backend, get, settle};
 use tokio::time::advance;
-use tower::{BoxError, Layer, Service, ServiceExt};
-
-async fn get<S>(svc: &S, k: u64) -> Result<Answer, BoxError>
-where
-    S: Service<u64, Response = Answer, Error = BoxError> + Clone,
-{
-    svc.clone().oneshot(k).await
-}
-
-/// Lets spawned tasks (sweeps) run without moving time.
-async fn settle() {
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
-}
+use tower::{Layer, ServiceExt};
 
 #[tokio::test(start_paused = true)]
 async fn the_tag_index_stays_bounded_while_the_store_evicts_tagged_entries() {

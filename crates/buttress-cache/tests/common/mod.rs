@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use buttress_cache::Entry;
 use buttress_cache::store::{QuickCacheStore, Store};
+use buttress_core::time::Instant;
 use tokio::sync::Notify;
-use tower::Service;
+use tower::{BoxError, Service, ServiceExt};
 
 /// A response: the key it answers and the backend's version when it did.
 pub type Answer = (u64, u64);
@@ -195,4 +196,55 @@ impl Store<u64, Answer> for AsyncOnly {
     fn len(&self) -> u64 {
         self.inner.len()
     }
+}
+
+/// One request for `k` through a clone of `svc`.
+pub async fn get<S>(svc: &S, k: u64) -> Result<Answer, BoxError>
+where
+    S: Service<u64, Response = Answer, Error = BoxError> + Clone,
+{
+    svc.clone().oneshot(k).await
+}
+
+/// Lets spawned tasks (background refreshes, sweeps) run without moving
+/// time.
+pub async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Loads keys `0..keys` together (so every key starts with a full TTL),
+/// then for `steps` steps of 10 ms bumps the backend's version and reads
+/// every key, asserting that each read answers its own key at once (never
+/// waiting for a load). Returns the versions served.
+pub async fn read_steadily<S>(
+    svc: &S,
+    backend: &Backend,
+    keys: u64,
+    steps: u64,
+) -> std::collections::HashSet<u64>
+where
+    S: Service<u64, Response = Answer, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let loads: Vec<_> = (0..keys)
+        .map(|k| tokio::spawn(svc.clone().oneshot(k)))
+        .collect();
+    for load in loads {
+        load.await.unwrap().unwrap();
+    }
+    let mut seen_versions = std::collections::HashSet::new();
+    for step in 0..steps {
+        backend.set_version(step);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        for k in 0..keys {
+            let before = Instant::now();
+            let (key, version) = get(svc, k).await.unwrap();
+            assert_eq!(key, k);
+            assert_eq!(Instant::now(), before, "a read never waited for a load");
+            seen_versions.insert(version);
+        }
+    }
+    seen_versions
 }
