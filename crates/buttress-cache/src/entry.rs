@@ -74,21 +74,24 @@ struct Meta {
 const NEGATIVE: u64 = 1 << 63;
 
 /// An instant as nanoseconds since a fixed origin of tokio's clock (see
-/// [`Ticks::now`]): 8 bytes, compared with one instruction.
+/// [`origin`]): 8 bytes, compared with one instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Ticks(u64);
 
 /// How far before the first use of the clock its origin is put, so that
 /// every instant a runtime can produce later (paused runtimes start at the
 /// real instant they were built) is after it.
-const ORIGIN_MARGINS: [Duration; 4] = [
+const ORIGIN_MARGINS: [Duration; 5] = [
     Duration::from_secs(20 * 365 * 24 * 3600),
     Duration::from_secs(365 * 24 * 3600),
     Duration::from_secs(24 * 3600),
+    Duration::from_secs(3600),
     Duration::ZERO,
 ];
 
-fn origin() -> Instant {
+/// The origin of [`Ticks`], fixed on first use (every cache fixes it when
+/// it is built, before it reads the clock for a load).
+pub(crate) fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     *ORIGIN.get_or_init(|| {
         // The real clock, not a paused one: a paused clock may already

@@ -228,6 +228,8 @@ where
 
 impl<K, V, St> Cache<K, V, St> {
     pub(crate) fn from_parts(store: St, cfg: Config<K, V>) -> Self {
+        // Fix the entries' clock origin before any load reads the clock.
+        let _ = crate::entry::origin();
         let rng = cfg.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
         let metrics = Metrics::new(&cfg.name);
         Self {
