@@ -110,6 +110,15 @@ pub(crate) struct Shared<K, V, St> {
     hasher: RandomState,
 }
 
+/// What [`Shared::judge`] made of a found entry.
+pub(crate) enum Found<V, Req> {
+    /// Answered from the entry: fresh, or stale while a refresh runs.
+    Served(V),
+    /// A load is needed: the request back, and the entry if it may still
+    /// answer a failed load (stale-if-error).
+    Load(Req, Option<Entry<V>>),
+}
+
 /// What a finished load hands its waiters.
 enum Outcome<V> {
     Value(V),
@@ -739,35 +748,12 @@ where
         N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
     {
         if !looked_up && let Some(entry) = self.store.get(&key).await {
-            let at = Instant::now();
-            let now = Ticks::from_instant(at);
-            if entry.fresh_at(now) {
-                self.count_hit();
-                if self.xfetch_due(&entry, at) {
-                    // Without a runtime the request is simply not needed.
-                    let _ = self.refresh(key, req, svc, (policy, errors), &entry);
+            match self.judge(entry, Instant::now(), &key, req, &svc, (&policy, &errors)) {
+                Found::Served(value) => return Ok(value),
+                Found::Load(given_back, servable) => {
+                    req = given_back;
+                    stale = servable;
                 }
-                return Ok(entry.into_value());
-            }
-            if entry.revalidating_at(now) {
-                // The clones are for the load below, needed only when
-                // there is no runtime to refresh on.
-                match self.refresh(
-                    key.clone(),
-                    req,
-                    svc.clone(),
-                    (policy.clone(), errors.clone()),
-                    &entry,
-                ) {
-                    Ok(()) => {
-                        self.count_stale();
-                        return Ok(entry.into_value());
-                    }
-                    Err(given_back) => req = given_back,
-                }
-            }
-            if entry.servable_at(now) {
-                stale = Some(entry);
             }
         }
         if let Some(error) = self.cached_error(&key) {
@@ -824,29 +810,80 @@ where
         }
     }
 
+    /// Answers a request at `at` from the entry found for `key`, as every
+    /// lookup does (the synchronous one in `CacheService::call` and the
+    /// asynchronous one in [`read_through`](Self::read_through)): a fresh
+    /// entry is a hit (starting an XFetch refresh when one is drawn); a
+    /// stale one inside its revalidate window is served while one
+    /// background refresh runs; otherwise the request is given back for a
+    /// load, with the entry if it may still answer a failed one.
+    pub(crate) fn judge<S, Req, P, N>(
+        self: &Arc<Self>,
+        entry: Entry<V>,
+        at: Instant,
+        key: &K,
+        req: Req,
+        svc: &S,
+        policies: (&P, &N),
+    ) -> Found<V, Req>
+    where
+        S: Service<Req, Response = V> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        Req: Send + 'static,
+        P: CachePolicy<V> + Clone + Send + Sync + 'static,
+        N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
+    {
+        if entry.settled_at(at) {
+            self.count_hit();
+            return Found::Served(entry.into_value());
+        }
+        let now = Ticks::from_instant(at);
+        if entry.fresh_at(now) {
+            self.count_hit();
+            if self.xfetch_due(&entry, at) {
+                // Without a runtime the early refresh is simply not made.
+                let _ = self.refresh(key, req, svc, policies, &entry);
+            }
+            return Found::Served(entry.into_value());
+        }
+        let mut req = req;
+        if entry.revalidating_at(now) {
+            match self.refresh(key, req, svc, policies, &entry) {
+                Ok(()) => {
+                    self.count_stale();
+                    return Found::Served(entry.into_value());
+                }
+                // No runtime to refresh on: load now instead.
+                Err(given_back) => req = given_back,
+            }
+        }
+        Found::Load(req, entry.servable_at(now).then_some(entry))
+    }
+
     /// Starts one background refresh of `key` (stale-while-revalidate,
     /// XFetch) unless a load of it is already running. Gives the request
     /// back when there is no tokio runtime to spawn on.
     pub(crate) fn refresh<S, Req, P, N>(
         self: &Arc<Self>,
-        key: K,
+        key: &K,
         req: Req,
-        svc: S,
-        (policy, errors): (P, N),
+        svc: &S,
+        (policy, errors): (&P, &N),
         entry: &Entry<V>,
     ) -> Result<(), Req>
     where
-        S: Service<Req, Response = V> + Send + 'static,
+        S: Service<Req, Response = V> + Clone + Send + 'static,
         S::Future: Send,
         S::Error: Into<BoxError>,
         Req: Send + 'static,
-        P: CachePolicy<V> + Send + Sync + 'static,
-        N: ErrorPolicy<S::Error> + Send + Sync + 'static,
+        P: CachePolicy<V> + Clone + Send + Sync + 'static,
+        N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(req);
         };
-        let Ok(lead) = self.join(&key) else {
+        let Ok(lead) = self.join(key) else {
             return Ok(()); // a load is already running
         };
         bump(&self.counters.refreshes);
@@ -854,6 +891,7 @@ where
         let shared = Arc::clone(self);
         let stale = entry.clone();
         let expected = entry.version();
+        let (key, svc, policy, errors) = (key.clone(), svc.clone(), policy.clone(), errors.clone());
         runtime.spawn(async move {
             let _ = shared
                 .lead(

@@ -12,9 +12,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tower_service::Service;
 
-use crate::entry::Ticks;
 use crate::future::ResponseFuture;
-use crate::handle::Cache;
+use crate::handle::{Cache, Found};
 use crate::policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy};
 use crate::store::Store;
 
@@ -157,56 +156,29 @@ where
                 svc.call(req).await.map_err(Into::into)
             }));
         };
-        let mut req = req;
-        let mut stale = None;
-        let looked_up = match shared.store.try_get(&key) {
+        let (req, stale, looked_up) = match shared.store.try_get(&key) {
             Some(Some(entry)) => {
                 let at = Instant::now();
-                // The common hit: fresh, and too far from expiry for an
-                // XFetch draw; one inline comparison of instants.
+                // The common hit, inline: fresh, and too far from expiry
+                // for an XFetch draw (one comparison of instants).
                 if entry.settled_at(at) {
                     shared.count_hit();
                     return ResponseFuture::ready(entry.into_value());
                 }
-                let now = Ticks::from_instant(at);
-                if entry.fresh_at(now) {
-                    shared.count_hit();
-                    if shared.xfetch_due(&entry, at) {
-                        // Early refresh in the background; without a
-                        // runtime the request is simply not needed.
-                        let _ = shared.refresh(
-                            key,
-                            req,
-                            self.inner.clone(),
-                            (self.policy.clone(), self.errors.clone()),
-                            &entry,
-                        );
-                    }
-                    return ResponseFuture::ready(entry.into_value());
+                match shared.judge(
+                    entry,
+                    at,
+                    &key,
+                    req,
+                    &self.inner,
+                    (&self.policy, &self.errors),
+                ) {
+                    Found::Served(value) => return ResponseFuture::ready(value),
+                    Found::Load(req, stale) => (req, stale, true),
                 }
-                if entry.revalidating_at(now) {
-                    match shared.refresh(
-                        key.clone(),
-                        req,
-                        self.inner.clone(),
-                        (self.policy.clone(), self.errors.clone()),
-                        &entry,
-                    ) {
-                        Ok(()) => {
-                            shared.count_stale();
-                            return ResponseFuture::ready(entry.into_value());
-                        }
-                        // No runtime to refresh on: load now instead.
-                        Err(given_back) => req = given_back,
-                    }
-                }
-                if entry.servable_at(now) {
-                    stale = Some(entry);
-                }
-                true
             }
-            Some(None) => true,
-            None => false,
+            Some(None) => (req, None, true),
+            None => (req, None, false),
         };
         ResponseFuture::load(Box::pin(Arc::clone(shared).read_through(
             key,
