@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use buttress_cache::Entry;
 use buttress_cache::store::{QuickCacheStore, Store};
+use buttress_cache::{Builder, CacheLayer, Entry};
 use buttress_core::time::Instant;
 use tokio::sync::Notify;
-use tower::{BoxError, Service, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceExt};
 
 /// A response: the key it answers and the backend's version when it did.
 pub type Answer = (u64, u64);
@@ -247,4 +247,41 @@ where
         }
     }
     seen_versions
+}
+
+/// XFetch under steady load, on any store: δ = 1 s loads, a 10 s TTL,
+/// `keys` hot keys read every 10 ms for `steps` steps. No read may wait for
+/// a load (no synchronous miss at expiry, nothing served stale), each key
+/// is refreshed in the background `per_key` times (a range), and more than
+/// `min_versions` refreshed values are served.
+pub async fn assert_xfetch_keeps_hot_keys_fresh<St>(
+    builder: Builder<u64, Answer, St>,
+    keys: u64,
+    steps: u64,
+    per_key: std::ops::RangeInclusive<f64>,
+    min_versions: usize,
+) where
+    St: Store<u64, Answer>,
+{
+    let backend = Backend::new(Duration::from_secs(1));
+    let cache = builder
+        .ttl(Duration::from_secs(10))
+        .xfetch_beta(Some(1.0))
+        .seed(7)
+        .build()
+        .unwrap();
+    let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k)).layer(backend.clone());
+    let seen_versions = read_steadily(&svc, &backend, keys, steps).await;
+    let stats = cache.stats();
+    assert_eq!(stats.misses, keys, "no synchronous miss at expiry");
+    assert_eq!(stats.stale_served, 0);
+    let refreshes = stats.refreshes as f64 / keys as f64;
+    assert!(
+        per_key.contains(&refreshes),
+        "refreshes per key: {refreshes}"
+    );
+    assert!(
+        seen_versions.len() > min_versions,
+        "refreshed values were served"
+    );
 }
