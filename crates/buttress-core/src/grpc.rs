@@ -15,21 +15,35 @@
 //! | transport error (`Err`) | failure | yes |
 //!
 //! `grpc-retry-pushback-ms` becomes the [retry delay](Classification::retry_after)
-//! (gRPC proposal A6). A status sent only in the trailers of a streamed body
-//! cannot be seen when the response head arrives and counts as a success.
+//! (gRPC proposal A6). A `grpc-status` that is not a number is treated as
+//! `UNKNOWN`, a number outside the spec too.
+//!
+//! A response without `grpc-status`:
+//! - HTTP 200: the status comes in the trailers of a streamed body, which
+//!   cannot be seen when the response head arrives; it counts as a success.
+//! - any other HTTP status: the answer of something in front of the server
+//!   (a proxy, a load balancer), mapped as gRPC's
+//!   `http-grpc-status-mapping.md` says and then judged by the table above:
+//!
+//! | HTTP status | gRPC code | default outcome |
+//! |---|---|---|
+//! | 400 | `INTERNAL` | failure |
+//! | 401 | `UNAUTHENTICATED` | success (the client's mistake) |
+//! | 403 | `PERMISSION_DENIED` | success |
+//! | 404 | `UNIMPLEMENTED` | success |
+//! | 429, 502, 503, 504 | `UNAVAILABLE` | failure, retryable (after the HTTP `Retry-After`, when sent) |
+//! | anything else | `UNKNOWN` | failure |
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Response};
-use tower_http::classify::{
-    ClassifiedResponse, ClassifyResponse, GrpcErrorsAsFailures, GrpcFailureClass,
-};
+use http::{HeaderMap, Response, StatusCode};
 
 pub use tower_http::classify::GrpcCode;
 
 use crate::classify::{Classification, Classify};
 
 const PUSHBACK: &str = "grpc-retry-pushback-ms";
+const STATUS: &str = "grpc-status";
 
 /// Classifies `Result<http::Response<B>, E>` carrying gRPC: see the
 /// [module docs](self).
@@ -144,19 +158,51 @@ impl<B, E> Classify<Response<B>, E> for GrpcClassifier {
                 return Classification::failure().retryable(self.transport_errors_retryable);
             }
         };
-        match GrpcErrorsAsFailures::new().classify_response(res) {
-            ClassifiedResponse::Ready(Err(GrpcFailureClass::Status(status))) => {
-                match status.code() {
-                    Some(code) => self.classify_code(code, res.headers()),
-                    // A code outside the spec: the server is not well.
-                    None => Classification::failure(),
-                }
-            }
-            ClassifiedResponse::Ready(Err(_)) => Classification::failure(),
-            ClassifiedResponse::Ready(Ok(())) | ClassifiedResponse::RequiresEos(_) => {
-                Classification::success()
-            }
+        if let Some(value) = res.headers().get(STATUS) {
+            return self.classify_code(parse_grpc_status(value.as_bytes()), res.headers());
         }
+        if res.status() == StatusCode::OK {
+            // The status will come in the trailers, unseen here.
+            return Classification::success();
+        }
+        let code = code_for_http_status(res.status());
+        let verdict = self.classify_code(code, res.headers());
+        if verdict.is_retryable()
+            && verdict.retry_after().is_none()
+            && let Some(delay) = crate::http::retry_after(res.headers(), SystemTime::now())
+        {
+            return verdict.with_retry_after(delay);
+        }
+        verdict
+    }
+}
+
+/// Reads a `grpc-status` value: `1*DIGIT` (surrounding spaces allowed).
+/// Anything else, and any number outside the spec, is `UNKNOWN`.
+#[must_use]
+pub fn parse_grpc_status(value: &[u8]) -> GrpcCode {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return GrpcCode::Unknown;
+    }
+    // Leading zeros are digits too; a number too long for `i32` is out of spec.
+    let n = digits.iter().try_fold(0i32, |n, d| {
+        n.checked_mul(10)?.checked_add(i32::from(d - b'0'))
+    });
+    n.map_or(GrpcCode::Unknown, GrpcCode::from)
+}
+
+/// The gRPC code for an HTTP response without `grpc-status` (gRPC's
+/// `http-grpc-status-mapping.md`).
+#[must_use]
+pub fn code_for_http_status(status: StatusCode) -> GrpcCode {
+    match status.as_u16() {
+        400 => GrpcCode::Internal,
+        401 => GrpcCode::Unauthenticated,
+        403 => GrpcCode::PermissionDenied,
+        404 => GrpcCode::Unimplemented,
+        429 | 502 | 503 | 504 => GrpcCode::Unavailable,
+        _ => GrpcCode::Unknown,
     }
 }
 
@@ -206,6 +252,76 @@ mod tests {
         // Streaming response: status only in trailers, unseen here.
         let streaming: Result<Response<()>, ()> = Ok(Response::new(()));
         assert_eq!(v(streaming), Classification::success());
+    }
+
+    fn http(status: u16, retry_after: Option<&str>) -> Result<Response<()>, ()> {
+        let mut b = Response::builder().status(status);
+        if let Some(r) = retry_after {
+            b = b.header("retry-after", r);
+        }
+        Ok(b.body(()).unwrap())
+    }
+
+    /// A proxy's 502/503/504/429 in front of a gRPC server (no
+    /// `grpc-status`) is UNAVAILABLE: a retryable failure, not a success.
+    #[test]
+    fn http_answers_without_grpc_status_use_the_spec_mapping() {
+        let c = GrpcClassifier::new();
+        let v = |r| Classify::classify(&c, &r);
+        for status in [429, 502, 503, 504] {
+            assert_eq!(
+                v(http(status, None)),
+                Classification::failure().retryable(true),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            v(http(503, Some("3"))),
+            Classification::failure()
+                .retryable(true)
+                .with_retry_after(Duration::from_secs(3))
+        );
+        assert_eq!(v(http(400, None)), Classification::failure(), "INTERNAL");
+        assert_eq!(v(http(500, None)), Classification::failure(), "UNKNOWN");
+        assert_eq!(v(http(302, None)), Classification::failure(), "UNKNOWN");
+        for status in [401, 403, 404] {
+            assert_eq!(v(http(status, None)), Classification::success(), "{status}");
+        }
+        // With grpc-status, the gRPC status decides whatever the HTTP one.
+        let mut res = http(503, None).unwrap();
+        res.headers_mut().insert(STATUS, "0".parse().unwrap());
+        assert_eq!(v(Ok(res)), Classification::success());
+        // The user's table applies to mapped codes too.
+        let lenient = GrpcClassifier::new().success_on(GrpcCode::Unavailable);
+        assert_eq!(
+            Classify::classify(&lenient, &http(503, None)).outcome(),
+            Outcome::Success
+        );
+    }
+
+    #[test]
+    fn grpc_status_values() {
+        assert_eq!(parse_grpc_status(b"14"), GrpcCode::Unavailable);
+        assert_eq!(parse_grpc_status(b" 014 "), GrpcCode::Unavailable);
+        assert_eq!(parse_grpc_status(b"0"), GrpcCode::Ok);
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-1",
+            b"5x",
+            b"99999999999999",
+            b"17",
+            b"\xff",
+        ] {
+            assert_eq!(parse_grpc_status(bad), GrpcCode::Unknown, "{bad:?}");
+        }
+        // A malformed status is a failure, never a success.
+        let mut res = Response::new(());
+        res.headers_mut().insert(STATUS, "ok".parse().unwrap());
+        assert_eq!(
+            Classify::<_, ()>::classify(&GrpcClassifier::new(), &Ok(res)),
+            Classification::failure()
+        );
     }
 
     #[test]

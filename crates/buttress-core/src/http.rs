@@ -215,8 +215,37 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
         // Delta-seconds; absurdly long values saturate rather than fail.
         return Some(Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX)));
     }
-    let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    match httpdate::parse_http_date(text) {
+        Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO)),
+        // `httpdate` knows only 1970..=9999; a valid earlier date is in the past.
+        Err(_) => before_1970(text).then_some(Duration::ZERO),
+    }
+}
+
+/// Whether `text` is a valid IMF-fixdate or asctime date (RFC 9110 §5.6.7)
+/// before 1970. The Gregorian calendar repeats every 400 years, so the date
+/// is checked (day of month, weekday, leap day) by moving its year forward
+/// by whole 400-year cycles into the range `httpdate` parses. (RFC 850's
+/// two-digit years always read as 1970..=2069.)
+fn before_1970(text: &str) -> bool {
+    let year_at = match text.len() {
+        29 => 12, // Sun, 06 Nov 1994 08:49:37 GMT
+        24 => 20, // Sun Nov  6 08:49:37 1994
+        _ => return false,
+    };
+    let Some(year) = text
+        .get(year_at..year_at + 4)
+        .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|y| y.parse::<u16>().ok())
+    else {
+        return false;
+    };
+    if year >= 1970 {
+        return false;
+    }
+    let moved = year + 400 * (1970 - year).div_ceil(400);
+    let shifted = format!("{}{moved}{}", &text[..year_at], &text[year_at + 4..]);
+    httpdate::parse_http_date(&shifted).is_ok()
 }
 
 /// Keys a request by its target host: the URI's authority, or the `Host`
@@ -331,6 +360,23 @@ mod tests {
         assert_eq!(p(&later), Some(Duration::from_secs(90)));
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
         assert_eq!(p(&earlier), Some(Duration::ZERO));
+    }
+
+    /// A date before 1970 is in the past: zero, as the docs promise, in
+    /// both four-digit-year formats; an impossible one is still malformed.
+    #[test]
+    fn retry_after_before_1970_is_zero() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let p = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
+        assert_eq!(p("Fri, 01 Jan 1960 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("Wed, 31 Dec 1969 23:59:59 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("Sun, 29 Feb 1920 12:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("Fri Jan  1 00:00:00 1960"), Some(Duration::ZERO));
+        assert_eq!(p("Sat, 01 Jan 0000 00:00:00 GMT"), Some(Duration::ZERO));
+        // Wrong weekday, no 29 February in 1900, a bad hour: malformed.
+        assert_eq!(p("Thu, 01 Jan 1960 00:00:00 GMT"), None);
+        assert_eq!(p("Thu, 29 Feb 1900 00:00:00 GMT"), None);
+        assert_eq!(p("Fri, 01 Jan 1960 24:00:00 GMT"), None);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub enum Jitter {
 
 /// A source of uniform random numbers in `[0, 1)` for jitter.
 ///
+/// A draw outside `[0, 1]` is clamped into it, and a NaN draw counts as 1,
+/// the top of the range: a broken source makes retries wait the longest
+/// jittered delay, never retry at once.
+///
 /// Implemented for [`FastRng`], the default (seeded from the process's
 /// entropy, or from [`Builder::jitter_seed`](crate::Builder::jitter_seed)),
 /// and for closures `Fn() -> f64`, so a test can script every draw.
@@ -76,7 +80,7 @@ impl Random for FastRng {
 impl<F: Fn() -> f64 + Send + Sync + 'static> Random for F {
     #[inline]
     fn next_f64(&self) -> f64 {
-        self().clamp(0.0, 1.0)
+        self()
     }
 }
 
@@ -107,19 +111,20 @@ impl Schedule {
             BackoffKind::Exponential => base * 2f64.powi(exp),
         }
         .min(cap);
+        let draw = || unit(rng.next_f64());
         let secs = match self.jitter {
             Jitter::None => t,
-            Jitter::Full => t * rng.next_f64(),
-            Jitter::Equal => t / 2.0 + rng.next_f64() * t / 2.0,
+            Jitter::Full => t * draw(),
+            Jitter::Equal => t / 2.0 + draw() * t / 2.0,
             Jitter::Decorrelated => {
                 let last = if *prev > 0.0 { *prev } else { base };
                 let hi = (last * 3.0).max(base);
-                let next = (base + rng.next_f64() * (hi - base)).min(cap);
+                let next = (base + draw() * (hi - base)).min(cap);
                 *prev = next;
                 next
             }
             Jitter::DecorrelatedV2 => {
-                let x = f64::from(n) + rng.next_f64();
+                let x = f64::from(n) + draw();
                 let next = 2f64.powf(x) * (P_FACTOR * x).sqrt().tanh();
                 if !next.is_finite() {
                     *prev = f64::INFINITY;
@@ -135,9 +140,19 @@ impl Schedule {
     }
 }
 
-/// Seconds to a duration, clamped to `0..=cap` (NaN gives zero).
+/// A jitter draw clamped to `[0, 1]`; NaN counts as 1 (see [`Random`]).
+#[inline]
+fn unit(x: f64) -> f64 {
+    if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// Seconds to a duration, clamped to `0..=cap`; NaN (no sensible delay)
+/// gives `cap`, the conservative end.
 pub(crate) fn to_duration(secs: f64, cap: Duration) -> Duration {
-    if secs.is_nan() || secs <= 0.0 {
+    if secs.is_nan() {
+        return cap;
+    }
+    if secs <= 0.0 {
         return Duration::ZERO;
     }
     Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap))
@@ -222,6 +237,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A source that returns NaN (a broken custom source) must not make
+    /// retries immediate: each draw counts as the top of the range.
+    #[test]
+    fn nan_draws_wait_the_longest_jittered_delay() {
+        struct Broken;
+        impl Random for Broken {
+            fn next_f64(&self) -> f64 {
+                f64::NAN
+            }
+        }
+        let nan = || f64::NAN;
+        let top = || 1.0;
+        for jitter in [
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+            Jitter::DecorrelatedV2,
+        ] {
+            let s = schedule(BackoffKind::Exponential, jitter);
+            let want = seq(&s, &top, 8);
+            assert!(want.iter().all(|d| !d.is_zero()), "{jitter:?}: {want:?}");
+            assert_eq!(seq(&s, &nan, 8), want, "{jitter:?}, closure");
+            assert_eq!(seq(&s, &Broken, 8), want, "{jitter:?}, Random impl");
+        }
+        // Out-of-range draws are clamped, not trusted.
+        let s = schedule(BackoffKind::Exponential, Jitter::Full);
+        assert_eq!(seq(&s, &|| f64::INFINITY, 3), seq(&s, &top, 3));
+        assert_eq!(seq(&s, &|| -5.0, 3), ms(&[0, 0, 0]));
     }
 
     #[test]
