@@ -286,6 +286,111 @@ async fn grpc_pushback_and_grpc_timeout() {
     assert_eq!(l[1].deadline_left, Some(Duration::from_millis(1700)));
 }
 
+/// A proxy's 503 in front of a gRPC server carries no `grpc-status`: it is
+/// UNAVAILABLE, so it is retried (after the proxy's `Retry-After`).
+#[tokio::test(start_paused = true)]
+async fn a_proxys_503_before_a_grpc_server_is_retried() {
+    fn proxy_then_ok(n: usize) -> Response<()> {
+        match n {
+            1 => Response::builder()
+                .status(503)
+                .header("retry-after", "1")
+                .body(())
+                .unwrap(),
+            _ => Response::builder()
+                .status(200)
+                .header("grpc-status", "0")
+                .body(())
+                .unwrap(),
+        }
+    }
+    let log = Log::default();
+    let policy = RetryPolicy::builder()
+        .without_budget()
+        .classifier(GrpcClassifier::new())
+        .replay(HttpReplay::grpc())
+        .build()
+        .unwrap();
+    let svc = RetryLayer::new(policy).layer(backend(log.clone(), proxy_then_ok));
+    let req = Request::post("http://svc/pkg.Svc/Method")
+        .body(ReplayBody::new(Full::new(Bytes::from_static(
+            b"\0\0\0\0\0",
+        ))))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    let l = log.lock().unwrap();
+    assert_eq!(l.len(), 2, "one retry");
+    assert_eq!(
+        l[1].at - l[0].at,
+        Duration::from_secs(1),
+        "after Retry-After"
+    );
+}
+
+/// The caller's own `grpc-timeout` is a deadline too: a shorter one than
+/// the policy's wins, and each attempt is told the time left of it.
+#[tokio::test(start_paused = true)]
+async fn a_shorter_incoming_grpc_timeout_wins() {
+    fn unavailable(n: usize) -> Response<()> {
+        let status = if n == 1 { "14" } else { "0" };
+        Response::builder()
+            .status(200)
+            .header("grpc-status", status)
+            .header("grpc-retry-pushback-ms", "30")
+            .body(())
+            .unwrap()
+    }
+    let log = Log::default();
+    let policy = RetryPolicy::builder()
+        .without_budget()
+        .classifier(GrpcClassifier::new())
+        .replay(HttpReplay::grpc())
+        .deadline(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let svc = RetryLayer::new(policy).layer(backend(log.clone(), unavailable));
+    let call = |timeout: &'static str| {
+        Request::post("http://svc/pkg.Svc/Method")
+            .header("grpc-timeout", timeout)
+            .body(ReplayBody::new(Full::new(Bytes::from_static(
+                b"\0\0\0\0\0",
+            ))))
+            .unwrap()
+    };
+    let res = svc.clone().oneshot(call("100m")).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    {
+        let l = log.lock().unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].grpc_timeout.as_deref(), Some("100000u"));
+        assert_eq!(l[1].grpc_timeout.as_deref(), Some("70000000n"));
+        assert_eq!(l[0].deadline_left, Some(Duration::from_millis(100)));
+    }
+    log.lock().unwrap().clear();
+    // A longer incoming timeout loses to the policy's 2 s; a malformed one
+    // is no deadline and is replaced with a well-formed value.
+    for incoming in ["5S", "99999999H", "", "5X", "1 S", "123456789m"] {
+        let res = svc.clone().oneshot(call(incoming)).await.unwrap();
+        assert_eq!(res.headers()["grpc-status"], "0", "{incoming}");
+        let l = std::mem::take(&mut *log.lock().unwrap());
+        assert_eq!(
+            l[0].grpc_timeout.as_deref(),
+            Some("2000000u"),
+            "{incoming:?}"
+        );
+    }
+    // A timeout all but spent: no retry past it (the retry would wait 30 ms).
+    let res = svc.clone().oneshot(call("1n")).await;
+    let seen = std::mem::take(&mut *log.lock().unwrap());
+    assert!(seen.len() <= 1, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| matches!(s.grpc_timeout.as_deref(), Some("0n" | "1n"))),
+        "{seen:?} {res:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_earlier_upstream_deadline_wins() {
     let log = Log::default();

@@ -43,7 +43,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 
 pub use self::body::{DEFAULT_REPLAY_CAP, ReplayBody, ReplayError};
-use crate::replay::{Deadline, Replay};
+use crate::replay::{Deadline, Replay, later};
 
 /// The `Idempotency-Key` header (IETF draft
 /// `draft-ietf-httpapi-idempotency-key-header`).
@@ -162,8 +162,19 @@ impl<B: TryCloneBody> Replay<Request<B>> for HttpReplay {
         req.body().can_replay()
     }
 
+    /// The request's [`Deadline`] extension and, for gRPC, its
+    /// `grpc-timeout` counted from now; the earlier of the two. A malformed
+    /// `grpc-timeout` is not a deadline (see [`parse_grpc_timeout`]).
     fn deadline(&self, req: &Request<B>) -> Option<Instant> {
-        req.extensions().get::<Deadline>().map(|d| d.instant())
+        let carried = req.extensions().get::<Deadline>().map(|d| d.instant());
+        if !self.grpc_timeout {
+            return carried;
+        }
+        let Some(left) = req.headers().get(GRPC_TIMEOUT).and_then(parse_grpc_timeout) else {
+            return carried;
+        };
+        let from_header = later(Instant::now(), left);
+        Some(carried.map_or(from_header, |c| c.min(from_header)))
     }
 
     fn stamp(&self, req: &mut Request<B>, deadline: Deadline, now: Instant) {
@@ -174,6 +185,47 @@ impl<B: TryCloneBody> Replay<Request<B>> for HttpReplay {
                 .insert(GRPC_TIMEOUT, grpc_timeout_value(left));
         }
     }
+}
+
+/// Reads a `grpc-timeout` value as gRPC's PROTOCOL-HTTP2.md defines it:
+/// 1 to 8 ASCII digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`), nothing
+/// else (no sign, no spaces). `None` for anything malformed: such a value
+/// is no deadline, and when the retry layer stamps a deadline it replaces
+/// the malformed header with a well-formed one (a gRPC server would
+/// otherwise fail the call with `INTERNAL`).
+///
+/// ```
+/// use std::time::Duration;
+/// use buttress_retry::http::parse_grpc_timeout;
+/// use http::HeaderValue;
+///
+/// let v = |s| parse_grpc_timeout(&HeaderValue::from_static(s));
+/// assert_eq!(v("100m"), Some(Duration::from_millis(100)));
+/// assert_eq!(v("99999999H"), Some(Duration::from_secs(99_999_999 * 3600)));
+/// assert_eq!(v("1n"), Some(Duration::from_nanos(1)));
+/// for bad in ["", "5X", "m", "123456789S", "-1S", "1 S"] {
+///     assert_eq!(v(bad), None, "{bad}");
+/// }
+/// ```
+#[must_use]
+pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let (unit, digits) = value.as_bytes().split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // At most 8 digits: fits in a u64, and so does any unit's product.
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit, rounded down (so the
