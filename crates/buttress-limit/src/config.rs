@@ -115,7 +115,9 @@ impl Builder {
     }
 
     /// The fewest calls a window needs to be fed to the algorithm; a window
-    /// with fewer is discarded. Default: 10 (Netflix `WindowedLimit`).
+    /// with fewer is discarded, unless the algorithm has pinned its limit
+    /// for a measurement ([`Limit::is_pinned`]), which is fed every window
+    /// holding a call. Default: 10 (Netflix `WindowedLimit`).
     #[must_use]
     pub fn window_samples(mut self, samples: u32) -> Self {
         self.window_samples = samples;
@@ -162,7 +164,9 @@ impl Builder {
     /// use, a call in this partition is still admitted if the partition
     /// holds fewer than `max(1, ⌈L · share⌉)` calls, and rejected if it
     /// holds that many or more; below the limit, shares do not apply
-    /// (Netflix concurrency-limits' `AbstractPartitionedLimiter`). Calls are
+    /// (Netflix concurrency-limits' `AbstractPartitionedLimiter`). While the
+    /// algorithm pins the limit for a measurement ([`Limit::is_pinned`]),
+    /// guarantees do not apply: no call is admitted past the limit. Calls are
     /// put in partitions by the layer's
     /// [`partition_by`](crate::AdaptiveLimitLayer::partition_by) key
     /// extractor. Default: no partitions.

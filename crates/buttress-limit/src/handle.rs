@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::task::Waker;
 use std::time::Duration;
@@ -29,6 +29,9 @@ struct Hot {
     /// window at high ones.
     sample_mask: AtomicU32,
     window_end: AtomicU64,
+    /// The algorithm pinned the limit for a measurement
+    /// ([`Limit::is_pinned`]): partition guarantees do not apply.
+    pinned: AtomicBool,
 }
 
 /// The RTT samples a window aims for: above this many calls per window, only
@@ -302,6 +305,7 @@ impl AdaptiveLimit {
                 limit: AtomicU32::new(limit),
                 sample_mask: AtomicU32::new(0),
                 window_end: AtomicU64::new(window_nanos),
+                pinned: AtomicBool::new(b.algorithm.is_pinned()),
             }),
             stripes: (0..stripes)
                 .map(|_| {
@@ -561,8 +565,12 @@ impl Inner {
             }
             return Some(prev + 1);
         }
-        if let Some(p) = self.partitions.get(partition) {
-            // The whole limit is in use: the partition's guarantee applies.
+        // The whole limit is in use: the partition's guarantee applies,
+        // unless the algorithm pinned the limit for a measurement, which
+        // holds only if no call is admitted past it.
+        if let Some(p) = self.partitions.get(partition)
+            && !self.hot.0.pinned.load(Ordering::Relaxed)
+        {
             let held = p.in_flight.0.fetch_add(1, Ordering::Relaxed);
             if held < p.guaranteed(limit) {
                 return Some(prev + 1);
@@ -677,7 +685,15 @@ impl Inner {
                 .set(f64::from(q.queued.load(Ordering::Relaxed)));
         }
         let count = samples.saturating_add(drops);
-        if self.percentile.is_some() && count < self.window_samples {
+        // A pinned algorithm aggregates its own measurement: a window too
+        // small for a limit decision still carries its calls to it, so a
+        // measurement completes however slow the calls.
+        let needed = if algorithm.is_pinned() {
+            1
+        } else {
+            self.window_samples
+        };
+        if self.percentile.is_some() && count < needed {
             self.take_percentile(0.5); // empties the histograms
         }
         // Sample every call next window at low rates, else the fewest that
@@ -691,7 +707,7 @@ impl Inner {
             (1u32 << (63 - every.leading_zeros())) - 1
         };
         self.hot.0.sample_mask.store(next_mask, Ordering::Relaxed);
-        if count < self.window_samples {
+        if count < needed {
             return; // too few calls to say anything: discarded
         }
         let mean = if samples == 0 {
@@ -712,11 +728,23 @@ impl Inner {
         .with_count(count);
         let from = self.hot.0.limit.load(Ordering::Relaxed);
         let to = algorithm.update(&sample).max(1);
+        let pinned = algorithm.is_pinned();
         drop(algorithm);
+        // Set before a pinned limit is published and cleared after the
+        // limit that ends the pin, so no window opens with partition
+        // guarantees over a pinned limit.
+        if pinned {
+            self.hot.0.pinned.store(true, Ordering::Release);
+        }
+        if to != from {
+            self.hot.0.limit.store(to, Ordering::Release);
+        }
+        if !pinned {
+            self.hot.0.pinned.store(false, Ordering::Release);
+        }
         if to == from {
             return;
         }
-        self.hot.0.limit.store(to, Ordering::Release);
         self.telemetry.limit.set(f64::from(to));
         self.telemetry.changes.increment(1);
         tracing::debug!(limiter = %self.name, from, to, rtt = ?sample.rtt(), in_flight = max_in_flight, dropped = drops > 0, "concurrency limit changed");

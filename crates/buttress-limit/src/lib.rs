@@ -53,13 +53,16 @@
 //!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, or the
 //!   percentile the algorithm asks for; most calls in flight; whether any
 //!   call dropped); a window with fewer than
-//!   [`window_samples`](Builder::window_samples) calls (10) is discarded.
+//!   [`window_samples`](Builder::window_samples) calls (10) is discarded,
+//!   except while the algorithm pins its limit for a measurement
+//!   ([`Limit::is_pinned`](algorithm::Limit::is_pinned)).
 //!   The call that closes the window feeds the [`algorithm`] under
 //!   a lock taken once per window, never on the per-call path.
 //! - **At the limit**: [`Overloaded`] at once (default), or a bounded
 //!   [FIFO or LIFO queue](Builder::queue) with a maximum wait.
 //! - **Partitions**: named [partitions](Builder::partition) with guaranteed
-//!   shares that apply only while the whole limit is in use.
+//!   shares that apply only while the whole limit is in use, and not while
+//!   the algorithm pins the limit.
 //!
 //! The algorithms ([`algorithm`]) are pure: [`Fixed`](algorithm::Fixed),
 //! [`Aimd`](algorithm::Aimd), [`Vegas`](algorithm::Vegas),

@@ -13,7 +13,10 @@ use crate::error::{ConfigError, check_range};
 /// calls have completed, and re-measures every
 /// [`min_rtt_interval`](EnvoyGradientBuilder::min_rtt_interval) plus a
 /// random [`jitter`](EnvoyGradientBuilder::jitter) share of it. It starts by
-/// measuring. Between measurements, each window:
+/// measuring. While it measures, the limiter admits no call past the
+/// pinned limit (partitions' guaranteed shares included: see
+/// [`Limit::is_pinned`]) and feeds it every window that holds a completed
+/// call. Between measurements, each window:
 ///
 /// `g = clamp(min_rtt · (1 + buffer) / sample_rtt, 0.5, 2.0)`;
 /// `L' = L · g + √(L · g)`, clamped to `[min_concurrency, max_limit]`.
@@ -24,7 +27,10 @@ use crate::error::{ConfigError, check_range};
 /// measurement windows' p50s, weighted by their calls (Envoy takes one p50
 /// over all of them); a measurement only counts windows whose calls were all
 /// admitted while the limit was pinned (with most calls in flight at most
-/// `min_concurrency`), so stragglers from before the pin do not skew it;
+/// `min_concurrency`), so stragglers from before the pin do not skew it,
+/// and one that has not collected its calls after
+/// `min_rtt_request_count` windows ends with those it has (or keeps the
+/// last min RTT if it has none), so the limit is never pinned for longer;
 /// and the update interval is the limiter's window (Envoy's
 /// default is 100 ms: set [`Builder::window`](crate::Builder::window) to
 /// match). Envoy answers a shed request with a 503, as does this crate's
@@ -47,8 +53,21 @@ pub struct EnvoyGradient {
 #[derive(Debug, Clone, Copy)]
 struct Calc {
     deferred: u32,
+    /// Windows fed since the measurement began.
+    windows: u32,
     count: u64,
     weighted_secs: f64,
+}
+
+impl Calc {
+    fn new(deferred: u32) -> Self {
+        Self {
+            deferred,
+            windows: 0,
+            count: 0,
+            weighted_secs: 0.0,
+        }
+    }
 }
 
 /// Builds an [`EnvoyGradient`]; every default is Envoy's.
@@ -198,11 +217,7 @@ impl EnvoyGradientBuilder {
             interval: self.interval,
             jitter: self.jitter,
             min_rtt: None,
-            calc: Some(Calc {
-                deferred: self.min_concurrency,
-                count: 0,
-                weighted_secs: 0.0,
-            }),
+            calc: Some(Calc::new(self.min_concurrency)),
             next_calc_at: Duration::ZERO,
             rng: self
                 .seed
@@ -230,10 +245,17 @@ impl Limit for EnvoyGradient {
                 calc.count += u64::from(s.count());
                 calc.weighted_secs += s.rtt().as_secs_f64() * f64::from(s.count());
             }
-            if calc.count >= u64::from(self.request_count) {
-                let min_rtt = Duration::try_from_secs_f64(calc.weighted_secs / calc.count as f64)
-                    .unwrap_or(Duration::MAX);
-                self.min_rtt = Some(min_rtt);
+            calc.windows = calc.windows.saturating_add(1);
+            // Every window fed while pinned holds a call, so a measurement
+            // whose windows all count completes within `request_count` of
+            // them; one that has not by then cannot be trusted to, and must
+            // not hold the limit at its minimum: it ends with the calls it
+            // has (or the last min RTT).
+            if calc.count >= u64::from(self.request_count) || calc.windows >= self.request_count {
+                if calc.count > 0 {
+                    let mean = calc.weighted_secs / calc.count as f64;
+                    self.min_rtt = Some(Duration::try_from_secs_f64(mean).unwrap_or(Duration::MAX));
+                }
                 self.limit = calc.deferred;
                 self.calc = None;
                 self.next_calc_at = s.at().saturating_add(self.jittered_interval());
@@ -242,11 +264,7 @@ impl Limit for EnvoyGradient {
         }
         if s.at() >= self.next_calc_at {
             // Samples from before the measurement say nothing of the min RTT.
-            self.calc = Some(Calc {
-                deferred: self.limit,
-                count: 0,
-                weighted_secs: 0.0,
-            });
+            self.calc = Some(Calc::new(self.limit));
             return self.limit();
         }
         let (Some(min_rtt), false) = (self.min_rtt, s.rtt().is_zero()) else {
@@ -268,6 +286,11 @@ impl Limit for EnvoyGradient {
     /// default.
     fn rtt_percentile(&self) -> Option<f64> {
         Some(0.5)
+    }
+
+    /// While it measures the min RTT.
+    fn is_pinned(&self) -> bool {
+        self.calc.is_some()
     }
 }
 
@@ -347,6 +370,50 @@ mod tests {
         );
         e.update(&s(2, 100, 60));
         assert_eq!(e.min_rtt(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_measurement_that_cannot_complete_gives_up_after_request_count_windows() {
+        let mut e = EnvoyGradient::builder().seed(7).build().unwrap();
+        e.update(&s(0, 100, 50));
+        for t in 1..60 {
+            e.update(&s(t, 100, 30));
+        }
+        let before = e.limit();
+        // Re-measuring, but every window has more calls in flight than the
+        // pin allows (as when something admits past it): none counts.
+        let crowded = |t: u64| {
+            Sample::new(Duration::from_secs(t), Duration::from_millis(90), 4, false).with_count(30)
+        };
+        let mut t = 60;
+        while !e.is_measuring() {
+            e.update(&crowded(t));
+            t += 1;
+        }
+        // One qualifying window of 10 calls, then crowded ones: 50 windows
+        // in all end the measurement with the 10 calls it has.
+        e.update(&s(t, 80, 10));
+        for i in 1..49 {
+            e.update(&crowded(t + i));
+            assert!(e.is_measuring() && e.is_pinned(), "window {i}");
+        }
+        e.update(&crowded(t + 49));
+        assert!(!e.is_measuring() && !e.is_pinned());
+        assert_eq!(e.min_rtt(), Some(Duration::from_millis(80)));
+        assert_eq!(e.limit(), before, "the limit it had is restored");
+    }
+
+    #[test]
+    fn a_first_measurement_with_no_qualifying_window_unpins_without_a_min_rtt() {
+        let mut e = EnvoyGradient::builder().seed(7).build().unwrap();
+        let crowded =
+            Sample::new(Duration::from_secs(1), Duration::from_millis(90), 5, false).with_count(30);
+        for _ in 0..50 {
+            assert!(e.is_pinned());
+            e.update(&crowded);
+        }
+        assert!(!e.is_pinned());
+        assert_eq!((e.min_rtt(), e.limit()), (None, 3));
     }
 
     #[test]

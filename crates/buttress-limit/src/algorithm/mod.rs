@@ -135,6 +135,19 @@ pub trait Limit: fmt::Debug + Send {
     fn rtt_percentile(&self) -> Option<f64> {
         None
     }
+
+    /// Whether the limit is pinned for a measurement that needs the calls
+    /// in flight to stay at most [`limit`](Self::limit) (Envoy's min-RTT
+    /// measurement). While it is, the limiter admits no call past the limit,
+    /// whatever a partition's guaranteed share says, and feeds the
+    /// algorithm every window that holds a completed call, however few (the
+    /// algorithm aggregates its own measurement). Default: never.
+    ///
+    /// An algorithm that pins must unpin within a bounded number of
+    /// windows even if its measurement cannot complete.
+    fn is_pinned(&self) -> bool {
+        false
+    }
 }
 
 impl<L: Limit + ?Sized> Limit for Box<L> {
@@ -149,6 +162,9 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     }
     fn rtt_percentile(&self) -> Option<f64> {
         (**self).rtt_percentile()
+    }
+    fn is_pinned(&self) -> bool {
+        (**self).is_pinned()
     }
 }
 
