@@ -39,7 +39,8 @@ impl Overloaded {
     }
 
     /// `503 Service Unavailable` with `Retry-After: retry_after` in whole
-    /// seconds, rounded up.
+    /// seconds, rounded up (saturating: `Duration::MAX` is `u64::MAX`
+    /// seconds).
     #[must_use]
     pub fn to_response_with_retry_after<B: Default>(&self, retry_after: Duration) -> Response<B> {
         self.response(Some(retry_after))
@@ -49,7 +50,9 @@ impl Overloaded {
         let mut res = Response::new(B::default());
         *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         if let Some(after) = retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            let secs = after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0));
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -120,6 +123,19 @@ mod tests {
         assert_eq!(hinted.headers()[RETRY_AFTER], "2");
         let other: buttress_core::BoxError = "boom".into();
         assert!(error_response::<()>(&other).is_none());
+    }
+
+    #[test]
+    fn retry_after_saturates_at_the_largest_duration() {
+        let header = |d: Duration| {
+            let res: Response<()> = Overloaded::new().to_response_with_retry_after(d);
+            res.headers()[RETRY_AFTER].to_str().unwrap().to_owned()
+        };
+        assert_eq!(header(Duration::MAX), u64::MAX.to_string());
+        assert_eq!(header(Duration::from_secs(u64::MAX)), u64::MAX.to_string());
+        assert_eq!(header(Duration::new(u64::MAX - 1, 1)), u64::MAX.to_string());
+        assert_eq!(header(Duration::ZERO), "0");
+        assert_eq!(header(Duration::from_nanos(1)), "1");
     }
 
     #[cfg(feature = "grpc")]

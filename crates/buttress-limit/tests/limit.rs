@@ -537,3 +537,58 @@ async fn algorithms_may_ask_for_a_percentile_instead_of_the_mean() {
     let rtt = samples.lock().unwrap()[0].rtt().as_secs_f64();
     assert!((rtt - 0.010).abs() <= 0.010 * 0.0625, "p50 {rtt}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_durations_build_and_serve_without_overflowing() {
+    use buttress_limit::algorithm::{Aimd, EnvoyGradient};
+
+    // The longest window, sampling threshold and queue wait.
+    let limit = AdaptiveLimit::builder(Fixed::new(1))
+        .window(Duration::MAX)
+        .min_rtt(Duration::MAX)
+        .queue(1, Duration::MAX)
+        .build()
+        .unwrap();
+    let svc = AdaptiveLimitLayer::new(limit.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
+    let first = tokio::spawn(svc.clone().oneshot(10));
+    tokio::task::yield_now().await;
+    // Waits (for ever, at most) and is served when the first call is done.
+    let queued = tokio::spawn(svc.clone().oneshot(10));
+    tokio::task::yield_now().await;
+    assert_eq!(limit.queued(), 1);
+    assert_eq!(first.await.unwrap().unwrap(), 10);
+    assert_eq!(queued.await.unwrap().unwrap(), 10);
+    assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
+
+    // Envoy re-measuring at the longest interval, AIMD's longest timeout,
+    // and a throttle over the longest window, each driven through windows.
+    let envoy = EnvoyGradient::builder()
+        .min_rtt_interval(Duration::MAX)
+        .min_rtt_request_count(1)
+        .seed(1)
+        .build()
+        .unwrap();
+    let aimd = Aimd::builder().timeout(Duration::MAX).build().unwrap();
+    for algorithm in [Box::new(envoy) as Box<dyn Limit>, Box::new(aimd)] {
+        let limit = AdaptiveLimit::builder(algorithm)
+            .window(Duration::from_millis(1))
+            .window_samples(1)
+            .build()
+            .unwrap();
+        let svc =
+            AdaptiveLimitLayer::new(limit.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
+        for _ in 0..5 {
+            svc.clone().oneshot(2).await.unwrap();
+        }
+        assert!(limit.limit() >= 1);
+    }
+    let throttle = AdaptiveThrottle::builder()
+        .window(Duration::MAX, 12)
+        .seed(1)
+        .build()
+        .unwrap();
+    let svc = ThrottleLayer::new(throttle.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
+    svc.clone().oneshot(1).await.unwrap();
+    advance(Duration::from_secs(3600)).await;
+    assert_eq!(throttle.counts(), (1, 1));
+}
