@@ -592,3 +592,44 @@ async fn the_largest_durations_build_and_serve_without_overflowing() {
     advance(Duration::from_secs(3600)).await;
     assert_eq!(throttle.counts(), (1, 1));
 }
+
+/// `poll_ready` reserves nothing in the limiter (the permit is taken in
+/// `call`): clones that became ready and went idle hold no permit, so the
+/// rest get the whole limit for as long as they stay idle, and an idle
+/// clone called much later is admitted like any other call.
+#[tokio::test(start_paused = true)]
+async fn clones_idle_after_poll_ready_hold_no_permit() {
+    for queue in [false, true] {
+        let builder = AdaptiveLimit::builder(Fixed::new(2));
+        let limit = if queue {
+            builder.queue(4, Duration::from_millis(50))
+        } else {
+            builder
+        }
+        .build()
+        .unwrap();
+        let svc =
+            AdaptiveLimitLayer::new(limit.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
+        let mut idle: Vec<_> = (0..10).map(|_| svc.clone()).collect();
+        for s in &mut idle {
+            s.ready().await.unwrap();
+        }
+        assert_eq!(limit.in_flight(), 0, "readiness holds no permit");
+        for _ in 0..3 {
+            let a = tokio::spawn(svc.clone().oneshot(10));
+            let b = tokio::spawn(svc.clone().oneshot(10));
+            tokio::task::yield_now().await;
+            assert_eq!(limit.in_flight(), 2, "the whole limit, idle clones or not");
+            assert_eq!(a.await.unwrap().unwrap(), 10);
+            assert_eq!(b.await.unwrap().unwrap(), 10);
+            advance(Duration::from_secs(60)).await;
+        }
+        for mut s in idle {
+            assert_eq!(s.call(10).await.unwrap(), 10);
+        }
+        assert_eq!(
+            (limit.in_flight(), limit.queued(), limit.rejected()),
+            (0, 0, 0)
+        );
+    }
+}
