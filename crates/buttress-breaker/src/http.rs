@@ -30,14 +30,17 @@ use crate::error::CircuitOpen;
 
 impl CircuitOpen {
     /// `503 Service Unavailable` with `Retry-After` in whole seconds
-    /// (rounded up, so a client never comes back before the probe), or
-    /// without it when the next probe time is unknown.
+    /// (rounded up, so a client never comes back before the probe, and
+    /// saturating at `u64::MAX` for the longest durations), or without it
+    /// when the next probe time is unknown.
     #[must_use]
     pub fn to_response<B: Default>(&self) -> Response<B> {
         let mut res = Response::new(B::default());
         *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         if let Some(after) = self.retry_after() {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            let secs = after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0));
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -69,5 +72,16 @@ mod tests {
         assert!(unknown.headers().get(RETRY_AFTER).is_none());
         let other: buttress_core::BoxError = "boom".into();
         assert!(error_response::<()>(&other).is_none());
+    }
+
+    #[test]
+    fn retry_after_saturates_for_the_longest_duration() {
+        // Regression (#9, 8): `as_secs() + 1` overflowed for `Duration::MAX`
+        // (a panic in debug builds, `Retry-After: 0` in release).
+        let res: Response<()> = CircuitOpen::new(Some(Duration::MAX)).to_response();
+        assert_eq!(res.headers()[RETRY_AFTER], u64::MAX.to_string().as_str());
+        let whole: Response<()> =
+            CircuitOpen::new(Some(Duration::from_secs(u64::MAX))).to_response();
+        assert_eq!(whole.headers()[RETRY_AFTER], u64::MAX.to_string().as_str());
     }
 }

@@ -29,9 +29,16 @@
 //!
 //! # Time window
 //!
-//! `buckets` slices of `duration / buckets` each, per stripe; a slice word
-//! packs the slice's absolute number (40 bits) with a count (24 bits,
-//! saturating), so a reused slice resets itself with one compare-and-swap.
+//! `buckets` slices of `duration / buckets` each, per stripe. Slice `n`
+//! (counted from the breaker's creation) lives in slot `n % buckets`; the
+//! slot's word packs the slice's round `n / buckets` (40 bits, compared
+//! modulo 2^40, so it never runs out) with a count (24 bits, saturating),
+//! so a reused slot resets itself with one compare-and-swap.
+//!
+//! A writer bumps a call's slot in the calls words before its failure and
+//! slow-call slots; a reader takes a slot's failure and slow-call words
+//! before its calls word and counts them only with calls of the same
+//! round, so every failure it counts comes with its call.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -268,10 +275,18 @@ impl CountWindow {
 
 const COUNT_BITS: u32 = 24;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
+const ROUND_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
+const ROUND_HALF: u64 = 1 << (63 - COUNT_BITS);
 
 #[inline]
 fn unpack(word: u64) -> (u64, u64) {
     (word >> COUNT_BITS, word & COUNT_MAX)
+}
+
+/// How many rounds `later` is after `earlier`, modulo 2^40.
+#[inline]
+fn rounds_after(later: u64, earlier: u64) -> u64 {
+    later.wrapping_sub(earlier) & ROUND_MASK
 }
 
 #[derive(Debug)]
@@ -283,8 +298,8 @@ pub(crate) struct TimeWindow {
     words: Box<[AtomicU64]>,
     stride: usize,
     mask: usize,
-    /// The latest bucket whose window was seen holding the minimum number
-    /// of calls: within that bucket the count can only grow, so successes
+    /// The latest slice whose window was seen holding the minimum number
+    /// of calls: within that slice the count can only grow, so successes
     /// need no judging.
     judged: AtomicU64,
 }
@@ -303,26 +318,34 @@ impl TimeWindow {
         }
     }
 
-    /// Absolute bucket numbers start at 1, so a zeroed word is never current.
+    /// The slice number of `now`. Slices start at 1, so `judged`'s initial
+    /// 0 is never a current slice.
     #[inline]
-    fn bucket(&self, now: u64) -> u64 {
+    fn slice(&self, now: u64) -> u64 {
         now / self.bucket_nanos + 1
     }
 
+    /// Counts one event of slice `round · buckets + slot` into `word`.
+    ///
+    /// Rounds compare as serial numbers (RFC 1982): a word up to 2^39
+    /// rounds ahead of the writer's belongs to a later time (the writer
+    /// read the clock, then lagged), so the event is outside every window
+    /// that slot can still serve and is dropped rather than wiping the
+    /// later counts. A zero count marks an empty word.
     #[inline]
-    fn bump(word: &AtomicU64, bucket: u64) {
+    fn bump(word: &AtomicU64, round: u64) {
+        let round = round & ROUND_MASK;
         let mut w = word.load(Ordering::Relaxed);
         loop {
-            let (b, c) = unpack(w);
-            let next = if b == bucket {
+            let (r, c) = unpack(w);
+            let next = if c == 0 || (r != round && rounds_after(round, r) < ROUND_HALF) {
+                (round << COUNT_BITS) | 1
+            } else if r == round {
                 if c == COUNT_MAX {
                     return;
                 }
                 w + 1
-            } else if b < bucket {
-                (bucket << COUNT_BITS) | 1
             } else {
-                // The slice already belongs to a later time than ours.
                 return;
             };
             match word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
@@ -334,37 +357,54 @@ impl TimeWindow {
 
     #[inline]
     fn record(&self, failure: bool, slow: bool, now: u64) -> Option<u64> {
-        let bucket = self.bucket(now);
+        let slice = self.slice(now);
         let base = (thread_stripe() & self.mask) * self.stride;
-        let slot = (bucket % self.buckets) as usize;
+        let slot = (slice % self.buckets) as usize;
+        let round = slice / self.buckets;
         let nb = self.buckets as usize;
-        Self::bump(&self.words[base + slot], bucket);
+        // The call first: a reader that sees the failure then sees its call.
+        Self::bump(&self.words[base + slot], round);
         if failure {
-            Self::bump(&self.words[base + nb + slot], bucket);
+            Self::bump(&self.words[base + nb + slot], round);
         }
         if slow {
-            Self::bump(&self.words[base + 2 * nb + slot], bucket);
+            Self::bump(&self.words[base + 2 * nb + slot], round);
         }
-        (failure || slow || self.judged.load(Ordering::Acquire) != bucket).then_some(now)
+        (failure || slow || self.judged.load(Ordering::Acquire) != slice).then_some(now)
     }
 
     fn counts(&self, now: u64) -> Counts {
-        let current = self.bucket(now);
-        let oldest = current.saturating_sub(self.buckets - 1).max(1);
+        let current = self.slice(now);
+        let (round, last) = (current / self.buckets, current % self.buckets);
         let nb = self.buckets as usize;
         let mut counts = Counts::default();
         for stripe in self.words.chunks_exact(self.stride) {
-            let sum = |words: &[AtomicU64]| -> u64 {
-                words
-                    .iter()
-                    .map(|w| unpack(w.load(Ordering::Acquire)))
-                    .filter(|&(b, _)| b >= oldest && b <= current)
-                    .map(|(_, c)| c)
-                    .sum()
-            };
-            counts.calls += sum(&stripe[..nb]);
-            counts.failures += sum(&stripe[nb..2 * nb]);
-            counts.slow += sum(&stripe[2 * nb..3 * nb]);
+            for slot in 0..nb {
+                // Slots up to the current one hold this round's slices, the
+                // others the previous round's; slice 0 is never used.
+                let expected = if slot as u64 <= last {
+                    round
+                } else if round > 0 {
+                    round - 1
+                } else {
+                    continue;
+                };
+                let expected = expected & ROUND_MASK;
+                // Failures and slow calls before calls: see the module docs.
+                let failures = unpack(stripe[nb + slot].load(Ordering::Acquire));
+                let slow = unpack(stripe[2 * nb + slot].load(Ordering::Acquire));
+                let (r, calls) = unpack(stripe[slot].load(Ordering::Acquire));
+                if calls == 0 || r != expected {
+                    continue;
+                }
+                counts.calls += calls;
+                if failures.0 == r {
+                    counts.failures += failures.1;
+                }
+                if slow.0 == r {
+                    counts.slow += slow.1;
+                }
+            }
         }
         counts
     }
@@ -374,7 +414,7 @@ impl TimeWindow {
         if c.calls < u64::from(config.minimum_calls) {
             return None;
         }
-        self.judged.fetch_max(self.bucket(now), Ordering::AcqRel);
+        self.judged.fetch_max(self.slice(now), Ordering::AcqRel);
         if c.failures >= Config::needed(config.failure_ppm, c.calls) {
             return Some(Trip::FailureRate);
         }
