@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::entry::MAX_WINDOW;
+use crate::error::{ConfigError, config_error};
 use crate::handle::Cache;
 use crate::store::Store;
 
@@ -29,6 +30,7 @@ pub(crate) struct Config<K, V> {
     pub(crate) stale_while_revalidate: Duration,
     pub(crate) stale_if_error: Duration,
     pub(crate) xfetch_beta: Option<f64>,
+    pub(crate) load_timeout: Duration,
     pub(crate) max_entry_bytes: u32,
     pub(crate) weigher: Weigher<K, V>,
     pub(crate) seed: Option<u64>,
@@ -60,6 +62,7 @@ pub struct Builder<K, V, St> {
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
     xfetch_beta: Option<f64>,
+    load_timeout: Duration,
     max_entry_bytes: u32,
     weigher: Option<Weigher<K, V>>,
     seed: Option<u64>,
@@ -77,6 +80,7 @@ impl<K, V, St: fmt::Debug> fmt::Debug for Builder<K, V, St> {
             .field("stale_while_revalidate", &self.stale_while_revalidate)
             .field("stale_if_error", &self.stale_if_error)
             .field("xfetch_beta", &self.xfetch_beta)
+            .field("load_timeout", &self.load_timeout)
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("weigher", &self.weigher.as_ref().map(|_| ".."))
             .field("seed", &self.seed)
@@ -100,6 +104,7 @@ where
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             xfetch_beta: Some(1.0),
+            load_timeout: Duration::from_secs(30),
             max_entry_bytes: 1 << 20,
             weigher: None,
             seed: None,
@@ -167,6 +172,31 @@ where
         self
     }
 
+    /// The longest a load may run: the backend call (its readiness and the
+    /// call) and the store's write of its result, for a request's load and
+    /// for a background refresh alike. A load still running then is
+    /// dropped (which cancels the backend call), its key is freed so that
+    /// the next request asks the backend again, and the callers waiting
+    /// on it get [`LoadTimedOut`](crate::LoadTimedOut) (or the stale value
+    /// while stale-if-error allows). No caller waits longer than this for
+    /// a load, its own or one it joined.
+    ///
+    /// Default: 30 s. A background refresh has no caller whose timeout
+    /// would end it, so it needs a bound of its own, or a backend call that
+    /// never answers holds its key's load forever and every later miss
+    /// joins it. 30 s is longer than a read worth caching should ever
+    /// take and no shorter than the timeouts callers usually put around
+    /// it (Envoy's route timeout defaults to 15 s, nginx's
+    /// `proxy_read_timeout` to 60 s), so a caller's own timeout normally
+    /// fires first and this one catches the loads nobody else bounds.
+    /// Needs a tokio runtime with its timer (as `#[tokio::main]` builds);
+    /// outside a runtime loads are not bounded. Longer than 100 years is
+    /// cut to 100 years.
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
     /// Responses weighing more than this are not cached (counted as
     /// `oversized`). Default: 1 MiB.
     pub fn max_entry_bytes(mut self, bytes: u32) -> Self {
@@ -194,40 +224,36 @@ where
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the field when `ttl` or `negative_ttl` is
-    /// zero, `ttl_jitter` is outside `[0, 1)`, `xfetch_beta` is not
-    /// positive and finite, or `max_entry_bytes` is zero.
+    /// [`ConfigError`] naming the field when `ttl`, `negative_ttl` or
+    /// `load_timeout` is zero, `ttl_jitter` is outside `[0, 1)`,
+    /// `xfetch_beta` is not positive and finite, or `max_entry_bytes` is
+    /// zero.
     pub fn build(self) -> Result<Cache<K, V, St>, ConfigError> {
-        if self.ttl.is_zero() {
-            return Err(ConfigError::ZeroDuration { field: "ttl" });
-        }
-        if self.negative_ttl.is_zero() {
-            return Err(ConfigError::ZeroDuration {
-                field: "negative_ttl",
-            });
+        for (field, value) in [
+            ("ttl", self.ttl),
+            ("negative_ttl", self.negative_ttl),
+            ("load_timeout", self.load_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(config_error(field, "must be greater than zero"));
+            }
         }
         if !(0.0..1.0).contains(&self.ttl_jitter) {
-            return Err(ConfigError::OutOfRange {
-                field: "ttl_jitter",
-                value: self.ttl_jitter,
-                range: "[0, 1)",
-            });
+            return Err(config_error(
+                "ttl_jitter",
+                format!("must be within [0, 1), got {}", self.ttl_jitter),
+            ));
         }
         if let Some(beta) = self.xfetch_beta
             && !(beta.is_finite() && beta > 0.0)
         {
-            return Err(ConfigError::OutOfRange {
-                field: "xfetch_beta",
-                value: beta,
-                range: "(0, ∞)",
-            });
+            return Err(config_error(
+                "xfetch_beta",
+                format!("must be positive and finite, got {beta}"),
+            ));
         }
         if self.max_entry_bytes == 0 {
-            return Err(ConfigError::OutOfRange {
-                field: "max_entry_bytes",
-                value: 0.0,
-                range: "[1, 2^32)",
-            });
+            return Err(config_error("max_entry_bytes", "must be at least 1"));
         }
         let weigher = self.weigher.unwrap_or_else(|| {
             let fixed = u32::try_from(size_of::<K>() + size_of::<V>())
@@ -243,6 +269,7 @@ where
             stale_while_revalidate: self.stale_while_revalidate,
             stale_if_error: self.stale_if_error,
             xfetch_beta: self.xfetch_beta,
+            load_timeout: self.load_timeout.min(MAX_WINDOW),
             max_entry_bytes: self.max_entry_bytes,
             weigher,
             seed: self.seed,

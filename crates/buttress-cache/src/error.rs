@@ -3,6 +3,7 @@
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A backend error handed to a coalesced waiter: several callers waited on
 /// one load and it failed, so each gets this wrapper around the one shared
@@ -44,37 +45,62 @@ impl Error for CoalescedError {
     }
 }
 
-/// A configuration the cache builder rejected; names the field.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A duration that must be positive was zero.
-    ZeroDuration {
-        /// The setter's name.
-        field: &'static str,
-    },
-    /// A number outside its range.
-    OutOfRange {
-        /// The setter's name.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// The range it must fall in, in words.
-        range: &'static str,
-    },
+/// A load did not finish within the cache's
+/// [`load_timeout`](crate::Builder::load_timeout): the backend call (or
+/// the store's write of its result) was dropped, the key freed so that
+/// the next request asks the backend again, and every caller waiting on
+/// that load got this error (or a stale value, under stale-if-error). A
+/// caller also gets it when it has itself waited `load_timeout` for a
+/// load another caller leads.
+///
+/// ```
+/// # async fn check(err: tower::BoxError) {
+/// use buttress_cache::LoadTimedOut;
+///
+/// if let Some(timed_out) = err.downcast_ref::<LoadTimedOut>() {
+///     eprintln!("{timed_out}; the next request asks the backend again");
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LoadTimedOut {
+    cache: Arc<str>,
+    after: Duration,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ZeroDuration { field } => write!(f, "cache: `{field}` must be greater than zero"),
-            Self::OutOfRange {
-                field,
-                value,
-                range,
-            } => write!(f, "cache: `{field}` = {value} is outside {range}"),
-        }
+impl LoadTimedOut {
+    pub(crate) fn new(cache: Arc<str>, after: Duration) -> Self {
+        Self { cache, after }
+    }
+
+    /// The name of the cache whose load timed out.
+    #[must_use]
+    pub fn cache(&self) -> &str {
+        &self.cache
+    }
+
+    /// The load timeout that ran out.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.after
     }
 }
 
-impl Error for ConfigError {}
+impl fmt::Display for LoadTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cache `{}`: load did not finish within its {:?} load timeout",
+            self.cache, self.after
+        )
+    }
+}
+
+impl Error for LoadTimedOut {}
+
+pub use buttress_core::ConfigError;
+
+/// A [`ConfigError`] for this crate's builders.
+pub(crate) fn config_error(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::new("cache", field, problem)
+}

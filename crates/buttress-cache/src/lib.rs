@@ -115,7 +115,7 @@ mod tags;
 
 pub use config::{Builder, ENTRY_OVERHEAD_BYTES};
 pub use entry::{Entry, Tag};
-pub use error::{CoalescedError, ConfigError};
+pub use error::{CoalescedError, ConfigError, LoadTimedOut};
 pub use handle::Cache;
 pub use invalidate::{InvalidateFuture, InvalidateLayer, InvalidateService, Invalidation};
 pub use layer::CacheLayer;

@@ -131,6 +131,9 @@ pub(crate) struct Counters {
     pub(crate) oversized: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) errors_served: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    /// Loads running now (see [`Stats::loads_in_flight`]).
+    pub(crate) loads_running: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -212,6 +215,22 @@ pub struct Stats {
     /// Requests answered with a cached error (see
     /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)).
     pub errors_served: u64,
+    /// Loads dropped at the [`load_timeout`](crate::Builder::load_timeout),
+    /// and callers that stopped waiting for another caller's load at
+    /// theirs (each of them also counted in
+    /// [`load_failures`](Self::load_failures) or answered with
+    /// [`LoadTimedOut`](crate::LoadTimedOut), or with a stale value).
+    pub timeouts: u64,
+    /// Loads running now, in requests and in background refreshes: a
+    /// load is counted from its first step (readying the backend) until
+    /// it has finished, timed out, been cancelled or been dropped. Zero
+    /// when the cache is idle.
+    pub loads_in_flight: u64,
+    /// Keys with a load in flight that a request would join (coalescing).
+    /// Zero when the cache is idle; an invalidation detaches the loads of
+    /// the keys it drops, so this can be lower than
+    /// [`loads_in_flight`](Self::loads_in_flight).
+    pub keys_loading: u64,
     /// Evictions the store made on its own.
     pub evictions: Evictions,
     /// How many (tag, key) pairs the tag index holds (see
@@ -236,7 +255,12 @@ impl Stats {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, evictions: Evictions, tag_index_pairs: u64) -> Stats {
+    pub(crate) fn snapshot(
+        &self,
+        evictions: Evictions,
+        tag_index_pairs: u64,
+        keys_loading: u64,
+    ) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             hits: self.hits.sum(),
@@ -253,6 +277,9 @@ impl Counters {
             oversized: get(&self.oversized),
             invalidations: get(&self.invalidations),
             errors_served: get(&self.errors_served),
+            timeouts: get(&self.timeouts),
+            loads_in_flight: get(&self.loads_running),
+            keys_loading,
             evictions,
             tag_index_pairs,
         }

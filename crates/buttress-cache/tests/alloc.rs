@@ -65,7 +65,8 @@ fn hits_allocate_nothing() {
         let moka = Cache::builder(
             MokaStore::builder(1 << 20)
                 .maintenance_interval(None)
-                .build(),
+                .build()
+                .unwrap(),
         )
         .build()
         .unwrap();

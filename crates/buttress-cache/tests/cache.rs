@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
 use buttress_cache::{
-    Builder, Cache, CacheLayer, CacheService, CoalescedError, ConfigError, Entry, InvalidateLayer,
-    Invalidation, Verdict,
+    Builder, Cache, CacheLayer, CacheService, CoalescedError, Entry, InvalidateLayer, Invalidation,
+    Verdict,
 };
 use buttress_core::time::Instant;
 use common::{Answer, Backend, assert_xfetch_keeps_hot_keys_fresh, get, settle};
@@ -481,32 +481,22 @@ async fn warming_loads_every_key_with_bounded_concurrency() {
 
 #[test]
 fn build_names_the_bad_field() {
-    let err = builder().ttl(Duration::ZERO).build().unwrap_err();
-    assert_eq!(err, ConfigError::ZeroDuration { field: "ttl" });
-    assert!(err.to_string().contains("`ttl`"));
-    let err = builder().ttl_jitter(1.0).build().unwrap_err();
-    assert!(matches!(
-        err,
-        ConfigError::OutOfRange {
-            field: "ttl_jitter",
-            ..
-        }
-    ));
-    let err = builder().xfetch_beta(Some(f64::NAN)).build().unwrap_err();
-    assert!(matches!(
-        err,
-        ConfigError::OutOfRange {
-            field: "xfetch_beta",
-            ..
-        }
-    ));
-    let err = builder().negative_ttl(Duration::ZERO).build().unwrap_err();
+    let field = |b: Builder<u64, Answer, Quick>| b.build().unwrap_err().field();
+    assert_eq!(field(builder().ttl(Duration::ZERO)), "ttl");
+    assert_eq!(field(builder().ttl_jitter(1.0)), "ttl_jitter");
+    assert_eq!(field(builder().xfetch_beta(Some(f64::NAN))), "xfetch_beta");
     assert_eq!(
-        err,
-        ConfigError::ZeroDuration {
-            field: "negative_ttl"
-        }
+        field(builder().negative_ttl(Duration::ZERO)),
+        "negative_ttl"
     );
+    assert_eq!(field(builder().max_entry_bytes(0)), "max_entry_bytes");
+    assert_eq!(
+        field(builder().load_timeout(Duration::ZERO)),
+        "load_timeout"
+    );
+    let err = builder().ttl(Duration::ZERO).build().unwrap_err();
+    assert_eq!(err.layer(), "cache");
+    assert!(err.to_string().contains("`ttl`"), "{err}");
 }
 
 #[test]
@@ -529,6 +519,7 @@ async fn extreme_durations_never_panic_at_request_time() {
         .stale_while_revalidate(Duration::MAX)
         .stale_if_error(Duration::MAX)
         .xfetch_beta(Some(1e300))
+        .load_timeout(Duration::MAX)
         .build()
         .unwrap();
     let svc = CacheLayer::new(cache.clone(), by_key as fn(&u64) -> Option<u64>)

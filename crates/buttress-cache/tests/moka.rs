@@ -47,7 +47,8 @@ async fn moka_is_bounded_by_bytes_and_counts_size_evictions() {
     // 100 entries of 1,000 bytes in a 20,000-byte store.
     let store = MokaStore::builder(20_000)
         .maintenance_interval(Some(Duration::from_millis(10)))
-        .build();
+        .build()
+        .unwrap();
     let cache = Cache::builder(store)
         .weigher(|_: &u64, _: &Answer| 1_000)
         .build()
@@ -62,5 +63,22 @@ async fn moka_is_bounded_by_bytes_and_counts_size_evictions() {
         cache.stats().evictions.size >= 80,
         "{:?}",
         cache.stats().evictions
+    );
+}
+
+#[tokio::test]
+async fn a_zero_maintenance_interval_is_a_config_error() {
+    let err = MokaStore::builder(1 << 20)
+        .maintenance_interval(Some(Duration::ZERO))
+        .build::<u64, Answer>()
+        .unwrap_err();
+    assert_eq!(err.field(), "maintenance_interval");
+    assert!(err.to_string().contains("`maintenance_interval`"), "{err}");
+    // `None` is how maintenance is turned off.
+    assert!(
+        MokaStore::builder(1 << 20)
+            .maintenance_interval(None)
+            .build::<u64, Answer>()
+            .is_ok()
     );
 }

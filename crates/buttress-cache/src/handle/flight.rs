@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use buttress_core::BoxError;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use super::{Shared, lock};
-use crate::error::CoalescedError;
+use crate::error::{CoalescedError, LoadTimedOut};
 use crate::policy::MakeError;
 use crate::store::Store;
 
@@ -19,6 +20,8 @@ pub(super) enum Outcome<V> {
     /// The load failed with an error the policy chose to cache: every
     /// waiter gets its own copy, as later requests will.
     Error(MakeError),
+    /// The load ran past its deadline and was dropped.
+    TimedOut(LoadTimedOut),
     /// The leader's future was dropped: a waiter takes over.
     Abandoned,
 }
@@ -29,15 +32,50 @@ impl<V: Clone> Clone for Outcome<V> {
             Self::Value(v) => Self::Value(v.clone()),
             Self::Failed(e) => Self::Failed(Arc::clone(e)),
             Self::Error(make) => Self::Error(Arc::clone(make)),
+            Self::TimedOut(e) => Self::TimedOut(e.clone()),
             Self::Abandoned => Self::Abandoned,
         }
     }
+}
+
+/// Whether a flight's load may still run.
+enum Cancel {
+    /// Not cancelled, and no task to abort (a request's own load, or a
+    /// refresh whose task is being spawned).
+    Open,
+    /// A background refresh's task, aborted if the flight is cancelled.
+    Task(AbortHandle),
+    /// Cancelled: a task handed in later is aborted at once.
+    Cancelled,
 }
 
 /// One load in flight, shared by its leader and its waiters.
 pub(crate) struct Flight<V> {
     outcome: Mutex<Option<Outcome<V>>>,
     done: Notify,
+    cancel: Mutex<Cancel>,
+}
+
+impl<V> Flight<V> {
+    /// Cancels the flight's background refresh, if it is one: its task is
+    /// aborted (now, or as soon as it is handed in), which drops the
+    /// backend call and wakes its waiters to lead loads of their own. A
+    /// request's own load is left to its caller.
+    pub(crate) fn cancel(&self) {
+        if let Cancel::Task(task) = std::mem::replace(&mut *lock(&self.cancel), Cancel::Cancelled) {
+            task.abort();
+        }
+    }
+
+    /// Hands in the task running this flight's refresh.
+    pub(super) fn run_by(&self, task: AbortHandle) {
+        let mut cancel = lock(&self.cancel);
+        if matches!(*cancel, Cancel::Cancelled) {
+            task.abort();
+        } else {
+            *cancel = Cancel::Task(task);
+        }
+    }
 }
 
 impl<V: Clone> Flight<V> {
@@ -45,6 +83,7 @@ impl<V: Clone> Flight<V> {
         Arc::new(Self {
             outcome: Mutex::new(None),
             done: Notify::new(),
+            cancel: Mutex::new(Cancel::Open),
         })
     }
 
@@ -71,6 +110,12 @@ pub(crate) struct Lead<K: Hash + Eq, V: Clone, St> {
 }
 
 impl<K: Hash + Eq, V: Clone, St> Lead<K, V, St> {
+    /// The flight, without holding it (a waiter counts as a strong
+    /// reference).
+    pub(super) fn flight(&self) -> std::sync::Weak<Flight<V>> {
+        Arc::downgrade(&self.flight)
+    }
+
     fn unregister(&mut self) -> Option<K> {
         let key = self.key.take()?;
         let mut map = lock(&self.shared.inflight);

@@ -1,9 +1,10 @@
 //! The load path: judging a found entry, reading through on a miss,
 //! writing results, background refreshes.
 
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use buttress_core::BoxError;
@@ -18,6 +19,33 @@ use crate::policy::{CachePolicy, ErrorPolicy, ErrorVerdict, Kind, Verdict};
 use crate::stats::bump;
 use crate::store::Store;
 use crate::tags::SweepClaim;
+
+/// `fut`'s output, or `None` if `deadline` passes first (never without
+/// one).
+async fn bounded<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// Counts one load in [`Stats::loads_in_flight`](crate::Stats::loads_in_flight)
+/// for as long as it lives, however the load ends (finished, timed out,
+/// aborted, dropped).
+struct Running<'a>(&'a AtomicU64);
+
+impl<'a> Running<'a> {
+    fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// What [`Shared::judge`] made of a found entry.
 pub(crate) enum Found<V, Req> {
@@ -176,8 +204,8 @@ where
     }
 
     /// Leads one load: calls the backend, writes, hands the result to the
-    /// waiters. On failure, answers with `stale` if it is still servable
-    /// (stale-if-error).
+    /// waiters, all by `deadline`. On failure (a timeout included),
+    /// answers with `stale` if it is still servable (stale-if-error).
     #[allow(clippy::too_many_arguments)]
     async fn lead<S, Req, P, N>(
         self: &Arc<Self>,
@@ -188,6 +216,7 @@ where
         (policy, errors): (&P, &N),
         stale: Option<Entry<V>>,
         expect_version: Option<u64>,
+        deadline: Option<Instant>,
     ) -> Result<V, BoxError>
     where
         S: Service<Req, Response = V>,
@@ -195,31 +224,41 @@ where
         P: CachePolicy<V>,
         N: ErrorPolicy<S::Error>,
     {
+        let _running = Running::new(&self.counters.loads_running);
         let epoch0 = self.epoch(&key);
         let start = Instant::now();
-        let ready: Result<(), BoxError> = std::future::poll_fn(|cx| svc.poll_ready(cx))
-            .await
-            .map_err(Into::into);
         // Only `call`'s errors are about the key; a readiness error is
         // about the service and is never cached.
         let mut error_verdict = None;
-        let result = match ready {
-            Ok(()) => svc.call(req).await.map_err(|e| {
-                error_verdict = errors.verdict(&e);
-                e.into()
-            }),
-            Err(e) => Err(e),
+        let call = async {
+            let ready: Result<(), BoxError> = std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(Into::into);
+            match ready {
+                Ok(()) => svc.call(req).await.map_err(|e| {
+                    error_verdict = errors.verdict(&e);
+                    e.into()
+                }),
+                Err(e) => Err(e),
+            }
         };
+        // Past the deadline the call is dropped, which cancels it.
+        let result = bounded(deadline, call).await;
         let load_time = start.elapsed();
         bump(&self.counters.loads);
         self.counters
             .load_nanos
             .fetch_add(saturating_nanos(load_time), Ordering::Relaxed);
         self.metrics.load_seconds.record(load_time.as_secs_f64());
+        let Some(result) = result else {
+            bump(&self.counters.load_failures);
+            self.metrics.load_failures.increment(1);
+            return self.give_up(lead, stale.as_ref());
+        };
         match result {
             Ok(value) => {
                 let verdict = policy.verdict(&value);
-                self.write(
+                let write = self.write(
                     key,
                     value.clone(),
                     verdict,
@@ -227,8 +266,14 @@ where
                     load_time,
                     epoch0,
                     expect_version,
-                )
-                .await;
+                );
+                // A store that does not answer in time leaves the value
+                // unwritten (or written, unconfirmed); it is still the
+                // answer.
+                if bounded(deadline, write).await.is_none() {
+                    bump(&self.counters.timeouts);
+                    tracing::debug!(cache = %self.cfg.name, "cache write timed out");
+                }
                 lead.finish(|| Outcome::Value(value.clone()));
                 Ok(value)
             }
@@ -241,8 +286,11 @@ where
                     return Ok(value);
                 }
                 if let Some(verdict) = error_verdict {
-                    self.write_error(key, &verdict, start, epoch0, expect_version)
-                        .await;
+                    let write = self.write_error(key, &verdict, start, epoch0, expect_version);
+                    if bounded(deadline, write).await.is_none() {
+                        bump(&self.counters.timeouts);
+                        tracing::debug!(cache = %self.cfg.name, "cache error write timed out");
+                    }
                     // Waiters get a copy each; the caller keeps the
                     // original.
                     lead.finish(|| Outcome::Error(verdict.make));
@@ -251,6 +299,20 @@ where
                 Err(lead.fail(error))
             }
         }
+    }
+
+    /// Ends a load that ran out of time: its waiters and its caller get
+    /// [`LoadTimedOut`](crate::LoadTimedOut), or `stale` if it is still
+    /// servable (stale-if-error), and the key is free for the next load.
+    fn give_up(&self, lead: Lead<K, V, St>, stale: Option<&Entry<V>>) -> Result<V, BoxError> {
+        let error = self.timed_out();
+        tracing::debug!(cache = %self.cfg.name, error = %error, "cache load timed out");
+        if let Some(value) = self.stale_on_error(stale) {
+            lead.finish(|| Outcome::Value(value.clone()));
+            return Ok(value);
+        }
+        lead.finish(|| Outcome::TimedOut(error.clone()));
+        Err(Box::new(error))
     }
 
     fn stale_on_error(&self, stale: Option<&Entry<V>>) -> Option<V> {
@@ -301,13 +363,19 @@ where
         }
         bump(&self.counters.misses);
         self.metrics.miss.increment(1);
+        // No call waits longer than `load_timeout` for a load, whether it
+        // leads one or joins another's.
+        let deadline = self.deadline();
         let mut waited = false;
         loop {
             match self.join(&key) {
                 Ok(lead) => {
                     // Another load may have landed between our lookup and
                     // the join.
-                    if let Some(entry) = self.store.get(&key).await
+                    let Some(found) = bounded(deadline, self.store.get(&key)).await else {
+                        return self.give_up(lead, stale.as_ref());
+                    };
+                    if let Some(entry) = found
                         && entry.is_fresh(Instant::now())
                     {
                         let value = entry.value().clone();
@@ -320,7 +388,16 @@ where
                         return Err(error);
                     }
                     return self
-                        .lead(lead, key, req, svc, (&policy, &errors), stale, None)
+                        .lead(
+                            lead,
+                            key,
+                            req,
+                            svc,
+                            (&policy, &errors),
+                            stale,
+                            None,
+                            deadline,
+                        )
                         .await;
                 }
                 Err(flight) => {
@@ -329,7 +406,14 @@ where
                         bump(&self.counters.coalesced);
                         self.metrics.coalesced.increment(1);
                     }
-                    match flight.wait().await {
+                    let Some(outcome) = bounded(deadline, flight.wait()).await else {
+                        let error = self.timed_out();
+                        if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                            return Ok(value);
+                        }
+                        return Err(Box::new(error));
+                    };
+                    match outcome {
                         Outcome::Value(value) => return Ok(value),
                         Outcome::Error(make) => {
                             if let Some(value) = self.stale_on_error(stale.as_ref()) {
@@ -342,6 +426,12 @@ where
                                 return Ok(value);
                             }
                             return Err(Box::new(CoalescedError::new(error)));
+                        }
+                        Outcome::TimedOut(error) => {
+                            if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                                return Ok(value);
+                            }
+                            return Err(Box::new(error));
                         }
                         Outcome::Abandoned => continue,
                     }
@@ -403,7 +493,9 @@ where
 
     /// Starts one background refresh of `key` (stale-while-revalidate,
     /// XFetch) unless a load of it is already running. Gives the request
-    /// back when there is no tokio runtime to spawn on.
+    /// back when there is no tokio runtime to spawn on. The refresh is
+    /// bounded by `load_timeout` like any load, and an invalidation of
+    /// `key` aborts it.
     pub(crate) fn refresh<S, Req, P, N>(
         self: &Arc<Self>,
         key: &K,
@@ -431,8 +523,10 @@ where
         let shared = Arc::clone(self);
         let stale = entry.clone();
         let expected = entry.version();
+        let deadline = Instant::now().checked_add(self.cfg.load_timeout);
+        let flight = lead.flight();
         let (key, svc, policy, errors) = (key.clone(), svc.clone(), policy.clone(), errors.clone());
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             let _ = shared
                 .lead(
                     lead,
@@ -442,9 +536,57 @@ where
                     (&policy, &errors),
                     Some(stale),
                     Some(expected),
+                    deadline,
                 )
                 .await;
         });
+        // Gone if the refresh has already finished.
+        if let Some(flight) = flight.upgrade() {
+            flight.run_by(task.abort_handle());
+        }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "quick_cache"))]
+mod tests {
+    use super::*;
+    use crate::policy::{CacheNoErrors, CacheSuccesses};
+    use crate::store::QuickCacheStore;
+    use crate::{Cache, LoadTimedOut};
+
+    /// A waiter's wait is bounded by its own deadline, not only by the
+    /// load it joined: a load led by someone whose bound is later (a
+    /// waiter that took over) or absent must not hold it longer.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_bounds_its_own_wait_whatever_load_it_joined() {
+        let bound = Duration::from_secs(5);
+        let cache = Cache::<u64, u64, _>::builder(QuickCacheStore::new(1 << 20, 100))
+            .load_timeout(bound)
+            .build()
+            .unwrap();
+        let shared = Arc::clone(&cache.shared);
+        // A load of key 1 that nothing bounds: this test holds its lead.
+        let Ok(_unbounded) = shared.join(&1) else {
+            panic!("nobody else loads key 1");
+        };
+        let backend = tower::service_fn(|k: u64| async move { Ok::<_, std::io::Error>(k) });
+        let started = Instant::now();
+        let waiter = Arc::clone(&shared).read_through(
+            1,
+            1,
+            backend,
+            CacheSuccesses,
+            CacheNoErrors,
+            None,
+            false,
+        );
+        let result = tokio::time::timeout(Duration::from_secs(3600), waiter)
+            .await
+            .expect("the waiter is bounded");
+        let error = result.unwrap_err();
+        assert!(error.downcast_ref::<LoadTimedOut>().is_some(), "{error}");
+        assert_eq!(started.elapsed(), bound);
+        assert_eq!(cache.stats().timeouts, 1);
     }
 }

@@ -14,6 +14,7 @@ use buttress_core::time::Instant;
 use crate::cached_errors::ErrorTable;
 use crate::config::{Builder, Config};
 use crate::entry::{Entry, MAX_WINDOW, Ticks};
+use crate::error::LoadTimedOut;
 use crate::stats::{Counters, Metrics, Stats, bump};
 use crate::store::Store;
 use crate::tags::TagIndex;
@@ -170,8 +171,9 @@ where
     #[must_use]
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
+        let keys_loading = lock(&s.inflight).len() as u64;
         s.counters
-            .snapshot(s.store.evictions(), s.tags.pairs() as u64)
+            .snapshot(s.store.evictions(), s.tags.pairs() as u64, keys_loading)
     }
 
     /// The entry for `key` if the store can answer synchronously and the
@@ -188,12 +190,17 @@ where
 
     /// Drops `key` (its value or its cached error). Once this returns, no request is answered with the
     /// dropped value: loads that started before it do not write their
-    /// result, and requests after it do not join them.
+    /// result, and requests after it do not join them. A background
+    /// refresh of `key` in flight is cancelled (its backend call dropped);
+    /// a request's own load runs on for its caller, unwritten.
     pub async fn invalidate(&self, key: &K) {
         let s = &self.shared;
         let _gate = s.gate.write().await;
         s.epochs[s.stripe(key)].fetch_add(1, Ordering::SeqCst);
-        lock(&s.inflight).remove(key);
+        let flight = lock(&s.inflight).remove(key);
+        if let Some(flight) = flight {
+            flight.cancel();
+        }
         s.errors.remove(key);
         s.store.delete(key).await;
         s.invalidated("key");
@@ -213,11 +220,12 @@ where
         let _gate = s.gate.write().await;
         s.bump_all();
         let keys = s.tags.remove_tag(tag);
-        {
+        let flights: Vec<_> = {
             let mut inflight = lock(&s.inflight);
-            for key in keys.keys() {
-                inflight.remove(key);
-            }
+            keys.keys().filter_map(|key| inflight.remove(key)).collect()
+        };
+        for flight in flights {
+            flight.cancel();
         }
         for key in keys.keys() {
             s.store.delete(key).await;
@@ -227,7 +235,8 @@ where
 
     /// Drops every entry for which `pred(key, value)` is true, and every
     /// cached error (it has no value to test). Loads in flight are
-    /// detached (their results are not written). Same guarantee as
+    /// detached (their results are not written) and background refreshes
+    /// cancelled. Same guarantee as
     /// [`invalidate`](Self::invalidate).
     pub async fn invalidate_where<F>(&self, pred: F)
     where
@@ -238,7 +247,7 @@ where
         self.drop_where(pred, false).await;
     }
 
-    /// Drops everything.
+    /// Drops everything, and cancels every background refresh.
     pub async fn invalidate_all(&self) {
         self.drop_where(|_, _| true, true).await;
     }
@@ -254,7 +263,10 @@ where
             // Under the gate: a write after this one keeps its pairs.
             s.tags.clear();
         }
-        lock(&s.inflight).clear();
+        let flights: Vec<_> = lock(&s.inflight).drain().map(|(_, f)| f).collect();
+        for flight in flights {
+            flight.cancel();
+        }
         // A cached error has no value to test: drop them all (a spurious
         // miss, never a stale answer).
         s.errors.clear();
@@ -348,6 +360,18 @@ impl<K, V, St> Shared<K, V, St> {
     pub(crate) fn count_bypass(&self) {
         bump(&self.counters.bypassed);
         self.metrics.bypass.increment(1);
+    }
+
+    /// When a load starting now must be done: `load_timeout` from now, or
+    /// never (`None`) outside a tokio runtime, where no timer can end it.
+    fn deadline(&self) -> Option<Instant> {
+        tokio::runtime::Handle::try_current().ok()?;
+        Instant::now().checked_add(self.cfg.load_timeout)
+    }
+
+    fn timed_out(&self) -> LoadTimedOut {
+        bump(&self.counters.timeouts);
+        LoadTimedOut::new(Arc::clone(&self.cfg.name), self.cfg.load_timeout)
     }
 
     fn jittered(&self, ttl: Duration) -> Duration {

@@ -12,6 +12,7 @@ use moka::notification::RemovalCause;
 
 use super::{EvictionCounters, Evictions, Store};
 use crate::entry::Entry;
+use crate::error::{ConfigError, config_error};
 
 /// Expires an entry (in moka's own clock) when its `stale_until` passes:
 /// only a memory bound, the layer judges freshness itself.
@@ -70,14 +71,40 @@ impl MokaStoreBuilder {
     /// entries and never reports their eviction), so the store keeps it
     /// running. The task is spawned on the current tokio runtime when the
     /// store is built (none is spawned outside a runtime) and stops when
-    /// the last clone of the store is dropped.
+    /// the last clone of the store is dropped. A zero interval is
+    /// rejected by [`build`](Self::build) (tokio's interval cannot tick
+    /// at it); `None` is the way to turn maintenance off.
     pub fn maintenance_interval(mut self, every: Option<Duration>) -> Self {
         self.maintenance_interval = every;
         self
     }
 
-    /// Builds the store.
-    pub fn build<K, V>(self) -> MokaStore<K, V>
+    /// Validates the configuration and builds the store.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `maintenance_interval` when it is
+    /// `Some(Duration::ZERO)`.
+    pub fn build<K, V>(self) -> Result<MokaStore<K, V>, ConfigError>
+    where
+        K: Eq + Hash + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if self
+            .maintenance_interval
+            .is_some_and(|every| every.is_zero())
+        {
+            return Err(config_error(
+                "maintenance_interval",
+                "must be greater than zero (`None` turns maintenance off)",
+            ));
+        }
+        Ok(self.build_valid())
+    }
+
+    /// Builds the store from a configuration [`build`](Self::build) has
+    /// validated.
+    fn build_valid<K, V>(self) -> MokaStore<K, V>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
@@ -181,10 +208,10 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// A store holding at most `max_bytes` of entries, with every default
-    /// of [`MokaStoreBuilder`].
+    /// of [`MokaStoreBuilder`] (which are valid, so this cannot fail).
     #[must_use]
     pub fn new(max_bytes: u64) -> Self {
-        MokaStore::builder(max_bytes).build()
+        MokaStore::builder(max_bytes).build_valid()
     }
 
     /// The moka cache underneath (for `run_pending_tasks`, statistics).

@@ -31,6 +31,7 @@ pub struct Backend {
     pub max_running: Arc<AtomicUsize>,
     pub version: Arc<AtomicU64>,
     pub fail: Arc<AtomicBool>,
+    pub hang: Arc<AtomicBool>,
     pub delay: Duration,
 }
 
@@ -53,6 +54,16 @@ impl Backend {
     pub fn set_failing(&self, failing: bool) {
         self.fail.store(failing, Ordering::SeqCst);
     }
+
+    /// Calls started while hanging never answer (until dropped).
+    pub fn set_hanging(&self, hanging: bool) {
+        self.hang.store(hanging, Ordering::SeqCst);
+    }
+
+    /// Calls running now: started and neither answered nor dropped.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
 }
 
 impl Service<u64> for Backend {
@@ -72,6 +83,7 @@ impl Service<u64> for Backend {
         let this = self.clone();
         // The answer is as of the call, like a database read.
         let version = self.version.load(Ordering::SeqCst);
+        let hang = self.hang.load(Ordering::SeqCst);
         Box::pin(async move {
             struct Done(Backend);
             impl Drop for Done {
@@ -80,6 +92,9 @@ impl Service<u64> for Backend {
                 }
             }
             let done = Done(this);
+            if hang {
+                std::future::pending::<()>().await;
+            }
             if !done.0.delay.is_zero() {
                 tokio::time::sleep(done.0.delay).await;
             }
