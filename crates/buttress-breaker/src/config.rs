@@ -67,6 +67,7 @@ pub struct Builder {
     pub(crate) max_open_duration: Option<Duration>,
     pub(crate) open_duration_jitter: f64,
     pub(crate) half_open_probes: u32,
+    pub(crate) half_open_max_wait: Duration,
     pub(crate) listener: Option<Listener>,
     pub(crate) seed: Option<u64>,
 }
@@ -86,6 +87,7 @@ impl fmt::Debug for Builder {
             .field("max_open_duration", &self.max_open_duration)
             .field("open_duration_jitter", &self.open_duration_jitter)
             .field("half_open_probes", &self.half_open_probes)
+            .field("half_open_max_wait", &self.half_open_max_wait)
             .field("listener", &self.listener.as_ref().map(|_| ".."))
             .finish()
     }
@@ -114,6 +116,7 @@ impl Builder {
             max_open_duration: None,
             open_duration_jitter: 0.1,
             half_open_probes: 5,
+            half_open_max_wait: Duration::from_secs(60),
             listener: None,
             seed: None,
         }
@@ -238,6 +241,28 @@ impl Builder {
         self
     }
 
+    /// The longest the half-open state waits for a verdict once every probe
+    /// is out. A probe whose call never completes (a hung backend with no
+    /// timeout inside the breaker) would otherwise hold its permit, and the
+    /// breaker half-open and rejecting, forever. Past this bound the
+    /// outstanding probes are taken as failed: the breaker re-opens
+    /// ([`TransitionReason::ProbesTimedOut`](crate::TransitionReason::ProbesTimedOut)),
+    /// and a new half-open period with fresh probes follows the open
+    /// duration; a late outcome of an old probe is not counted.
+    ///
+    /// Default: 60 s, resilience4j's slow-call threshold: a call outstanding
+    /// that long is slow by resilience4j's own default. (resilience4j's
+    /// `maxWaitDurationInHalfOpenState` defaults to waiting forever.) Set it
+    /// above the slowest call the backend legitimately makes, or the probes
+    /// of a healthy but slow backend time out and the breaker never closes;
+    /// `Duration::MAX` waits forever. The bound is checked when a call
+    /// arrives, so it costs nothing on the closed path.
+    #[must_use]
+    pub fn half_open_max_wait(mut self, duration: Duration) -> Self {
+        self.half_open_max_wait = duration;
+        self
+    }
+
     /// Calls `listener` after every state change. Events are only built
     /// when a listener is set. The listener runs on the thread that caused
     /// the change, after the breaker's internal lock is released, so it may
@@ -267,8 +292,8 @@ impl Builder {
     /// `0.0..=1.0`, a zero or oversized window, zero or too many half-open
     /// probes, minimum calls of zero or above the count window, a zero open
     /// duration or slow-call duration, a multiplier below 1, a cap below
-    /// the open duration, a jitter outside `0.0..1.0`, or zero consecutive
-    /// failures.
+    /// the open duration, a jitter outside `0.0..1.0`, zero consecutive
+    /// failures, or a zero half-open wait.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         let config = Config::validate(&self)?;
         Ok(CircuitBreaker::from_config(config, self))
@@ -300,6 +325,7 @@ pub(crate) struct Config {
     pub(crate) max_open_duration: Duration,
     pub(crate) open_duration_jitter: f64,
     pub(crate) half_open_probes: u32,
+    pub(crate) half_open_max_wait_nanos: u64,
 }
 
 impl Config {
@@ -404,6 +430,12 @@ impl Config {
                 ),
             ));
         }
+        if b.half_open_max_wait.is_zero() {
+            return Err(crate::error::config_error(
+                "half_open_max_wait",
+                "must be greater than zero",
+            ));
+        }
         Ok(Self {
             failure_ppm,
             slow_ppm,
@@ -418,6 +450,7 @@ impl Config {
             max_open_duration,
             open_duration_jitter: b.open_duration_jitter,
             half_open_probes: b.half_open_probes,
+            half_open_max_wait_nanos: buttress_core::time::saturating_nanos(b.half_open_max_wait),
         })
     }
 
@@ -487,6 +520,10 @@ mod tests {
             "slow_call_duration"
         );
         assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
+        assert_eq!(
+            field(b().half_open_max_wait(Duration::ZERO)),
+            "half_open_max_wait"
+        );
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::time::Duration;
 use buttress_core::classify::Outcome;
 use buttress_core::rng::FastRng;
 use buttress_core::time::{Instant, Origin};
-use metrics::{Counter, Gauge};
 
 use crate::config::{Builder, Config, Listener};
 use crate::error::CircuitOpen;
 use crate::state::{Snapshot, State, StateTransition, TransitionReason};
+use crate::telemetry::{Telemetry, counts_as_open};
 use crate::window::{Padded, Trip, Window, thread_stripe};
 
 // The state word: state (3 bits) | probe permits left (10) | probe
@@ -67,34 +67,13 @@ pub(crate) enum Admit {
     Unguarded,
 }
 
-struct Telemetry {
-    success: Counter,
-    failure: Counter,
-    ignored: Counter,
-    slow: Counter,
-    rejected: Counter,
-    state: Gauge,
-    transitions: Counter,
-}
-
-impl Telemetry {
-    fn new(name: &str) -> Self {
-        let label = name.to_owned();
-        let calls = |outcome: &'static str| metrics::counter!("buttress_breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
-        Self {
-            success: calls("success"),
-            failure: calls("failure"),
-            ignored: calls("ignored"),
-            rejected: calls("rejected"),
-            slow: metrics::counter!("buttress_breaker_slow_calls_total", "breaker" => label.clone()),
-            state: metrics::gauge!("buttress_breaker_state", "breaker" => label.clone()),
-            transitions: metrics::counter!("buttress_breaker_transitions_total", "breaker" => label),
-        }
-    }
-}
-
 struct Control {
     consecutive_trips: u32,
+    /// Whether this breaker is counted in its keyed set's open keys.
+    counted_open: bool,
+    /// Set when a keyed set evicted this breaker: it no longer counts
+    /// towards the set's open keys, whatever it does next.
+    detached: bool,
 }
 
 pub(crate) struct Inner {
@@ -165,10 +144,16 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn from_config(config: Config, builder: Builder) -> Self {
+        let telemetry = Telemetry::single(&builder.name);
+        Self::with_telemetry(config, builder, telemetry)
+    }
+
+    /// A breaker reporting to `telemetry` (a keyed set's breakers share
+    /// their set's series).
+    pub(crate) fn with_telemetry(config: Config, builder: Builder, telemetry: Telemetry) -> Self {
         let rng = builder
             .seed
             .map_or_else(FastRng::from_entropy, FastRng::seeded);
-        let telemetry = Telemetry::new(&builder.name);
         telemetry.state.set(0.0);
         let inner = Arc::new(Inner {
             word: Padded(AtomicU64::new(Word::new(State::Closed, 0, 0).0)),
@@ -181,6 +166,8 @@ impl CircuitBreaker {
             rejected: AtomicU64::new(0),
             control: Mutex::new(Control {
                 consecutive_trips: 0,
+                counted_open: false,
+                detached: false,
             }),
             rng,
             name: builder.name,
@@ -272,8 +259,8 @@ impl CircuitBreaker {
             .transition_any(State::Closed, TransitionReason::Reset);
     }
 
-    /// Asks for permission to make one call, as the layer does in
-    /// `poll_ready`. Exposed for callers outside tower: pair every `Ok` with
+    /// Asks for permission to make one call, as the layer does in `call`.
+    /// Exposed for callers outside tower: pair every `Ok` with
     /// [`Permit::record`].
     ///
     /// # Errors
@@ -310,11 +297,6 @@ impl Permit {
             start,
             done: false,
         }
-    }
-
-    pub(crate) fn started(mut self, start: Option<Instant>) -> Self {
-        self.start = start;
-        self
     }
 
     /// Records the call's outcome.
@@ -377,6 +359,9 @@ impl Inner {
                 }
                 State::HalfOpen => {
                     if w.permits() == 0 {
+                        if self.half_open_expired(w) {
+                            continue;
+                        }
                         return Err(self.reject(None));
                     }
                     let taken = Word(w.0 - (1 << PERMITS_SHIFT));
@@ -393,26 +378,88 @@ impl Inner {
         }
     }
 
+    /// Whether a call arriving now would be admitted. Takes no probe
+    /// permit: a service's `poll_ready` asks this, and its `call` takes
+    /// the decision with [`admit`](Self::admit).
+    #[inline]
+    pub(crate) fn would_admit(&self) -> bool {
+        let w = self.word();
+        match w.state() {
+            State::Closed | State::ForcedClosed => true,
+            State::ForcedOpen => false,
+            State::Open => self.now() >= self.open_until.load(Ordering::Acquire),
+            State::HalfOpen => {
+                if w.permits() > 0 {
+                    return true;
+                }
+                // Expired or not, no probe is free now: once expired, the
+                // breaker is open for at least its open duration.
+                self.half_open_expired(w);
+                false
+            }
+        }
+    }
+
+    /// Rejects a call without asking for admission (its service answered
+    /// `poll_ready` without readying the inner service), saying when the
+    /// next probe is due if known.
+    #[cold]
+    pub(crate) fn reject_now(&self) -> CircuitOpen {
+        let retry_after = (self.word().state() == State::Open).then(|| {
+            let until = self.open_until.load(Ordering::Acquire);
+            Duration::from_nanos(until.saturating_sub(self.now()))
+        });
+        self.reject(retry_after)
+    }
+
+    /// For a half-open period `w` with every probe out: if it has lasted
+    /// `half_open_max_wait`, its probes are taken as failed and the breaker
+    /// re-opens. Returns whether the period is over.
+    #[cold]
+    fn half_open_expired(&self, w: Word) -> bool {
+        let since = self.state_since.load(Ordering::Acquire);
+        if self.now().saturating_sub(since) < self.config.half_open_max_wait_nanos {
+            return false;
+        }
+        self.trip(w, TransitionReason::ProbesTimedOut);
+        // Whoever moved first, this period is over.
+        true
+    }
+
     #[cold]
     fn reject(&self, retry_after: Option<Duration>) -> CircuitOpen {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.rejected.increment(1);
+        self.telemetry.rejected();
         CircuitOpen::new(retry_after)
+    }
+
+    /// Stops counting this breaker in its keyed set's open keys (it was
+    /// evicted from the set).
+    #[cfg(feature = "keyed")]
+    pub(crate) fn detach(&self) {
+        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        if control.counted_open
+            && let Some(open_keys) = &self.telemetry.open_keys
+        {
+            open_keys.decrement(1.0);
+        }
+        control.counted_open = false;
+        control.detached = true;
     }
 
     /// Records a finished (or abandoned) call.
     #[inline]
     pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
         match outcome {
-            Outcome::Success => self.telemetry.success.increment(1),
-            Outcome::Failure => self.telemetry.failure.increment(1),
-            _ => self.telemetry.ignored.increment(1),
+            Outcome::Success => self.telemetry.success(),
+            Outcome::Failure => self.telemetry.failure(),
+            _ => self.telemetry.ignored(),
         }
         let slow = match (self.config.slow_call_nanos, start) {
             (Some(limit), Some(start)) if !matches!(outcome, Outcome::Ignored) => {
                 let slow = buttress_core::time::saturating_nanos(start.elapsed()) >= limit;
                 if slow {
-                    self.telemetry.slow.increment(1);
+                    self.telemetry.slow();
                 }
                 slow
             }
@@ -576,9 +623,18 @@ impl Inner {
                     Err(actual) => w = Word(actual),
                 }
             }
-            self.telemetry.transitions.increment(1);
-            #[allow(clippy::cast_precision_loss)]
-            self.telemetry.state.set(to.bits() as f64);
+            self.telemetry.transition(to);
+            if let Some(open_keys) = &self.telemetry.open_keys {
+                let open = counts_as_open(to) && !control.detached;
+                if open != control.counted_open {
+                    control.counted_open = open;
+                    if open {
+                        open_keys.increment(1.0);
+                    } else {
+                        open_keys.decrement(1.0);
+                    }
+                }
+            }
             event = (w.state(), open_for, now);
         }
         let (from_state, open_for, now) = event;

@@ -16,11 +16,34 @@ use crate::config::{Builder, Config};
 use crate::error::ConfigError;
 use crate::future::ResponseFuture;
 use crate::handle::{Admit, CircuitBreaker, Permit};
+use crate::telemetry::KeyedTelemetry;
+
+type Breakers<K> = quick_cache::sync::Cache<
+    K,
+    CircuitBreaker,
+    quick_cache::UnitWeighter,
+    quick_cache::DefaultHashBuilder,
+    Evictions,
+>;
 
 struct KeyedInner<K> {
     template: Builder,
     config: Config,
-    breakers: quick_cache::sync::Cache<K, CircuitBreaker>,
+    telemetry: Arc<KeyedTelemetry>,
+    breakers: Breakers<K>,
+}
+
+/// Counts evicted breakers out of the set's metrics.
+#[derive(Clone)]
+struct Evictions(Arc<KeyedTelemetry>);
+
+impl<K> quick_cache::Lifecycle<K, CircuitBreaker> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, (): &mut (), _key: K, breaker: CircuitBreaker) {
+        breaker.inner().detach();
+        self.0.key_evicted();
+    }
 }
 
 /// A set of breakers, one per key, each configured like the template
@@ -31,6 +54,19 @@ struct KeyedInner<K> {
 /// (quick_cache's CLOCK-PRO policy), so idle keys leave first and a busy
 /// key, including one whose breaker is open and rejecting, stays. An
 /// evicted key that comes back starts with a fresh, closed breaker.
+///
+/// # Metrics
+///
+/// The set reports under the template's name, whatever the number of keys:
+/// `buttress_breaker_calls_total{breaker, outcome}`,
+/// `buttress_breaker_slow_calls_total{breaker}` and
+/// `buttress_breaker_transitions_total{breaker}` summed over every key,
+/// the gauge `buttress_breaker_keys{breaker}` (breakers held) and the gauge
+/// `buttress_breaker_open_keys{breaker}` (held breakers that are not
+/// closed: open, half-open or forced open). There is no per-key label by
+/// default: keys are often unbounded (hosts, tenants), and a series per key
+/// would grow with every key ever seen, since the `metrics` facade cannot
+/// unregister a series. [`per_key_metrics`](Self::per_key_metrics) opts in.
 ///
 /// ```
 /// use buttress_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
@@ -81,13 +117,39 @@ where
             return Err(crate::error::config_error("max_keys", "must be at least 1"));
         }
         let config = Config::validate(&template)?;
+        let telemetry = Arc::new(KeyedTelemetry::register(&template.name, max_keys));
+        let breakers = quick_cache::sync::Cache::with(
+            max_keys,
+            max_keys as u64,
+            quick_cache::UnitWeighter,
+            quick_cache::DefaultHashBuilder::default(),
+            Evictions(Arc::clone(&telemetry)),
+        );
         Ok(Self {
             inner: Arc::new(KeyedInner {
                 template,
                 config,
-                breakers: quick_cache::sync::Cache::new(max_keys),
+                telemetry,
+                breakers,
             }),
         })
+    }
+
+    /// Also reports each key's breaker under its own name
+    /// (`breaker = "{template name}/{key:?}"`, every series a single
+    /// breaker has, `buttress_breaker_state` included), for breakers
+    /// created from now on. Default: off (see [Metrics](Self#metrics)).
+    ///
+    /// The `metrics` facade cannot unregister a series, so an evicted key's
+    /// series stay with the recorder. To keep them bounded, only the first
+    /// `max_keys` breakers created get series of their own; later ones
+    /// report only in the set's totals (and a `warn` event says so once).
+    /// Turn it on for a small, known set of keys (configured hosts), not
+    /// for keys taken from requests.
+    #[must_use]
+    pub fn per_key_metrics(self, enabled: bool) -> Self {
+        self.inner.telemetry.set_own_series(enabled);
+        self
     }
 
     /// The breaker for `key`, created (closed) if the key is new.
@@ -95,8 +157,13 @@ where
         let inner = &*self.inner;
         let created = inner.breakers.get_or_insert_with(key, || {
             let name = format!("{}/{key:?}", inner.template.name);
+            let telemetry = inner.telemetry.key_created(&name);
             let builder = inner.template.clone().name(name);
-            Ok::<_, Infallible>(CircuitBreaker::from_config(inner.config.clone(), builder))
+            Ok::<_, Infallible>(CircuitBreaker::with_telemetry(
+                inner.config.clone(),
+                builder,
+                telemetry,
+            ))
         });
         match created {
             Ok(breaker) => breaker,

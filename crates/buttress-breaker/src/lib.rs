@@ -110,6 +110,7 @@ mod handle;
 mod layer;
 mod service;
 mod state;
+mod telemetry;
 mod window;
 
 #[cfg(feature = "http")]

@@ -7,35 +7,35 @@ use buttress_core::BoxError;
 use buttress_core::classify::{Classify, ErrorsAsFailures};
 use tower_service::Service;
 
-use crate::error::CircuitOpen;
 use crate::future::ResponseFuture;
 use crate::handle::{Admit, CircuitBreaker, Permit};
 
-/// What admission decided for the next call.
-enum Decision {
-    Admitted(Admit),
-    Probe(Permit),
-    Rejected(CircuitOpen),
-}
-
 /// Guards an inner service with a [`CircuitBreaker`].
 ///
-/// `poll_ready` asks the breaker first: when it rejects, the inner service
-/// is not polled at all (a dead backend's pool is not waited on) and the
-/// next `call` fails at once with [`CircuitOpen`]. When it admits, the
-/// inner service's readiness is awaited as usual, and the call's outcome,
-/// judged by the classifier `C`, is recorded when its future completes.
+/// `poll_ready` reserves nothing in the breaker. When the breaker would
+/// reject a call (open, forced open, or half-open with every probe out),
+/// it answers ready at once without polling the inner service (a dead
+/// backend's pool is not waited on), and the next `call` fails with
+/// [`CircuitOpen`](crate::CircuitOpen). Otherwise it awaits the inner
+/// service's readiness. `call` takes the decision against the breaker's
+/// state at that moment: a closed breaker admits the call, a half-open one
+/// hands it a probe permit if one is free, and a breaker forced open after
+/// `poll_ready` rejects it. The call's outcome, judged by the classifier
+/// `C`, is recorded when its future completes.
 ///
 /// # Clone
 ///
 /// Clones share the breaker (its state is in the [`CircuitBreaker`]
-/// handle); each clone has its own readiness, so a half-open probe permit
-/// reserved by one clone's `poll_ready` is never used twice.
+/// handle); each clone has its own readiness. Since readiness holds no
+/// probe permit, clones polled ready and left idle never keep other
+/// callers from probing a half-open breaker.
 pub struct CircuitBreakerService<S, C = ErrorsAsFailures> {
     inner: S,
     breaker: CircuitBreaker,
     classifier: C,
-    ready: Option<Decision>,
+    /// Set when `poll_ready` answered for a rejecting breaker without
+    /// readying `inner`: the next `call` must not reach `inner`.
+    bypassed: bool,
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
@@ -45,7 +45,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             inner,
             breaker,
             classifier,
-            ready: None,
+            bypassed: false,
         }
     }
 
@@ -64,7 +64,7 @@ impl<S, C> CircuitBreakerService<S, C> {
         &mut self.inner
     }
 
-    /// The inner service (a reserved probe permit is given back).
+    /// The inner service.
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -90,19 +90,6 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
     }
 }
 
-impl<S, C> CircuitBreakerService<S, C> {
-    #[inline]
-    fn admit(&self) -> Decision {
-        match self.breaker.inner().admit() {
-            Ok(Admit::Probe(epoch)) => {
-                Decision::Probe(Permit::new(self.breaker.token(), Admit::Probe(epoch), None))
-            }
-            Ok(admit) => Decision::Admitted(admit),
-            Err(open) => Decision::Rejected(open),
-        }
-    }
-}
-
 impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
 where
     S: Service<Req>,
@@ -115,57 +102,31 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if matches!(self.ready, None | Some(Decision::Rejected(_))) {
-            self.ready = Some(self.admit());
-        }
-        if matches!(self.ready, Some(Decision::Rejected(_))) {
+        if !self.breaker.inner().would_admit() {
             // Ready to fail fast; the inner service is left alone.
+            self.bypassed = true;
             return Poll::Ready(Ok(()));
         }
+        self.bypassed = false;
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // Calling without `poll_ready` is a contract violation; admitting
-        // here is the forgiving answer (the inner service may still object).
         let inner = self.breaker.inner();
-        // The common case, read in place: moving the whole decision out
-        // costs a store-forwarding stall on the hot path.
-        match &self.ready {
-            Some(Decision::Admitted(admit)) => {
-                let admit = *admit;
-                self.ready = None;
-                let permit = match admit {
-                    Admit::Unguarded => None,
-                    admit => Some(Permit::new(self.breaker.token(), admit, inner.start())),
-                };
-                return ResponseFuture::called(
-                    self.inner.call(req),
-                    permit,
-                    self.classifier.clone(),
-                );
-            }
-            Some(Decision::Rejected(open)) => {
-                let open = *open;
-                self.ready = None;
-                return ResponseFuture::rejected(open, self.classifier.clone());
-            }
-            _ => {}
+        if self.bypassed {
+            // The inner service was not readied, so it is not called even
+            // if the breaker has admitted calls again since.
+            self.bypassed = false;
+            return ResponseFuture::rejected(inner.reject_now(), self.classifier.clone());
         }
-        let decision = match self.ready.take() {
-            Some(decision) => decision,
-            None => self.admit(),
-        };
-        let permit = match decision {
-            Decision::Rejected(open) => {
-                return ResponseFuture::rejected(open, self.classifier.clone());
-            }
-            Decision::Admitted(Admit::Unguarded) => None,
-            Decision::Admitted(admit) => {
-                Some(Permit::new(self.breaker.token(), admit, inner.start()))
-            }
-            Decision::Probe(permit) => Some(permit.started(inner.start())),
+        // The decision is taken here, against the state now: a probe
+        // permit is held only by a call in flight, and a state forced
+        // since `poll_ready` applies to this call.
+        let permit = match inner.admit() {
+            Ok(Admit::Unguarded) => None,
+            Ok(admit) => Some(Permit::new(self.breaker.token(), admit, inner.start())),
+            Err(open) => return ResponseFuture::rejected(open, self.classifier.clone()),
         };
         ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
     }

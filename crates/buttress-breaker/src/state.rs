@@ -84,6 +84,11 @@ pub enum TransitionReason {
     ProbesSucceeded,
     /// Too many half-open probes failed.
     ProbesFailed,
+    /// The half-open state lasted
+    /// [`half_open_max_wait`](crate::Builder::half_open_max_wait) with
+    /// every probe out and no verdict: the outstanding probes are taken as
+    /// failed.
+    ProbesTimedOut,
     /// [`force_open`](crate::CircuitBreaker::force_open) was called.
     ForcedOpen,
     /// [`force_closed`](crate::CircuitBreaker::force_closed) was called.
