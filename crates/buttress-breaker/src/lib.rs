@@ -63,6 +63,17 @@
 //!   pass; as soon as their failures reach the failure-rate threshold the
 //!   breaker re-opens, and as soon as they no longer can, it closes. A
 //!   probe that is cancelled (its future dropped) gives its permit back.
+//!   If every probe is out and no verdict comes within
+//!   [`half_open_max_wait`](Builder::half_open_max_wait) (60 s by
+//!   default), the outstanding probes count as failed and the breaker
+//!   re-opens, so a hung probe cannot hold it half-open.
+//!
+//! The service's `poll_ready` reserves nothing: when the breaker would
+//! reject, it answers ready without polling the inner service, and `call`
+//! fails; otherwise it awaits the inner service. `call` takes the decision
+//! against the state at that moment (a probe permit is taken there), so
+//! services polled ready and left idle hold no probe, and
+//! [`force_open`](CircuitBreaker::force_open) applies to the next call.
 //!
 //! # Where to put it
 //!
@@ -90,7 +101,10 @@
 //! `buttress_breaker_state` (0 closed, 1 open, 2 half-open, 3 forced open,
 //! 4 forced closed). Handles are registered when the breaker is built:
 //! install the recorder first. Transitions are also `tracing` events
-//! (`warn` when opening, `info` otherwise).
+//! (`warn` when opening, `info` otherwise). A keyed set reports under its
+//! template's name, summed over keys and with no per-key label, plus
+//! gauges of keys held and keys not closed (see `KeyedCircuitBreaker`;
+//! per-key series are opt-in and capped at `max_keys` breakers).
 //!
 //! # Features
 //!
