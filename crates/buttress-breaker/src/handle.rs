@@ -208,7 +208,10 @@ impl CircuitBreaker {
     /// The current state.
     ///
     /// An open breaker whose open duration has passed reports
-    /// [`State::Open`] until the next call arrives and becomes a probe.
+    /// [`State::Open`] until the next call arrives and becomes a probe;
+    /// likewise a half-open one past
+    /// [`half_open_max_wait`](crate::Builder::half_open_max_wait) reports
+    /// [`State::HalfOpen`] until the next call re-opens it.
     #[must_use]
     pub fn state(&self) -> State {
         self.inner().word().state()

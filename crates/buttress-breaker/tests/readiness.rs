@@ -158,6 +158,44 @@ async fn a_probe_that_never_completes_does_not_hold_half_open() {
     hung.abort();
 }
 
+#[tokio::test(start_paused = true)]
+async fn half_open_max_wait_bounds_permits_held_outside_tower_too() {
+    let reasons = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&reasons);
+    let breaker = no_jitter()
+        .open_duration(Duration::from_secs(1))
+        .open_duration_multiplier(1.0)
+        .half_open_probes(2)
+        .half_open_max_wait(Duration::from_secs(5))
+        .on_state_change(move |t| log.lock().unwrap().push(t.reason()))
+        .build()
+        .unwrap();
+    trip(&breaker);
+    advance(Duration::from_secs(1)).await;
+    let held = [
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+    ];
+    advance(Duration::from_secs(5) - Duration::from_millis(1)).await;
+    assert_eq!(breaker.try_acquire().unwrap_err(), CircuitOpen::new(None));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(
+        breaker.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::from_secs(1))
+    );
+    // The held permits belong to the past period: recording them changes
+    // nothing.
+    for permit in held {
+        permit.record(Outcome::Success);
+    }
+    assert_eq!(breaker.state(), State::Open);
+    use buttress_breaker::TransitionReason as R;
+    assert_eq!(
+        *reasons.lock().unwrap(),
+        [R::FailureRate, R::OpenDurationElapsed, R::ProbesTimedOut]
+    );
+}
+
 /// A small xorshift generator, one per task.
 struct Rng(u64);
 
