@@ -276,7 +276,10 @@ impl CountWindow {
 const COUNT_BITS: u32 = 24;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 const ROUND_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
-const ROUND_HALF: u64 = 1 << (63 - COUNT_BITS);
+/// How far ahead of a writer's round a word's round may be and still be
+/// taken for a later one: 2^20 rounds, over 17 minutes even for the
+/// shortest window (one 1 ms slice).
+const MAX_LAG_ROUNDS: u64 = 1 << 20;
 
 #[inline]
 fn unpack(word: u64) -> (u64, u64) {
@@ -327,18 +330,20 @@ impl TimeWindow {
 
     /// Counts one event of slice `round · buckets + slot` into `word`.
     ///
-    /// Rounds compare as serial numbers (RFC 1982): a word up to 2^39
-    /// rounds ahead of the writer's belongs to a later time (the writer
-    /// read the clock, then lagged), so the event is outside every window
-    /// that slot can still serve and is dropped rather than wiping the
-    /// later counts. A zero count marks an empty word.
+    /// Rounds compare modulo 2^40. A word a little ahead of the writer's
+    /// round (at most [`MAX_LAG_ROUNDS`]) belongs to a later time: the
+    /// writer read the clock, then lagged behind other writers, so its event
+    /// is outside every window that slot can still serve and is dropped
+    /// rather than wiping the later counts. Any other round is an older
+    /// one, however its 40 bits compare (a slot untouched for decades), and
+    /// the writer claims the word. A zero count marks an empty word.
     #[inline]
     fn bump(word: &AtomicU64, round: u64) {
         let round = round & ROUND_MASK;
         let mut w = word.load(Ordering::Relaxed);
         loop {
             let (r, c) = unpack(w);
-            let next = if c == 0 || (r != round && rounds_after(round, r) < ROUND_HALF) {
+            let next = if c == 0 || (r != round && rounds_after(r, round) > MAX_LAG_ROUNDS) {
                 (round << COUNT_BITS) | 1
             } else if r == round {
                 if c == COUNT_MAX {

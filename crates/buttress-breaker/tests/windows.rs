@@ -139,3 +139,21 @@ async fn millisecond_slices_keep_working_for_decades() {
     fail(&thousand);
     assert_eq!(thousand.state(), State::Open, "40 years in");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_untouched_for_decades_is_reclaimed() {
+    // One 1 ms slice: a round per millisecond. A slot last written 2^40 −
+    // 2^30 rounds ago (34.8 years) has a 40-bit round number just ahead of
+    // the current one; it is stale, not later, and must take new calls.
+    let breaker = CircuitBreaker::builder()
+        .time_window(Duration::from_millis(1), 1)
+        .minimum_calls(1)
+        .failure_rate_threshold(1.0)
+        .build()
+        .unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::Success);
+    tokio::time::advance(Duration::from_millis((1 << 40) - (1 << 30))).await;
+    assert_eq!(breaker.snapshot().calls(), 0);
+    breaker.try_acquire().unwrap().record(Outcome::Failure);
+    assert_eq!(breaker.state(), State::Open, "the failure was counted");
+}
