@@ -53,6 +53,12 @@
 //!   the layer's error policy chose it. If the
 //!   leading caller's future is dropped, a waiter takes over with its own
 //!   request.
+//! - **Bounded loads**: every load, background refreshes included, is
+//!   dropped after [`Builder::load_timeout`] (30 s by default); its key is
+//!   freed for the next request and its callers get [`LoadTimedOut`] (or
+//!   a stale value under stale-if-error). No caller waits longer than the
+//!   bound for a load, and an invalidation cancels a refresh of the keys
+//!   it drops.
 //! - **Freshness**: TTL with jitter (±10 % by default), a policy per
 //!   response ([`CachePolicy`], [`Verdict`]), stale-while-revalidate
 //!   (one background refresh, Caffeine's refresh-after-write: a refresh
@@ -66,7 +72,8 @@
 //! - **Invalidation**: by key, by tag, by predicate on the [`Cache`]
 //!   handle, and [`InvalidateLayer`] for write paths. Once an invalidation
 //!   returns, the dropped value is never served: a load that started
-//!   before it does not write, and later requests do not join it.
+//!   before it does not write, later requests do not join it, and a
+//!   background refresh of a dropped key is cancelled.
 //! - **Warming**: [`CacheService::warm`] loads a list of requests ahead of
 //!   traffic with bounded concurrency.
 //! - **Bad input**: a key extractor returning `None` sends the request
@@ -77,8 +84,9 @@
 //! # Background work needs a runtime
 //!
 //! Refreshes (stale-while-revalidate, XFetch) are spawned on the current
-//! tokio runtime. Outside one, a stale read becomes a synchronous load and
-//! no early refresh happens. [`MokaStore`](store::MokaStore) spawns its
+//! tokio runtime, and the load timeout runs on its timer. Outside one, a
+//! stale read becomes a synchronous load, no early refresh happens, and
+//! loads are not bounded. [`MokaStore`](store::MokaStore) spawns its
 //! maintenance task only when built inside a runtime.
 //!
 //! # Telemetry
