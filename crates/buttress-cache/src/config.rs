@@ -189,9 +189,10 @@ where
     /// it (Envoy's route timeout defaults to 15 s, nginx's
     /// `proxy_read_timeout` to 60 s), so a caller's own timeout normally
     /// fires first and this one catches the loads nobody else bounds.
-    /// Needs a tokio runtime with its timer (as `#[tokio::main]` builds);
-    /// outside a runtime loads are not bounded. Longer than 100 years is
-    /// cut to 100 years.
+    /// Runs on tokio's timer: outside a runtime loads are not bounded,
+    /// and a runtime built without its timer (`enable_time`; `#[tokio::main]`
+    /// and `enable_all` have it) panics on a miss, as tokio's own timeouts
+    /// do. Longer than 100 years is cut to 100 years.
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         self.load_timeout = timeout;
         self
