@@ -92,7 +92,8 @@ fn moka_layer()
 -> impl Service<u64, Response = Value, Error = tower::BoxError> + Clone + Send + 'static {
     let store = MokaStore::builder(64 << 20)
         .maintenance_interval(None)
-        .build();
+        .build()
+        .expect("valid moka store configuration");
     let cache = Cache::builder(store)
         .ttl(Duration::from_secs(3600))
         .build()
@@ -350,7 +351,8 @@ fn zipf_hit_ratios() {
         );
         let moka_store = MokaStore::builder(HELD * 100)
             .maintenance_interval(None)
-            .build();
+            .build()
+            .expect("valid moka store configuration");
         let moka = zipf_ratio(moka_store, &zipf, WARM, MEASURED, 11);
         println!(
             "| {s} | {:.1} % | {:.1} % | {:.1} % |",
