@@ -381,38 +381,39 @@ impl Inner {
         }
     }
 
-    /// Whether a call arriving now would be admitted. Takes no probe
-    /// permit: a service's `poll_ready` asks this, and its `call` takes
-    /// the decision with [`admit`](Self::admit).
+    /// Whether a call arriving now would be admitted: `Err` with the time
+    /// until the next probe (when known) if not. Takes no probe permit and
+    /// counts nothing: a service's `poll_ready` asks this, and its `call`
+    /// takes the decision with [`admit`](Self::admit), or rejects with
+    /// [`reject`](Self::reject) if this said no (one clock read per
+    /// rejection, as in `admit`).
     #[inline]
-    pub(crate) fn would_admit(&self) -> bool {
+    pub(crate) fn readiness(&self) -> Result<(), Option<Duration>> {
         let w = self.word();
         match w.state() {
-            State::Closed | State::ForcedClosed => true,
-            State::ForcedOpen => false,
-            State::Open => self.now() >= self.open_until.load(Ordering::Acquire),
+            State::Closed | State::ForcedClosed => Ok(()),
+            State::ForcedOpen => Err(None),
+            State::Open => {
+                let now = self.now();
+                let until = self.open_until.load(Ordering::Acquire);
+                if now >= until {
+                    Ok(())
+                } else {
+                    Err(Some(Duration::from_nanos(until - now)))
+                }
+            }
             State::HalfOpen => {
                 if w.permits() > 0 {
-                    return true;
+                    return Ok(());
                 }
-                // Expired or not, no probe is free now: once expired, the
-                // breaker is open for at least its open duration.
-                self.half_open_expired(w);
-                false
+                // No probe is free now. Once expired, the breaker has
+                // re-opened: say when its next probe is due.
+                if self.half_open_expired(w) {
+                    return self.readiness();
+                }
+                Err(None)
             }
         }
-    }
-
-    /// Rejects a call without asking for admission (its service answered
-    /// `poll_ready` without readying the inner service), saying when the
-    /// next probe is due if known.
-    #[cold]
-    pub(crate) fn reject_now(&self) -> CircuitOpen {
-        let retry_after = (self.word().state() == State::Open).then(|| {
-            let until = self.open_until.load(Ordering::Acquire);
-            Duration::from_nanos(until.saturating_sub(self.now()))
-        });
-        self.reject(retry_after)
     }
 
     /// For a half-open period `w` with every probe out: if it has lasted
@@ -429,8 +430,9 @@ impl Inner {
         true
     }
 
+    /// Counts a rejection and builds its error.
     #[cold]
-    fn reject(&self, retry_after: Option<Duration>) -> CircuitOpen {
+    pub(crate) fn reject(&self, retry_after: Option<Duration>) -> CircuitOpen {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.telemetry.rejected();
         CircuitOpen::new(retry_after)

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use buttress_core::BoxError;
 use buttress_core::classify::{Classify, ErrorsAsFailures};
@@ -33,9 +34,10 @@ pub struct CircuitBreakerService<S, C = ErrorsAsFailures> {
     inner: S,
     breaker: CircuitBreaker,
     classifier: C,
-    /// Set when `poll_ready` answered for a rejecting breaker without
-    /// readying `inner`: the next `call` must not reach `inner`.
-    bypassed: bool,
+    /// Set (to the time until the next probe, when known) when
+    /// `poll_ready` answered for a rejecting breaker without readying
+    /// `inner`: the next `call` must not reach `inner`.
+    bypassed: Option<Option<Duration>>,
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
@@ -45,7 +47,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             inner,
             breaker,
             classifier,
-            bypassed: false,
+            bypassed: None,
         }
     }
 
@@ -102,23 +104,22 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !self.breaker.inner().would_admit() {
+        if let Err(retry_after) = self.breaker.inner().readiness() {
             // Ready to fail fast; the inner service is left alone.
-            self.bypassed = true;
+            self.bypassed = Some(retry_after);
             return Poll::Ready(Ok(()));
         }
-        self.bypassed = false;
+        self.bypassed = None;
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let inner = self.breaker.inner();
-        if self.bypassed {
+        if let Some(retry_after) = self.bypassed.take() {
             // The inner service was not readied, so it is not called even
             // if the breaker has admitted calls again since.
-            self.bypassed = false;
-            return ResponseFuture::rejected(inner.reject_now(), self.classifier.clone());
+            return ResponseFuture::rejected(inner.reject(retry_after), self.classifier.clone());
         }
         // The decision is taken here, against the state now: a probe
         // permit is held only by a call in flight, and a state forced
