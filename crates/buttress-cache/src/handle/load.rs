@@ -3,12 +3,16 @@
 
 use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use buttress_core::BoxError;
 use buttress_core::time::{Instant, saturating_nanos};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::Shared;
@@ -21,11 +25,45 @@ use crate::store::Store;
 use crate::tags::SweepClaim;
 
 /// `fut`'s output, or `None` if `deadline` passes first (never without
-/// one).
-async fn bounded<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at, fut).await.ok(),
-        None => Some(fut.await),
+/// one). The timer is made only once `fut` has to wait: an in-process
+/// store answers at once and costs no timer.
+fn bounded<F: Future>(deadline: Option<Instant>, fut: F) -> Bounded<F> {
+    Bounded {
+        fut,
+        deadline,
+        sleep: None,
+    }
+}
+
+pin_project! {
+    /// The future of [`bounded`].
+    struct Bounded<F> {
+        #[pin]
+        fut: F,
+        deadline: Option<Instant>,
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let Some(at) = *this.deadline else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(at)));
+        }
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
     }
 }
 
