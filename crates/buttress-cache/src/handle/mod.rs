@@ -21,6 +21,7 @@ use crate::tags::TagIndex;
 
 mod flight;
 mod load;
+mod write;
 
 use self::flight::Flight;
 pub(crate) use self::load::Found;
