@@ -229,7 +229,9 @@ pub struct Stats {
     /// Keys with a load in flight that a request would join (coalescing).
     /// Zero when the cache is idle; an invalidation detaches the loads of
     /// the keys it drops, so this can be lower than
-    /// [`loads_in_flight`](Self::loads_in_flight).
+    /// [`loads_in_flight`](Self::loads_in_flight), and a background
+    /// refresh is counted here from when it is spawned, there only from
+    /// its first step, so this can briefly be higher.
     pub keys_loading: u64,
     /// Evictions the store made on its own.
     pub evictions: Evictions,
