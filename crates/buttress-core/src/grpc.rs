@@ -3,7 +3,9 @@
 //! gRPC answers with HTTP 200 and puts its status in `grpc-status`; for a
 //! failed call, in the response headers ("trailers-only" responses, which is
 //! how servers send an error before any message). [`GrpcClassifier`] reads it
-//! with `tower-http`'s [`GrpcErrorsAsFailures`] and maps the code:
+//! ([`parse_grpc_status`]; not with `tower-http`'s `GrpcErrorsAsFailures`,
+//! which takes a malformed status, and an HTTP error without one, for a
+//! success) and maps the code:
 //!
 //! | code | outcome | retryable |
 //! |---|---|---|
