@@ -12,7 +12,7 @@ use crate::error::DeadlineExceeded;
 
 pin_project! {
     /// The wait before a retry: the [`Future`] of
-    /// [`RetryPolicy`](crate::RetryPolicy)'s `tower::retry::Policy` impl.
+    /// [`TowerPolicy`](crate::TowerPolicy)'s `tower::retry::Policy` impl.
     /// Ready at once for a zero delay (no timer is created).
     #[derive(Debug)]
     pub struct Backoff {

@@ -4,9 +4,11 @@
 //! a total deadline per request, requests that must not be repeated sent
 //! once, and hedging for tail latency.
 //!
-//! Built on tower's own [`Retry`](tower::retry::Retry): [`RetryPolicy`] is
-//! a [`tower::retry::Policy`], and [`RetryLayer`] wraps tower's service
-//! with the deadline.
+//! Built on tower's own [`Retry`](tower::retry::Retry): [`RetryLayer`]
+//! wraps tower's service, driven by the [`RetryPolicy`], with the
+//! deadline. The policy is deliberately not a `tower::retry::Policy`
+//! itself, so tower's `ServiceBuilder::retry(policy)`, which would leave
+//! the deadline's timer out, cannot be used by mistake.
 //!
 //! ```
 //! use std::time::Duration;
@@ -141,4 +143,4 @@ pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService};
 pub use layer::RetryLayer;
 pub use policy::{Builder, MAX_ATTEMPTS, RetryPolicy, RetryStats};
 pub use replay::{CloneRequest, Deadline, KeyedReplay, Replay};
-pub use service::{BoxErrors, RetryService};
+pub use service::{BoxErrors, RetryService, TowerPolicy};

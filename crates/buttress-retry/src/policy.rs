@@ -445,37 +445,33 @@ pub struct RetryStats {
     pub deadline_stops: u64,
 }
 
-/// The retry policy: a [`tower::retry::Policy`] that retries what its
-/// classifier calls retryable, with backoff and jitter, within a budget and
-/// a deadline. Usually used through [`RetryLayer`](crate::RetryLayer);
-/// build one with [`RetryPolicy::builder`].
+/// The retry policy: retries what its classifier calls retryable, with
+/// backoff and jitter, within a budget and a deadline. Used through
+/// [`RetryLayer`](crate::RetryLayer) (or `ServiceBuilderExt::retries` in
+/// the `buttress` crate); build one with [`RetryPolicy::builder`].
 ///
 /// It is also a handle: clones share the configuration, the budget, the
 /// random source and the counts ([`stats`](Self::stats)).
 ///
-/// # With tower's own `Retry`
+/// # Not a `tower::retry::Policy`
 ///
-/// The policy implements `Policy<Req, Res, BoxError>`, so it can drive
-/// `tower::retry::Retry` directly over a service whose errors are boxed
-/// (wrap it in [`BoxErrors`](crate::BoxErrors)). What that loses is the
-/// deadline's timer: the policy still never sleeps past the deadline and
-/// never starts an attempt it cannot finish, but an attempt in flight is
-/// not cut short.
+/// [`RetryService`](crate::RetryService) drives tower's own
+/// [`Retry`](tower::retry::Retry) with it, and adds the deadline's timer
+/// (an attempt in flight at the deadline is dropped). So that the timer
+/// can never be left out by accident, the policy itself does not implement
+/// tower's `Policy`: tower's `ServiceBuilder::retry(policy)` builds, but
+/// the service it makes cannot be called.
 ///
-/// ```
+/// ```compile_fail,E0277
 /// use buttress_retry::{BoxErrors, RetryPolicy};
-/// use tower::retry::Retry;
-/// use tower::{ServiceExt, service_fn};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// let policy = RetryPolicy::builder().jitter_seed(1).build().unwrap();
-/// let flaky = service_fn(|n: u32| async move {
-///     if n == 0 { Err("refused") } else { Ok(n) }
-/// });
-/// let svc = Retry::new(policy.clone(), BoxErrors::new(flaky));
-/// assert!(svc.oneshot(0).await.is_err());
-/// assert_eq!(policy.stats().retries, 2);
+/// # async fn f() {
+/// let policy = RetryPolicy::builder().build().unwrap();
+/// let svc = ServiceBuilder::new()
+///     .retry(policy) // tower's method: use `RetryLayer::new(policy)`
+///     .service(BoxErrors::new(service_fn(|n: u32| async move { Ok::<_, &str>(n) })));
+/// let _ = svc.oneshot(1).await;
 /// # }
 /// ```
 pub struct RetryPolicy<C = ErrorsAsFailures, R = CloneRequest> {
@@ -615,15 +611,18 @@ impl<C, R> RetryPolicy<C, R> {
     }
 }
 
-impl<Req, Res, C, R> tower::retry::Policy<Req, Res, BoxError> for RetryPolicy<C, R>
-where
-    C: Classify<Res, BoxError>,
-    R: Replay<Req>,
-{
-    type Future = Backoff;
-
+impl<C, R> RetryPolicy<C, R> {
+    /// Whether, and after how long, to retry after `result`.
     #[inline]
-    fn retry(&mut self, req: &mut Req, result: &mut Result<Res, BoxError>) -> Option<Backoff> {
+    pub(crate) fn retry<Req, Res>(
+        &mut self,
+        req: &mut Req,
+        result: &mut Result<Res, BoxError>,
+    ) -> Option<Backoff>
+    where
+        C: Classify<Res, BoxError>,
+        R: Replay<Req>,
+    {
         let verdict = self.shared.classifier.classify(result);
         if !verdict.is_retryable() {
             return None;
@@ -631,8 +630,13 @@ where
         self.retry_slow(req, result, verdict)
     }
 
+    /// Starts a session on the first call, and copies `req` for another
+    /// attempt unless this is the last.
     #[inline]
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+    pub(crate) fn clone_request<Req>(&mut self, req: &Req) -> Option<Req>
+    where
+        R: Replay<Req>,
+    {
         if self.session.attempts == 0 {
             self.begin(req);
         } else if self.session.deadline.is_some() {

@@ -8,7 +8,7 @@ use buttress_core::classify::{Classify, ErrorsAsFailures};
 use buttress_core::time::Instant;
 use tower_service::Service;
 
-use crate::future::{BoxErrorsFuture, ResponseFuture};
+use crate::future::{Backoff, BoxErrorsFuture, ResponseFuture};
 use crate::policy::RetryPolicy;
 use crate::replay::{CloneRequest, Deadline, Replay, later};
 
@@ -62,6 +62,43 @@ where
     }
 }
 
+/// The [`tower::retry::Policy`] a [`RetryService`](crate::RetryService)
+/// drives tower's [`Retry`](tower::retry::Retry) with: its
+/// [`RetryPolicy`], wrapped by the service itself and by nothing else, so
+/// that the deadline's timer always comes with it (see
+/// [`RetryPolicy`]'s docs). It appears only in the service's future type.
+pub struct TowerPolicy<C, R>(pub(crate) RetryPolicy<C, R>);
+
+impl<C, R> Clone for TowerPolicy<C, R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for TowerPolicy<C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TowerPolicy").field(&self.0).finish()
+    }
+}
+
+impl<Req, Res, C, R> tower::retry::Policy<Req, Res, BoxError> for TowerPolicy<C, R>
+where
+    C: Classify<Res, BoxError>,
+    R: Replay<Req>,
+{
+    type Future = Backoff;
+
+    #[inline]
+    fn retry(&mut self, req: &mut Req, result: &mut Result<Res, BoxError>) -> Option<Backoff> {
+        self.0.retry(req, result)
+    }
+
+    #[inline]
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        self.0.clone_request(req)
+    }
+}
+
 /// Retries requests to an inner service: tower's
 /// [`Retry`](tower::retry::Retry) driven by a [`RetryPolicy`], plus the
 /// request's deadline.
@@ -87,7 +124,7 @@ where
 /// future keeps a clone to retry on; put a `Buffer` under it otherwise).
 /// Clones share the policy: its budget, random source and counts.
 pub struct RetryService<S, C = ErrorsAsFailures, R = CloneRequest> {
-    inner: tower::retry::Retry<RetryPolicy<C, R>, BoxErrors<S>>,
+    inner: tower::retry::Retry<TowerPolicy<C, R>, BoxErrors<S>>,
     policy: RetryPolicy<C, R>,
 }
 
@@ -95,7 +132,7 @@ impl<S, C, R> RetryService<S, C, R> {
     /// Wraps `inner`, retrying by `policy`.
     pub fn new(inner: S, policy: RetryPolicy<C, R>) -> Self {
         Self {
-            inner: tower::retry::Retry::new(policy.clone(), BoxErrors::new(inner)),
+            inner: tower::retry::Retry::new(TowerPolicy(policy.clone()), BoxErrors::new(inner)),
             policy,
         }
     }
@@ -149,7 +186,7 @@ where
     type Response = S::Response;
     type Error = BoxError;
     type Future =
-        ResponseFuture<tower::retry::future::ResponseFuture<RetryPolicy<C, R>, BoxErrors<S>, Req>>;
+        ResponseFuture<tower::retry::future::ResponseFuture<TowerPolicy<C, R>, BoxErrors<S>, Req>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {

@@ -69,7 +69,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// replay, budget and deadline come with it).
     ///
     /// Named `retries` because tower's `ServiceBuilder` already has an
-    /// inherent `retry` (tower's own layer, which would win the call).
+    /// inherent `retry` (tower's own layer, which would win the call). A
+    /// buttress policy passed to tower's `retry` makes a service that does
+    /// not compile when called: the policy is not a `tower::retry::Policy`,
+    /// so the deadline's timer cannot be left out by mistake.
     ///
     /// ```
     /// use buttress::ServiceBuilderExt;
