@@ -48,12 +48,13 @@ impl CircuitOpen {
     }
 }
 
-/// The `503` response for a boxed error that is a [`CircuitOpen`]; `None`
-/// for any other error (map those as your service sees fit).
+/// The `503` response for a boxed error that is a [`CircuitOpen`], or
+/// wraps one anywhere in its `source()` chain (a retry's
+/// `BudgetExhausted`, a cache's coalesced error); `None` for any other
+/// error (map those as your service sees fit).
 #[must_use]
 pub fn error_response<B: Default>(err: &buttress_core::BoxError) -> Option<Response<B>> {
-    err.downcast_ref::<CircuitOpen>()
-        .map(CircuitOpen::to_response)
+    buttress_core::error::find::<CircuitOpen>(err).map(CircuitOpen::to_response)
 }
 
 #[cfg(test)]

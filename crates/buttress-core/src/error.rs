@@ -1,5 +1,7 @@
-//! The configuration error every buttress builder returns.
+//! Errors: the configuration error every buttress builder returns, and
+//! [`find`], which looks for an error anywhere in a chain of wrappers.
 
+use std::error::Error;
 use std::fmt;
 
 /// A rejected configuration: which layer, which setting, and what is wrong
@@ -66,3 +68,81 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// How deep [`find`] looks: far deeper than any real chain of wrappers,
+/// and a bound for an error whose `source()` chain loops.
+const MAX_DEPTH: usize = 64;
+
+/// The first error of type `T` in `err`'s chain: `err` itself, then each
+/// [`source`](Error::source) in turn. A rejection wrapped by another layer
+/// (a retry's `BudgetExhausted`, a cache's coalesced error) is found the
+/// same as a bare one.
+///
+/// ```
+/// use std::fmt;
+/// use buttress_core::BoxError;
+/// use buttress_core::error::find;
+///
+/// #[derive(Debug)]
+/// struct Refused;
+/// impl fmt::Display for Refused {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str("refused") }
+/// }
+/// impl std::error::Error for Refused {}
+///
+/// #[derive(Debug)]
+/// struct Wrapper(BoxError);
+/// impl fmt::Display for Wrapper {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { write!(f, "wrapped: {}", self.0) }
+/// }
+/// impl std::error::Error for Wrapper {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> { Some(&*self.0) }
+/// }
+///
+/// let err: BoxError = Box::new(Wrapper(Box::new(Refused)));
+/// assert!(err.downcast_ref::<Refused>().is_none());
+/// assert!(find::<Refused>(&err).is_some());
+/// ```
+#[must_use]
+pub fn find<T: Error + 'static>(err: &crate::BoxError) -> Option<&T> {
+    find_in(&**err)
+}
+
+/// [`find`] for any error, not only a boxed one.
+#[must_use]
+pub fn find_in<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    for _ in 0..MAX_DEPTH {
+        let e = current?;
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Loop;
+    impl fmt::Display for Loop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("loop")
+        }
+    }
+    impl Error for Loop {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn a_looping_chain_ends() {
+        let err: crate::BoxError = Box::new(Loop);
+        assert!(find::<ConfigError>(&err).is_none());
+        assert!(find::<Loop>(&err).is_some());
+    }
+}

@@ -17,7 +17,9 @@
 //! - [`stripe`]: per-thread stripes that keep threads sharing a layer off
 //!   each other's cache lines.
 //! - [`ConfigError`]: what every builder's `build()` returns for a bad
-//!   setting, naming the setter.
+//!   setting, naming the setter; [`error::find`]: an error of a given type
+//!   anywhere in a chain of wrappers (a rejection inside another layer's
+//!   error).
 //!
 //! ```
 //! use buttress_core::classify::{Classify, ErrorsAsFailures, Outcome};
@@ -34,7 +36,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
-mod error;
+pub mod error;
 pub mod key;
 pub mod rng;
 pub mod stripe;

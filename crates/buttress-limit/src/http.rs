@@ -87,16 +87,17 @@ impl Overloaded {
     }
 }
 
-/// The `503` response for a boxed error that is an [`Overloaded`]; `None`
-/// for any other error.
+/// The `503` response for a boxed error that is an [`Overloaded`], or
+/// wraps one anywhere in its `source()` chain (another layer's wrapper);
+/// `None` for any other error.
 #[must_use]
 pub fn error_response<B: Default>(err: &buttress_core::BoxError) -> Option<Response<B>> {
-    err.downcast_ref::<Overloaded>()
-        .map(Overloaded::to_response)
+    buttress_core::error::find::<Overloaded>(err).map(Overloaded::to_response)
 }
 
-/// The gRPC RESOURCE_EXHAUSTED response for a boxed error that is an
-/// [`Overloaded`], with an optional pushback; `None` for any other error.
+/// The gRPC RESOURCE_EXHAUSTED response for a boxed error that is (or
+/// wraps) an [`Overloaded`], with an optional pushback; `None` for any
+/// other error.
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 #[must_use]
@@ -104,8 +105,7 @@ pub fn grpc_error_response<B: Default>(
     err: &buttress_core::BoxError,
     pushback: Option<Duration>,
 ) -> Option<Response<B>> {
-    err.downcast_ref::<Overloaded>()
-        .map(|o| o.to_grpc_response(pushback))
+    buttress_core::error::find::<Overloaded>(err).map(|o| o.to_grpc_response(pushback))
 }
 
 #[cfg(test)]
@@ -123,6 +123,27 @@ mod tests {
         assert_eq!(hinted.headers()[RETRY_AFTER], "2");
         let other: buttress_core::BoxError = "boom".into();
         assert!(error_response::<()>(&other).is_none());
+    }
+
+    /// Another layer's wrapper (here a plain one whose `source()` is the
+    /// rejection) does not hide the rejection.
+    #[test]
+    fn a_wrapped_overloaded_is_still_a_503() {
+        #[derive(Debug)]
+        struct Wrapped(buttress_core::BoxError);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "wrapped: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        let err: buttress_core::BoxError = Box::new(Wrapped(Box::new(Overloaded::new())));
+        let res: Response<()> = error_response(&err).expect("found through the wrapper");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]
