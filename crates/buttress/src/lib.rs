@@ -61,3 +61,27 @@ pub use buttress_limit as limit;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;
+
+/// The guides in `docs/`, compiled as doctests so that every snippet in
+/// them builds (fences tagged `text`, `sh` or `ignore` are not compiled).
+#[cfg(doctest)]
+mod guides {
+    #[cfg(feature = "breaker")]
+    #[doc = include_str!("../../../docs/breaker.md")]
+    struct Breaker;
+
+    #[cfg(feature = "cache")]
+    #[doc = include_str!("../../../docs/cache.md")]
+    struct Cache;
+
+    #[cfg(all(feature = "retry", feature = "http"))]
+    #[doc = include_str!("../../../docs/retry.md")]
+    struct Retry;
+
+    #[cfg(feature = "limit")]
+    #[doc = include_str!("../../../docs/limit.md")]
+    struct Limit;
+
+    #[doc = include_str!("../../../docs/benchmarks.md")]
+    struct Benchmarks;
+}
