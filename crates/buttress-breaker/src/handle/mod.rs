@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buttress_core::classify::Outcome;
@@ -12,9 +12,11 @@ use buttress_core::time::{Instant, Origin};
 
 use crate::config::{Builder, Config, Listener};
 use crate::error::CircuitOpen;
-use crate::state::{Snapshot, State, StateTransition, TransitionReason};
-use crate::telemetry::{Telemetry, counts_as_open};
+use crate::state::{Snapshot, State, TransitionReason};
+use crate::telemetry::Telemetry;
 use crate::window::{Padded, Trip, Window, thread_stripe};
+
+mod transition;
 
 // The state word: state (3 bits) | probe permits left (10) | probe
 // successes (10) | probe failures (10) | epoch (31). The epoch changes on
@@ -442,7 +444,10 @@ impl Inner {
     /// evicted from the set).
     #[cfg(feature = "keyed")]
     pub(crate) fn detach(&self) {
-        let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut control = self
+            .control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if control.counted_open
             && let Some(open_keys) = &self.telemetry.open_keys
         {
@@ -552,128 +557,5 @@ impl Inner {
                 Err(actual) => w = Word(actual),
             }
         }
-    }
-
-    fn trip(&self, from: Word, reason: TransitionReason) {
-        self.transition_from(from, State::Open, reason);
-    }
-
-    fn half_open(&self, from: Word) {
-        self.transition_from(from, State::HalfOpen, TransitionReason::OpenDurationElapsed);
-    }
-
-    /// Moves from the period `from` (same state and epoch) to `to`, unless
-    /// another thread moved first.
-    #[cold]
-    fn transition_from(&self, from: Word, to: State, reason: TransitionReason) {
-        self.transition(Some(from), to, reason);
-    }
-
-    #[cold]
-    fn transition_any(&self, to: State, reason: TransitionReason) {
-        self.transition(None, to, reason);
-    }
-
-    fn transition(&self, from: Option<Word>, to: State, reason: TransitionReason) {
-        let event;
-        {
-            let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
-            let current = self.word();
-            if let Some(from) = from
-                && (current.state() != from.state() || current.epoch() != from.epoch())
-            {
-                return;
-            }
-            let now = self.now();
-            if to == State::HalfOpen && now < self.open_until.load(Ordering::Acquire) {
-                return;
-            }
-            let mut open_for = None;
-            match to {
-                State::Open => {
-                    let d = self.open_duration(control.consecutive_trips);
-                    control.consecutive_trips = control.consecutive_trips.saturating_add(1);
-                    self.open_until.store(
-                        now.saturating_add(buttress_core::time::saturating_nanos(d)),
-                        Ordering::Release,
-                    );
-                    open_for = Some(d);
-                }
-                State::Closed => {
-                    // A close ends the run of consecutive trips.
-                    control.consecutive_trips = 0;
-                    self.window.reset();
-                    self.consecutive.0.store(0, Ordering::Release);
-                }
-                State::ForcedOpen | State::ForcedClosed => control.consecutive_trips = 0,
-                _ => {}
-            }
-            let permits = if to == State::HalfOpen {
-                u64::from(self.config.half_open_probes)
-            } else {
-                0
-            };
-            self.state_since.store(now, Ordering::Release);
-            // Half-open probes change the word's counters without the lock:
-            // swap rather than store, so the epoch still moves exactly once.
-            let mut w = current;
-            loop {
-                let next = w.next(to, permits);
-                match self
-                    .word
-                    .0
-                    .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => break,
-                    Err(actual) => w = Word(actual),
-                }
-            }
-            self.telemetry.transition(to);
-            if let Some(open_keys) = &self.telemetry.open_keys {
-                let open = counts_as_open(to) && !control.detached;
-                if open != control.counted_open {
-                    control.counted_open = open;
-                    if open {
-                        open_keys.increment(1.0);
-                    } else {
-                        open_keys.decrement(1.0);
-                    }
-                }
-            }
-            event = (w.state(), open_for, now);
-        }
-        let (from_state, open_for, now) = event;
-        match to {
-            State::Open | State::ForcedOpen => tracing::warn!(
-                breaker = %self.name, from = %from_state, to = %to, ?reason, ?open_for,
-                "circuit breaker opened"
-            ),
-            _ => tracing::info!(
-                breaker = %self.name, from = %from_state, to = %to, ?reason,
-                "circuit breaker changed state"
-            ),
-        }
-        if let Some(listener) = &self.listener {
-            listener(&StateTransition {
-                breaker: Arc::clone(&self.name),
-                from: from_state,
-                to,
-                reason,
-                at: self.origin.to_instant(now),
-                open_for,
-            });
-        }
-    }
-
-    /// `base · multiplier^trips`, capped, then shortened by up to `jitter`.
-    fn open_duration(&self, trips: u32) -> Duration {
-        let c = &self.config;
-        let exp = i32::try_from(trips).unwrap_or(i32::MAX);
-        let grown = c.open_duration.as_secs_f64() * c.open_duration_multiplier.powi(exp);
-        let capped = grown.min(c.max_open_duration.as_secs_f64());
-        let jittered = capped * (1.0 - c.open_duration_jitter * self.rng.next_f64());
-        Duration::try_from_secs_f64(jittered)
-            .unwrap_or(c.max_open_duration)
-            .max(Duration::from_nanos(1))
     }
 }
