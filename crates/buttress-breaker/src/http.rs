@@ -23,30 +23,9 @@
 //! );
 //! ```
 
-use http::header::RETRY_AFTER;
-use http::{HeaderValue, Response, StatusCode};
+use http::Response;
 
 use crate::error::CircuitOpen;
-
-impl CircuitOpen {
-    /// `503 Service Unavailable` with `Retry-After` in whole seconds
-    /// (rounded up, so a client never comes back before the probe, and
-    /// saturating at `u64::MAX` for the longest durations), or without it
-    /// when the next probe time is unknown.
-    #[must_use]
-    pub fn to_response<B: Default>(&self) -> Response<B> {
-        let mut res = Response::new(B::default());
-        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        if let Some(after) = self.retry_after() {
-            let secs = after
-                .as_secs()
-                .saturating_add(u64::from(after.subsec_nanos() > 0));
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        res
-    }
-}
 
 /// The `503` response for a boxed error that is a [`CircuitOpen`], or
 /// wraps one anywhere in its `source()` chain (a retry's
@@ -60,6 +39,8 @@ pub fn error_response<B: Default>(err: &buttress_core::BoxError) -> Option<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
+    use http::header::RETRY_AFTER;
     use std::time::Duration;
 
     #[test]

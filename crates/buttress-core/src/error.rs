@@ -111,15 +111,14 @@ pub fn find<T: Error + 'static>(err: &crate::BoxError) -> Option<&T> {
 /// [`find`] for any error, not only a boxed one.
 #[must_use]
 pub fn find_in<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
-    let mut current = Some(err);
-    for _ in 0..MAX_DEPTH {
-        let e = current?;
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
+    chain(err).find_map(|e| e.downcast_ref::<T>())
+}
+
+/// `err`, then each `source()` in turn, at most [`MAX_DEPTH`] of them.
+pub(crate) fn chain<'a>(
+    err: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&e| e.source()).take(MAX_DEPTH)
 }
 
 #[cfg(test)]

@@ -38,11 +38,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 pub use tower_http::classify::GrpcCode;
 
 use crate::classify::{Classification, Classify};
+use crate::reject::Overloaded;
 
 const PUSHBACK: &str = "grpc-retry-pushback-ms";
 const STATUS: &str = "grpc-status";
@@ -205,6 +206,33 @@ pub fn code_for_http_status(status: StatusCode) -> GrpcCode {
         404 => GrpcCode::Unimplemented,
         429 | 502 | 503 | 504 => GrpcCode::Unavailable,
         _ => GrpcCode::Unknown,
+    }
+}
+
+impl Overloaded {
+    /// A gRPC "trailers-only" error response: HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status: 8`
+    /// (RESOURCE_EXHAUSTED) and a `grpc-message`; with `pushback`, also
+    /// `grpc-retry-pushback-ms` (gRPC proposal A6, which [`GrpcClassifier`]
+    /// reads as the retry delay). Needs no tonic.
+    #[must_use]
+    pub fn to_grpc_response<B: Default>(&self, pushback: Option<Duration>) -> Response<B> {
+        let mut res = Response::new(B::default());
+        let h = res.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(STATUS, HeaderValue::from_static("8"));
+        h.insert(
+            "grpc-message",
+            HeaderValue::from_static("overloaded%3A concurrency limit reached"),
+        );
+        if let Some(after) = pushback {
+            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            h.insert(PUSHBACK, HeaderValue::from(ms));
+        }
+        res
     }
 }
 

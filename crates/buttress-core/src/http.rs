@@ -41,6 +41,7 @@ pub use tower_http::classify::StatusInRangeAsFailures;
 
 use crate::classify::{Classification, Classify, Outcome};
 use crate::key::KeyExtractor;
+use crate::reject::{CircuitOpen, Overloaded};
 
 /// A set of HTTP status codes (100..=999) as a bitmap: one lookup, no allocation.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -277,6 +278,55 @@ impl<B> KeyExtractor<Request<B>> for PathKey {
 
     fn extract(&self, req: &Request<B>) -> Option<String> {
         Some(req.uri().path().to_owned())
+    }
+}
+
+/// `Retry-After` for a wait of `after`: whole seconds, rounded up so a
+/// client never comes back early, saturating at `u64::MAX` seconds.
+#[must_use]
+pub fn retry_after_value(after: Duration) -> HeaderValue {
+    HeaderValue::from(
+        after
+            .as_secs()
+            .saturating_add(u64::from(after.subsec_nanos() > 0)),
+    )
+}
+
+/// `503 Service Unavailable`, with `Retry-After` when the wait is known.
+fn unavailable<B: Default>(retry_after: Option<Duration>) -> Response<B> {
+    let mut res = Response::new(B::default());
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    if let Some(after) = retry_after {
+        res.headers_mut()
+            .insert(RETRY_AFTER, retry_after_value(after));
+    }
+    res
+}
+
+impl CircuitOpen {
+    /// `503 Service Unavailable` with `Retry-After` in whole seconds
+    /// (rounded up, so a client never comes back before the probe, and
+    /// saturating at `u64::MAX` for the longest durations), or without it
+    /// when the next probe time is unknown.
+    #[must_use]
+    pub fn to_response<B: Default>(&self) -> Response<B> {
+        unavailable(self.retry_after())
+    }
+}
+
+impl Overloaded {
+    /// `503 Service Unavailable` (Envoy's answer for a shed request).
+    #[must_use]
+    pub fn to_response<B: Default>(&self) -> Response<B> {
+        unavailable(None)
+    }
+
+    /// `503 Service Unavailable` with `Retry-After: retry_after` in whole
+    /// seconds, rounded up (saturating: `Duration::MAX` is `u64::MAX`
+    /// seconds).
+    #[must_use]
+    pub fn to_response_with_retry_after<B: Default>(&self, retry_after: Duration) -> Response<B> {
+        unavailable(Some(retry_after))
     }
 }
 

@@ -38,6 +38,7 @@
 pub mod classify;
 pub mod error;
 pub mod key;
+pub mod reject;
 pub mod rng;
 pub mod stripe;
 pub mod time;

@@ -1,44 +1,8 @@
 //! The limit's errors: [`Overloaded`] at request time, [`ConfigError`] at build time.
 
-use std::fmt;
-
-/// The limiter shed the call without calling the inner service: the
-/// concurrency limit was reached (with a queue: the queue was full, or no
-/// permit came free within the maximum wait).
-///
-/// Returned boxed as the service's error (a `BoxError`); match it with
-/// `err.downcast_ref::<Overloaded>()`. It is zero-sized, so boxing it
-/// allocates nothing and shedding stays cheaper than serving (tower's
-/// `load_shed::error::Overloaded` is zero-sized for the same reason). The
-/// `http` helpers add a `Retry-After` if you want one.
-///
-/// ```
-/// use buttress_limit::Overloaded;
-///
-/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(Overloaded::new());
-/// assert!(err.downcast_ref::<Overloaded>().is_some());
-/// assert_eq!(err.to_string(), "overloaded: concurrency limit reached");
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Overloaded {
-    _private: (),
-}
-
-impl Overloaded {
-    /// A rejection at the concurrency limit.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self { _private: () }
-    }
-}
-
-impl fmt::Display for Overloaded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("overloaded: concurrency limit reached")
-    }
-}
-
-impl std::error::Error for Overloaded {}
+/// The limiter's rejection, from the shared vocabulary in
+/// [`buttress_core::reject`].
+pub use buttress_core::reject::Overloaded;
 
 pub use buttress_core::ConfigError;
 

@@ -26,66 +26,9 @@
 
 use std::time::Duration;
 
-use http::header::RETRY_AFTER;
-use http::{HeaderValue, Response, StatusCode};
+use http::Response;
 
 use crate::error::Overloaded;
-
-impl Overloaded {
-    /// `503 Service Unavailable` (Envoy's answer for a shed request).
-    #[must_use]
-    pub fn to_response<B: Default>(&self) -> Response<B> {
-        self.response(None)
-    }
-
-    /// `503 Service Unavailable` with `Retry-After: retry_after` in whole
-    /// seconds, rounded up (saturating: `Duration::MAX` is `u64::MAX`
-    /// seconds).
-    #[must_use]
-    pub fn to_response_with_retry_after<B: Default>(&self, retry_after: Duration) -> Response<B> {
-        self.response(Some(retry_after))
-    }
-
-    fn response<B: Default>(&self, retry_after: Option<Duration>) -> Response<B> {
-        let mut res = Response::new(B::default());
-        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        if let Some(after) = retry_after {
-            let secs = after
-                .as_secs()
-                .saturating_add(u64::from(after.subsec_nanos() > 0));
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        res
-    }
-
-    /// A gRPC "trailers-only" error response: HTTP 200,
-    /// `content-type: application/grpc`, `grpc-status: 8`
-    /// (RESOURCE_EXHAUSTED) and a `grpc-message`; with `pushback`, also
-    /// `grpc-retry-pushback-ms` (gRPC proposal A6, which the core gRPC
-    /// classifier reads as the retry delay). Needs no tonic.
-    #[cfg(feature = "grpc")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-    #[must_use]
-    pub fn to_grpc_response<B: Default>(&self, pushback: Option<Duration>) -> Response<B> {
-        let mut res = Response::new(B::default());
-        let h = res.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert("grpc-status", HeaderValue::from_static("8"));
-        h.insert(
-            "grpc-message",
-            HeaderValue::from_static("overloaded%3A concurrency limit reached"),
-        );
-        if let Some(after) = pushback {
-            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-            h.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
-        }
-        res
-    }
-}
 
 /// The `503` response for a boxed error that is an [`Overloaded`], or
 /// wraps one anywhere in its `source()` chain (another layer's wrapper);
@@ -111,6 +54,8 @@ pub fn grpc_error_response<B: Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
+    use http::header::RETRY_AFTER;
 
     #[test]
     fn overloaded_becomes_503_with_retry_after_rounded_up() {

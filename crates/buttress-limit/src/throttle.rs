@@ -60,31 +60,9 @@ use tower_service::Service;
 
 use crate::error::{ConfigError, check_range};
 
-/// The client-side throttle rejected the call locally, without sending it.
-///
-/// Returned boxed as the service's error; match it with
-/// `err.downcast_ref::<Throttled>()`. Zero-sized: boxing it allocates
-/// nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Throttled {
-    _private: (),
-}
-
-impl Throttled {
-    /// A local rejection.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self { _private: () }
-    }
-}
-
-impl fmt::Display for Throttled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("throttled: rejected locally, the backend has been rejecting")
-    }
-}
-
-impl std::error::Error for Throttled {}
+/// The throttle's rejection, from the shared vocabulary in
+/// [`buttress_core::reject`].
+pub use buttress_core::reject::Throttled;
 
 /// The most buckets a throttle's window can have.
 pub const MAX_BUCKETS: u32 = 1000;

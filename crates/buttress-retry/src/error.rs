@@ -61,36 +61,9 @@ impl std::error::Error for BudgetExhausted {
     }
 }
 
-/// The request's total time budget ran out while an attempt was in flight
-/// or the layer was waiting to retry; the attempt was dropped.
-///
-/// ```
-/// use buttress_retry::DeadlineExceeded;
-///
-/// let err: tower::BoxError = Box::new(DeadlineExceeded::new());
-/// assert!(err.is::<DeadlineExceeded>());
-/// assert_eq!(err.to_string(), "request deadline exceeded");
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DeadlineExceeded {
-    _private: (),
-}
-
-impl DeadlineExceeded {
-    /// The error.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self { _private: () }
-    }
-}
-
-impl fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
+/// The retry layer's rejection when a request's deadline passes, from the
+/// shared vocabulary in [`buttress_core::reject`].
+pub use buttress_core::reject::DeadlineExceeded;
 
 pub use buttress_core::ConfigError;
 

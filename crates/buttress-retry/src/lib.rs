@@ -81,11 +81,18 @@
 //! # Where to put it
 //!
 //! Outside a circuit breaker (`ServiceBuilder::new().retries(p)
-//! .circuit_breaker(b)`), so a retry after a `CircuitOpen` does not hammer
-//! it (`CircuitOpen` is an `Err`, retryable under the default classifier:
-//! use a classifier that says no to it, or rely on the budget); a per-attempt
-//! timeout goes *inside* the retry, the total deadline is the retry's own.
-//! One policy (one budget) per dependency.
+//! .circuit_breaker(b)`); a per-attempt timeout goes *inside* the retry,
+//! the total deadline is the retry's own. One policy (one budget) per
+//! dependency.
+//!
+//! Whatever the classifier says, a buttress rejection
+//! ([`buttress_core::reject`]: an open breaker, a shed or throttled call,
+//! found anywhere in the error's `source()` chain) is never retried before
+//! its `retry_after`: an open breaker's rejection is retried once its next
+//! probe is due (that retry is the probe), if that wait is within
+//! [`max_retry_after`](Builder::max_retry_after) and the deadline; a
+//! rejection with no known wait (a forced-open breaker, `Overloaded`,
+//! `Throttled`) is not retried at all.
 //!
 //! # Hedging
 //!

@@ -1,4 +1,4 @@
-//! [`RetryPolicy`]: the `tower::retry::Policy`, its builder and its shared state.
+//! [`RetryPolicy`]: what to retry and when, its builder and its shared state.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use buttress_core::BoxError;
 use buttress_core::classify::{Classification, Classify, ErrorsAsFailures};
+use buttress_core::reject::rejection;
 use buttress_core::rng::FastRng;
 use buttress_core::time::Instant;
 use metrics::Counter;
@@ -662,6 +663,24 @@ impl<C, R> RetryPolicy<C, R> {
         R: Replay<Req>,
     {
         let s = &*self.shared;
+        // A buttress rejection (an open breaker, a shed or throttled call)
+        // is never retried before its `retry_after`: not at all when it has
+        // none or when the wait is longer than `max_retry_after`, and (below)
+        // not when the wait would pass the deadline.
+        let mut asked = verdict.retry_after();
+        if let Err(e) = result
+            && let Some(rejected) = rejection(e)
+        {
+            match rejected.retry_after() {
+                Some(after) if rejected.may_retry() && after <= s.max_retry_after => {
+                    asked = Some(asked.map_or(after, |a| a.max(after)));
+                }
+                _ => {
+                    tracing::debug!(retry = %s.name, kind = ?rejected.kind(), "not retried: a rejection with no wait to honour");
+                    return None;
+                }
+            }
+        }
         let n = self.session.attempts;
         self.session.attempts += 1;
         if self.session.attempts >= s.max_attempts {
@@ -671,7 +690,7 @@ impl<C, R> RetryPolicy<C, R> {
             tracing::debug!(retry = %s.name, "not retried: the request cannot be replayed");
             return None;
         }
-        let delay = match verdict.retry_after() {
+        let delay = match asked {
             Some(asked) => asked.min(s.max_retry_after),
             None => s.schedule.delay(n, &mut self.session.prev, &*s.rng),
         };
