@@ -13,7 +13,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Router, error_handling::HandleErrorLayer, extract::Request};
-use buttress::breaker::{CircuitBreaker, http::error_response};
+use buttress::breaker::CircuitBreaker;
+use buttress::http::error_response;
 use buttress::{BoxError, ServiceBuilderExt};
 use tower::ServiceBuilder;
 
@@ -25,9 +26,13 @@ async fn backend(req: Request) -> Result<&'static str, BoxError> {
     }
 }
 
-/// `CircuitOpen` becomes 503 + `Retry-After`; any other error, 502.
+/// A buttress rejection becomes its answer (an open breaker: 503 +
+/// `Retry-After`); any other error, 502. For routes whose backend answers
+/// with `http::Response`, `buttress::http::ErrorResponseLayer` does this
+/// without a handler (other errors become 500).
 async fn on_error(err: BoxError) -> Response {
-    error_response(&err)
+    error_response::<axum::body::Body>(&err)
+        .map(IntoResponse::into_response)
         .unwrap_or_else(|| (StatusCode::BAD_GATEWAY, err.to_string()).into_response())
 }
 

@@ -24,6 +24,7 @@
 //! );
 //! ```
 
+#[cfg(feature = "grpc")]
 use std::time::Duration;
 
 use http::Response;
@@ -56,6 +57,7 @@ mod tests {
     use super::*;
     use http::StatusCode;
     use http::header::RETRY_AFTER;
+    use std::time::Duration;
 
     #[test]
     fn overloaded_becomes_503_with_retry_after_rounded_up() {

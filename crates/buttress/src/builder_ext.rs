@@ -1,5 +1,11 @@
 //! `ServiceBuilder` methods for every buttress layer.
 
+#[cfg(any(
+    feature = "breaker",
+    feature = "cache",
+    feature = "limit",
+    feature = "retry"
+))]
 use tower_layer::Stack;
 
 #[cfg(feature = "breaker")]

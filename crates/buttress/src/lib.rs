@@ -26,8 +26,8 @@
 //! | `breaker` (default) | [`breaker`]: the circuit breaker |
 //! | `retry` | [`retry`]: retries with backoff, jitter, a retry budget, deadlines and hedging |
 //! | `limit` | [`limit`]: adaptive concurrency limits, load shedding, client-side throttling |
-//! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`) and 503 responses |
-//! | `grpc` | gRPC status classification |
+//! | `http` | HTTP classification (5xx fail, 429/503 retryable, `Retry-After`), and [`http`]: every rejection mapped to its HTTP answer, with a layer that does it |
+//! | `grpc` | gRPC status classification, and [`grpc`]: every rejection mapped to its gRPC status |
 //! | `keyed` | a breaker per host, route or tenant |
 //! | `cache` | [`cache`]: the read-through cache (quick_cache store) |
 //! | `moka` | the cache's `MokaStore` |
@@ -61,6 +61,14 @@ pub use buttress_limit as limit;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 
 /// The guides in `docs/`, compiled as doctests so that every snippet in
 /// them builds (fences tagged `text`, `sh` or `ignore` are not compiled).
