@@ -446,3 +446,70 @@ async fn a_copy_continues_a_body_the_first_attempt_left_unread() {
     assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
     assert_eq!(calls.lock().unwrap()[1], "abcd");
 }
+
+/// A hedge answering 503 at once does not beat a slower 200: with an HTTP
+/// classifier, only a success wins the race; if every attempt fails, the
+/// last failure comes back.
+#[tokio::test(start_paused = true)]
+async fn a_failed_hedge_does_not_win_the_race() {
+    use buttress_retry::{HedgeDelay, HedgeLayer, HedgePolicy, RetryBudget};
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let hedged = |classify: bool, primary: u16| {
+        let calls = Arc::clone(&calls);
+        let backend = service_fn(move |_req: Request<()>| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n.is_multiple_of(2) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, std::io::Error>(status(primary))
+                } else {
+                    Ok(status(503))
+                }
+            }
+        });
+        let budget = RetryBudget::builder()
+            .percent(100.0)
+            .min_per_second(100)
+            .build()
+            .unwrap();
+        let builder = HedgePolicy::builder()
+            .delay(HedgeDelay::Fixed(Duration::from_millis(10)))
+            .budget(budget)
+            .replay(HttpReplay::new());
+        let svc: tower::util::BoxCloneService<Request<()>, Response<()>, std::io::Error> =
+            if classify {
+                tower::util::BoxCloneService::new(
+                    HedgeLayer::new(builder.classifier(HttpClassifier::new()).build().unwrap())
+                        .layer(backend),
+                )
+            } else {
+                tower::util::BoxCloneService::new(
+                    HedgeLayer::new(builder.build().unwrap()).layer(backend),
+                )
+            };
+        svc
+    };
+    let get = || Request::get("http://svc/").body(()).unwrap();
+
+    // Without a classifier, any Ok wins: the hedge's 503, at 10 ms.
+    let start = Instant::now();
+    let res = hedged(false, 200).oneshot(get()).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), start.elapsed()),
+        (503, Duration::from_millis(10))
+    );
+
+    // With the HTTP classifier, the primary's 200 at 100 ms.
+    calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    let start = Instant::now();
+    let res = hedged(true, 200).oneshot(get()).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), start.elapsed()),
+        (200, Duration::from_millis(100))
+    );
+
+    // Every attempt fails: the last failure (the primary's 502) comes back.
+    calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    let res = hedged(true, 502).oneshot(get()).await.unwrap();
+    assert_eq!(res.status().as_u16(), 502);
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use buttress_core::classify::{Classify, Outcome};
 use buttress_core::time::Instant;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -18,13 +19,14 @@ use crate::replay::Replay;
 pin_project! {
     /// The future of a [`HedgeService`](super::HedgeService) call: the
     /// first attempt, and the hedges sent while it is slow. Resolves to the
-    /// first success (or, once every attempt has failed, to the last
-    /// error); dropping it drops every attempt.
+    /// first result the classifier does not call a failure (or, once every
+    /// attempt has failed, to the last failure, response or error);
+    /// dropping it drops every attempt.
     ///
     /// The first attempt lives inline; only hedges are boxed, so a request
     /// answered before its hedge delay allocates nothing, and no timer is
     /// created for a request answered on its first poll.
-    pub struct HedgeFuture<S, Req, R>
+    pub struct HedgeFuture<S, Req, R, C>
     where
         S: Service<Req>,
     {
@@ -40,12 +42,12 @@ pin_project! {
         firing: bool,
         fired: u32,
         start: Option<Instant>,
-        last_error: Option<S::Error>,
-        shared: Arc<HedgeShared<R>>,
+        last: Option<Result<S::Response, S::Error>>,
+        shared: Arc<HedgeShared<R, C>>,
     }
 }
 
-impl<S, Req, R> fmt::Debug for HedgeFuture<S, Req, R>
+impl<S, Req, R, C> fmt::Debug for HedgeFuture<S, Req, R, C>
 where
     S: Service<Req>,
 {
@@ -59,7 +61,7 @@ where
     }
 }
 
-impl<S, Req, R> HedgeFuture<S, Req, R>
+impl<S, Req, R, C> HedgeFuture<S, Req, R, C>
 where
     S: Service<Req>,
 {
@@ -69,7 +71,7 @@ where
         request: Option<Req>,
         delay: Option<Duration>,
         start: Option<Instant>,
-        shared: Arc<HedgeShared<R>>,
+        shared: Arc<HedgeShared<R, C>>,
     ) -> Self {
         Self {
             primary,
@@ -82,16 +84,17 @@ where
             firing: false,
             fired: 0,
             start,
-            last_error: None,
+            last: None,
             shared,
         }
     }
 }
 
-impl<S, Req, R> Future for HedgeFuture<S, Req, R>
+impl<S, Req, R, C> Future for HedgeFuture<S, Req, R, C>
 where
     S: Service<Req>,
     R: Replay<Req>,
+    C: Classify<S::Response, S::Error>,
 {
     type Output = Result<S::Response, S::Error>;
 
@@ -101,41 +104,37 @@ where
             if !*this.primary_done
                 && let Poll::Ready(result) = this.primary.as_mut().poll(cx)
             {
-                match result {
-                    Ok(response) => {
-                        if let Some(start) = this.start {
-                            this.shared.record(start.elapsed());
-                        }
-                        return Poll::Ready(Ok(response));
+                if wins(&this.shared.classifier, &result) {
+                    if let Some(start) = this.start {
+                        this.shared.record(start.elapsed());
                     }
-                    Err(e) => {
-                        *this.primary_done = true;
-                        *this.last_error = Some(e);
-                    }
+                    return Poll::Ready(result);
                 }
+                *this.primary_done = true;
+                *this.last = Some(result);
             }
             let mut i = 0;
             while i < this.hedges.len() {
                 match this.hedges[i].as_mut().poll(cx) {
-                    Poll::Ready(Ok(response)) => {
+                    Poll::Ready(result) if wins(&this.shared.classifier, &result) => {
                         this.shared.won();
                         if let Some(start) = this.start {
                             this.shared.record(start.elapsed());
                         }
-                        return Poll::Ready(Ok(response));
+                        return Poll::Ready(result);
                     }
-                    Poll::Ready(Err(e)) => {
+                    Poll::Ready(result) => {
                         drop(this.hedges.swap_remove(i));
-                        *this.last_error = Some(e);
+                        *this.last = Some(result);
                     }
                     Poll::Pending => i += 1,
                 }
             }
             if *this.primary_done
                 && this.hedges.is_empty()
-                && let Some(e) = this.last_error.take()
+                && let Some(last) = this.last.take()
             {
-                return Poll::Ready(Err(e));
+                return Poll::Ready(last);
             }
             // Every attempt in flight has been polled (and will wake us).
             let (Some(delay), true) = (*this.delay, this.request.is_some()) else {
@@ -188,4 +187,11 @@ where
             this.shared.fired();
         }
     }
+}
+
+/// Whether `result` may end the race: anything the classifier does not
+/// call a failure.
+#[inline]
+fn wins<C: Classify<T, E>, T, E>(classifier: &C, result: &Result<T, E>) -> bool {
+    classifier.classify(result).outcome() != Outcome::Failure
 }

@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use buttress_core::classify::{Classify, ErrorsAsFailures};
 use buttress_core::time::Instant;
 use metrics::Counter;
 use tower_layer::Layer;
@@ -83,13 +84,14 @@ pub enum HedgeDelay {
 
 /// Builds a [`HedgePolicy`]; [`build`](Self::build) validates.
 #[derive(Clone, Debug)]
-pub struct HedgeBuilder<R = CloneRequest> {
+pub struct HedgeBuilder<R = CloneRequest, C = ErrorsAsFailures> {
     name: Arc<str>,
     delay: HedgeDelay,
     max_hedges: u32,
     min_samples: u64,
     budget: Option<RetryBudget>,
     replay: R,
+    classifier: C,
 }
 
 impl Default for HedgeBuilder {
@@ -109,11 +111,12 @@ impl HedgeBuilder {
             min_samples: 100,
             budget: None,
             replay: CloneRequest,
+            classifier: ErrorsAsFailures::new(),
         }
     }
 }
 
-impl<R> HedgeBuilder<R> {
+impl<R, C> HedgeBuilder<R, C> {
     /// The name: the `hedge` label on metrics. Default: `"default"`.
     #[must_use]
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
@@ -156,7 +159,7 @@ impl<R> HedgeBuilder<R> {
     /// [`CloneRequest`]; for HTTP, [`HttpReplay`](crate::http::HttpReplay)
     /// (idempotent methods only).
     #[must_use]
-    pub fn replay<R2>(self, replay: R2) -> HedgeBuilder<R2> {
+    pub fn replay<R2>(self, replay: R2) -> HedgeBuilder<R2, C> {
         HedgeBuilder {
             name: self.name,
             delay: self.delay,
@@ -164,6 +167,26 @@ impl<R> HedgeBuilder<R> {
             min_samples: self.min_samples,
             budget: self.budget,
             replay,
+            classifier: self.classifier,
+        }
+    }
+
+    /// Which answers may win the race: an attempt whose result the
+    /// classifier calls a failure (an HTTP 503, a gRPC `UNAVAILABLE`) does
+    /// not end the request while another attempt is still running; if
+    /// every attempt fails, the last failure comes back as it is. Default:
+    /// [`ErrorsAsFailures`] (any `Ok` wins); for HTTP,
+    /// [`HttpClassifier`](buttress_core::http::HttpClassifier).
+    #[must_use]
+    pub fn classifier<C2>(self, classifier: C2) -> HedgeBuilder<R, C2> {
+        HedgeBuilder {
+            name: self.name,
+            delay: self.delay,
+            max_hedges: self.max_hedges,
+            min_samples: self.min_samples,
+            budget: self.budget,
+            replay: self.replay,
+            classifier,
         }
     }
 
@@ -173,7 +196,7 @@ impl<R> HedgeBuilder<R> {
     ///
     /// A [`ConfigError`] naming `delay` (a percentile outside `0.0..=100.0`
     /// or a zero fixed delay) or `max_hedges` (outside `1..=16`).
-    pub fn build(self) -> Result<HedgePolicy<R>, ConfigError> {
+    pub fn build(self) -> Result<HedgePolicy<R, C>, ConfigError> {
         match self.delay {
             HedgeDelay::Percentile(p) if !(0.0..=100.0).contains(&p) => {
                 return Err(crate::error::config_error(
@@ -217,6 +240,7 @@ impl<R> HedgeBuilder<R> {
                 min_samples: self.min_samples,
                 budget,
                 replay: self.replay,
+                classifier: self.classifier,
                 fired: AtomicU64::new(0),
                 won: AtomicU64::new(0),
                 exhausted: AtomicU64::new(0),
@@ -241,7 +265,7 @@ struct HedgeTelemetry {
     exhausted: Counter,
 }
 
-pub(crate) struct HedgeShared<R> {
+pub(crate) struct HedgeShared<R, C> {
     /// The current hedge delay in nanoseconds, or `UNKNOWN`.
     delay_nanos: AtomicU64,
     recorded: AtomicU64,
@@ -251,6 +275,7 @@ pub(crate) struct HedgeShared<R> {
     min_samples: u64,
     pub(crate) budget: RetryBudget,
     pub(crate) replay: R,
+    pub(crate) classifier: C,
     fired: AtomicU64,
     won: AtomicU64,
     exhausted: AtomicU64,
@@ -258,7 +283,7 @@ pub(crate) struct HedgeShared<R> {
     name: Arc<str>,
 }
 
-impl<R> HedgeShared<R> {
+impl<R, C> HedgeShared<R, C> {
     #[inline]
     pub(crate) fn current_delay(&self) -> Option<Duration> {
         match self.delay_nanos.load(Ordering::Relaxed) {
@@ -333,11 +358,11 @@ pub struct HedgeStats {
 /// # Clone
 ///
 /// Clones share everything: one policy per dependency.
-pub struct HedgePolicy<R = CloneRequest> {
-    shared: Arc<HedgeShared<R>>,
+pub struct HedgePolicy<R = CloneRequest, C = ErrorsAsFailures> {
+    shared: Arc<HedgeShared<R, C>>,
 }
 
-impl<R> Clone for HedgePolicy<R> {
+impl<R, C> Clone for HedgePolicy<R, C> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -345,7 +370,7 @@ impl<R> Clone for HedgePolicy<R> {
     }
 }
 
-impl<R: fmt::Debug> fmt::Debug for HedgePolicy<R> {
+impl<R: fmt::Debug, C: fmt::Debug> fmt::Debug for HedgePolicy<R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HedgePolicy")
             .field("name", &self.shared.name)
@@ -354,6 +379,7 @@ impl<R: fmt::Debug> fmt::Debug for HedgePolicy<R> {
             .field("max_hedges", &self.shared.max_hedges)
             .field("budget", &self.shared.budget)
             .field("replay", &self.shared.replay)
+            .field("classifier", &self.shared.classifier)
             .finish_non_exhaustive()
     }
 }
@@ -366,7 +392,7 @@ impl HedgePolicy {
     }
 }
 
-impl<R> HedgePolicy<R> {
+impl<R, C> HedgePolicy<R, C> {
     /// The delay after which a hedge is sent now, if known.
     #[must_use]
     pub fn current_delay(&self) -> Option<Duration> {
@@ -393,11 +419,11 @@ impl<R> HedgePolicy<R> {
 
 /// Wraps services in a [`HedgeService`].
 #[derive(Debug)]
-pub struct HedgeLayer<R = CloneRequest> {
-    policy: HedgePolicy<R>,
+pub struct HedgeLayer<R = CloneRequest, C = ErrorsAsFailures> {
+    policy: HedgePolicy<R, C>,
 }
 
-impl<R> Clone for HedgeLayer<R> {
+impl<R, C> Clone for HedgeLayer<R, C> {
     fn clone(&self) -> Self {
         Self {
             policy: self.policy.clone(),
@@ -405,16 +431,16 @@ impl<R> Clone for HedgeLayer<R> {
     }
 }
 
-impl<R> HedgeLayer<R> {
+impl<R, C> HedgeLayer<R, C> {
     /// A layer hedging by `policy`.
     #[must_use]
-    pub fn new(policy: HedgePolicy<R>) -> Self {
+    pub fn new(policy: HedgePolicy<R, C>) -> Self {
         Self { policy }
     }
 }
 
-impl<S, R> Layer<S> for HedgeLayer<R> {
-    type Service = HedgeService<S, R>;
+impl<S, R, C> Layer<S> for HedgeLayer<R, C> {
+    type Service = HedgeService<S, R, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         HedgeService {
@@ -432,12 +458,12 @@ impl<S, R> Layer<S> for HedgeLayer<R> {
 /// Each response future keeps a clone of the inner service to send its
 /// hedges on, so the inner service must be `Clone`. Clones share the policy.
 #[derive(Debug)]
-pub struct HedgeService<S, R = CloneRequest> {
+pub struct HedgeService<S, R = CloneRequest, C = ErrorsAsFailures> {
     inner: S,
-    policy: HedgePolicy<R>,
+    policy: HedgePolicy<R, C>,
 }
 
-impl<S: Clone, R> Clone for HedgeService<S, R> {
+impl<S: Clone, R, C> Clone for HedgeService<S, R, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -446,7 +472,7 @@ impl<S: Clone, R> Clone for HedgeService<S, R> {
     }
 }
 
-impl<S, R> HedgeService<S, R> {
+impl<S, R, C> HedgeService<S, R, C> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -463,14 +489,15 @@ impl<S, R> HedgeService<S, R> {
     }
 }
 
-impl<S, R, Req> Service<Req> for HedgeService<S, R>
+impl<S, R, C, Req> Service<Req> for HedgeService<S, R, C>
 where
     S: Service<Req> + Clone,
     R: Replay<Req>,
+    C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = HedgeFuture<S, Req, R>;
+    type Future = HedgeFuture<S, Req, R, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
