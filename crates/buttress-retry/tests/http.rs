@@ -453,6 +453,8 @@ async fn a_copy_continues_a_body_the_first_attempt_left_unread() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_hedge_does_not_win_the_race() {
     use buttress_retry::{HedgeDelay, HedgeLayer, HedgePolicy, RetryBudget};
+    // Paused time: the primary's latency, which the hedge (at 10 ms) beats.
+    const PRIMARY: Duration = Duration::from_millis(100);
     let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let hedged = |classify: bool, primary: u16| {
         let calls = Arc::clone(&calls);
@@ -460,7 +462,7 @@ async fn a_failed_hedge_does_not_win_the_race() {
             let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async move {
                 if n.is_multiple_of(2) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(PRIMARY).await;
                     Ok::<_, std::io::Error>(status(primary))
                 } else {
                     Ok(status(503))
