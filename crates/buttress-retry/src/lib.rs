@@ -131,6 +131,7 @@
 
 mod backoff;
 mod budget;
+mod config;
 mod error;
 pub mod future;
 pub mod hedge;
@@ -145,9 +146,10 @@ pub mod http;
 
 pub use backoff::{BackoffKind, Jitter, Random};
 pub use budget::{BudgetBuilder, MAX_BUDGET_PERCENT, RetryBudget};
+pub use config::{Builder, MAX_ATTEMPTS};
 pub use error::{BudgetExhausted, ConfigError, DeadlineExceeded};
 pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService};
 pub use layer::RetryLayer;
-pub use policy::{Builder, MAX_ATTEMPTS, RetryPolicy, RetryStats};
+pub use policy::{RetryPolicy, RetryStats};
 pub use replay::{CloneRequest, Deadline, KeyedReplay, Replay};
 pub use service::{BoxErrors, RetryService, TowerPolicy};
