@@ -217,23 +217,43 @@ impl Overloaded {
     /// reads as the retry delay). Needs no tonic.
     #[must_use]
     pub fn to_grpc_response<B: Default>(&self, pushback: Option<Duration>) -> Response<B> {
-        let mut res = Response::new(B::default());
-        let h = res.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert(STATUS, HeaderValue::from_static("8"));
-        h.insert(
-            "grpc-message",
-            HeaderValue::from_static("overloaded%3A concurrency limit reached"),
-        );
-        if let Some(after) = pushback {
-            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-            h.insert(PUSHBACK, HeaderValue::from(ms));
-        }
-        res
+        trailers_only(
+            GrpcCode::ResourceExhausted,
+            "overloaded%3A concurrency limit reached",
+            pushback,
+        )
     }
+}
+
+/// A gRPC "trailers-only" response: HTTP 200, `content-type:
+/// application/grpc`, `grpc-status: code`, `grpc-message: message`
+/// (percent-encoded by the caller), and, with `pushback`,
+/// `grpc-retry-pushback-ms` rounded up to whole milliseconds so a client
+/// never comes back early. Needs no tonic.
+#[must_use]
+pub fn trailers_only<B: Default>(
+    code: GrpcCode,
+    message: &'static str,
+    pushback: Option<Duration>,
+) -> Response<B> {
+    let mut res = Response::new(B::default());
+    let h = res.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(STATUS, HeaderValue::from(code as i32));
+    h.insert("grpc-message", HeaderValue::from_static(message));
+    if let Some(after) = pushback {
+        let ms = after
+            .as_millis()
+            .saturating_add(u128::from(after.subsec_nanos() % 1_000_000 > 0));
+        h.insert(
+            PUSHBACK,
+            HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX)),
+        );
+    }
+    res
 }
 
 #[cfg(test)]

@@ -28,9 +28,9 @@
 use std::time::Duration;
 
 use buttress_core::BoxError;
-use buttress_core::grpc::GrpcCode;
+use buttress_core::grpc::{GrpcCode, trailers_only};
 use buttress_core::reject::{RejectionKind, rejection};
-use http::{HeaderValue, Response};
+use http::Response;
 
 /// The gRPC status for a rejection: see [`status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,22 +65,7 @@ impl GrpcStatus {
     /// milliseconds). Needs no tonic.
     #[must_use]
     pub fn to_response<B: Default>(&self) -> Response<B> {
-        let mut res = Response::new(B::default());
-        let h = res.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert("grpc-status", HeaderValue::from(self.code as i32));
-        h.insert("grpc-message", HeaderValue::from_static(self.message));
-        if let Some(after) = self.pushback {
-            let ms = after
-                .as_millis()
-                .saturating_add(u128::from(after.subsec_nanos() % 1_000_000 > 0));
-            let ms = u64::try_from(ms).unwrap_or(u64::MAX);
-            h.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
-        }
-        res
+        trailers_only(self.code, self.message, self.pushback)
     }
 }
 
