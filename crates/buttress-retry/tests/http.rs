@@ -97,6 +97,17 @@ fn status(code: u16) -> Response<()> {
     Response::builder().status(code).body(()).unwrap()
 }
 
+/// gRPC: every call copied, `grpc-timeout` stamped, a 2 s deadline.
+fn grpc_policy() -> RetryPolicy<GrpcClassifier, HttpReplay> {
+    RetryPolicy::builder()
+        .without_budget()
+        .classifier(GrpcClassifier::new())
+        .replay(HttpReplay::grpc())
+        .deadline(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
 fn http_policy() -> buttress_retry::Builder<HttpClassifier, HttpReplay> {
     RetryPolicy::builder()
         .without_budget()
@@ -263,14 +274,7 @@ async fn grpc_pushback_and_grpc_timeout() {
         .unwrap()
     }
     let log = Log::default();
-    let policy = RetryPolicy::builder()
-        .without_budget()
-        .classifier(GrpcClassifier::new())
-        .replay(HttpReplay::grpc())
-        .deadline(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let svc = RetryLayer::new(policy).layer(backend(log.clone(), unavailable));
+    let svc = RetryLayer::new(grpc_policy()).layer(backend(log.clone(), unavailable));
     // gRPC calls are POSTs: HttpReplay::grpc copies them.
     let req = Request::post("http://svc/pkg.Svc/Method")
         .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
@@ -342,14 +346,7 @@ async fn a_shorter_incoming_grpc_timeout_wins() {
             .unwrap()
     }
     let log = Log::default();
-    let policy = RetryPolicy::builder()
-        .without_budget()
-        .classifier(GrpcClassifier::new())
-        .replay(HttpReplay::grpc())
-        .deadline(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let svc = RetryLayer::new(policy).layer(backend(log.clone(), unavailable));
+    let svc = RetryLayer::new(grpc_policy()).layer(backend(log.clone(), unavailable));
     let call = |timeout: &'static str| {
         Request::post("http://svc/pkg.Svc/Method")
             .header("grpc-timeout", timeout)
