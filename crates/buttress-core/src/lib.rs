@@ -41,6 +41,7 @@ pub mod key;
 pub mod reject;
 pub mod rng;
 pub mod stripe;
+pub mod telemetry;
 pub mod time;
 
 pub use error::ConfigError;

@@ -17,10 +17,12 @@
 //! use std::time::Duration;
 //! use buttress_core::BoxError;
 //! use buttress_core::reject::{CircuitOpen, RejectionKind, rejection};
+//! use buttress_core::telemetry::Name;
 //!
-//! let err: BoxError = Box::new(CircuitOpen::new(Some(Duration::from_secs(5))));
+//! let err: BoxError = Box::new(CircuitOpen::new(Name::new("payments"), Some(Duration::from_secs(5))));
 //! let r = rejection(&err).unwrap();
 //! assert_eq!(r.kind(), RejectionKind::CircuitOpen);
+//! assert_eq!(r.name().as_str(), "payments");
 //! assert_eq!(r.retry_after(), Some(Duration::from_secs(5)));
 //! assert!(rejection(&"connection reset".into()).is_none());
 //! ```
@@ -31,6 +33,7 @@ use std::time::Duration;
 
 use crate::BoxError;
 use crate::error::chain;
+use crate::telemetry::Name;
 
 /// The breaker rejected the call without calling the inner service.
 ///
@@ -41,23 +44,33 @@ use crate::error::chain;
 /// ```
 /// use std::time::Duration;
 /// use buttress_core::reject::CircuitOpen;
+/// use buttress_core::telemetry::Name;
 ///
-/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(CircuitOpen::new(Some(Duration::from_secs(5))));
+/// let err: Box<dyn std::error::Error + Send + Sync> =
+///     Box::new(CircuitOpen::new(Name::new("payments"), Some(Duration::from_secs(5))));
 /// let open = err.downcast_ref::<CircuitOpen>().unwrap();
 /// assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
-/// assert_eq!(err.to_string(), "circuit breaker is open; next probe in 5s");
+/// assert_eq!(err.to_string(), "circuit breaker \"payments\" is open; next probe in 5s");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CircuitOpen {
+    name: Name,
     retry_after: Option<Duration>,
 }
 
 impl CircuitOpen {
-    /// A rejection whose next probe is `retry_after` away (`None`: unknown,
-    /// as when the breaker is forced open or every half-open probe is taken).
+    /// A rejection by the breaker `name`, whose next probe is `retry_after`
+    /// away (`None`: unknown, as when the breaker is forced open or every
+    /// half-open probe is taken).
     #[must_use]
-    pub const fn new(retry_after: Option<Duration>) -> Self {
-        Self { retry_after }
+    pub const fn new(name: Name, retry_after: Option<Duration>) -> Self {
+        Self { name, retry_after }
+    }
+
+    /// The breaker that rejected.
+    #[must_use]
+    pub const fn name(&self) -> Name {
+        self.name
     }
 
     /// How long until the breaker lets a probe through, if known.
@@ -70,8 +83,12 @@ impl CircuitOpen {
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.retry_after {
-            Some(d) => write!(f, "circuit breaker is open; next probe in {d:?}"),
-            None => f.write_str("circuit breaker is open"),
+            Some(d) => write!(
+                f,
+                "circuit breaker {:?} is open; next probe in {d:?}",
+                self.name
+            ),
+            None => write!(f, "circuit breaker {:?} is open", self.name),
         }
     }
 }
@@ -82,34 +99,40 @@ impl Error for CircuitOpen {}
 /// concurrency limit was reached (with a queue: the queue was full, or no
 /// permit came free within the maximum wait).
 ///
-/// Zero-sized, so boxing it allocates nothing and shedding stays cheaper
-/// than serving (tower's `load_shed::error::Overloaded` is zero-sized for
-/// the same reason). The HTTP answers can add a `Retry-After` if you want
-/// one.
+/// It names the limiter that shed (a [`Name`] is a `&'static str`, so the
+/// rejection is two words and boxing it is one small allocation). The HTTP
+/// answers can add a `Retry-After` if you want one.
 ///
 /// ```
 /// use buttress_core::reject::Overloaded;
+/// use buttress_core::telemetry::Name;
 ///
-/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(Overloaded::new());
-/// assert!(err.downcast_ref::<Overloaded>().is_some());
-/// assert_eq!(err.to_string(), "overloaded: concurrency limit reached");
+/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(Overloaded::new(Name::new("api")));
+/// assert_eq!(err.downcast_ref::<Overloaded>().unwrap().name().as_str(), "api");
+/// assert_eq!(err.to_string(), "overloaded: concurrency limit \"api\" reached");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Overloaded {
-    _private: (),
+    name: Name,
 }
 
 impl Overloaded {
-    /// A rejection at the concurrency limit.
+    /// A rejection by the limiter `name`.
     #[must_use]
-    pub const fn new() -> Self {
-        Self { _private: () }
+    pub const fn new(name: Name) -> Self {
+        Self { name }
+    }
+
+    /// The limiter that shed the call.
+    #[must_use]
+    pub const fn name(&self) -> Name {
+        self.name
     }
 }
 
 impl fmt::Display for Overloaded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("overloaded: concurrency limit reached")
+        write!(f, "overloaded: concurrency limit {:?} reached", self.name)
     }
 }
 
@@ -117,30 +140,41 @@ impl Error for Overloaded {}
 
 /// The client-side throttle rejected the call locally, without sending it.
 ///
-/// Zero-sized: boxing it allocates nothing.
+/// It names the throttle that rejected.
 ///
 /// ```
 /// use buttress_core::reject::Throttled;
+/// use buttress_core::telemetry::Name;
 ///
-/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(Throttled::new());
+/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(Throttled::new(Name::new("search")));
 /// assert!(err.is::<Throttled>());
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Throttled {
-    _private: (),
+    name: Name,
 }
 
 impl Throttled {
-    /// A local rejection.
+    /// A local rejection by the throttle `name`.
     #[must_use]
-    pub const fn new() -> Self {
-        Self { _private: () }
+    pub const fn new(name: Name) -> Self {
+        Self { name }
+    }
+
+    /// The throttle that rejected.
+    #[must_use]
+    pub const fn name(&self) -> Name {
+        self.name
     }
 }
 
 impl fmt::Display for Throttled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("throttled: rejected locally, the backend has been rejecting")
+        write!(
+            f,
+            "throttled by {:?}: rejected locally, the backend has been rejecting",
+            self.name
+        )
     }
 }
 
@@ -151,27 +185,34 @@ impl Error for Throttled {}
 ///
 /// ```
 /// use buttress_core::reject::DeadlineExceeded;
+/// use buttress_core::telemetry::Name;
 ///
-/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(DeadlineExceeded::new());
+/// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(DeadlineExceeded::new(Name::new("client")));
 /// assert!(err.is::<DeadlineExceeded>());
-/// assert_eq!(err.to_string(), "request deadline exceeded");
+/// assert_eq!(err.to_string(), "request deadline exceeded (retry \"client\")");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeadlineExceeded {
-    _private: (),
+    name: Name,
 }
 
 impl DeadlineExceeded {
-    /// The error.
+    /// The deadline of the retry layer `name` passed.
     #[must_use]
-    pub const fn new() -> Self {
-        Self { _private: () }
+    pub const fn new(name: Name) -> Self {
+        Self { name }
+    }
+
+    /// The layer whose deadline passed.
+    #[must_use]
+    pub const fn name(&self) -> Name {
+        self.name
     }
 }
 
 impl fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request deadline exceeded")
+        write!(f, "request deadline exceeded (retry {:?})", self.name)
     }
 }
 
@@ -191,19 +232,27 @@ pub enum RejectionKind {
     DeadlineExceeded,
 }
 
-/// What a rejection found by [`rejection`] says: which layer refused, and
-/// after how long the caller may try again.
+/// What a rejection found by [`rejection`] says: which layer refused
+/// (its kind and its instance's name), and after how long the caller may
+/// try again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejection {
     kind: RejectionKind,
+    name: Name,
     retry_after: Option<Duration>,
 }
 
 impl Rejection {
-    /// Which layer refused.
+    /// Which kind of layer refused.
     #[must_use]
     pub const fn kind(&self) -> RejectionKind {
         self.kind
+    }
+
+    /// The name of the layer instance that refused.
+    #[must_use]
+    pub const fn name(&self) -> Name {
+        self.name
     }
 
     /// How long until trying again can succeed, when the layer knows
@@ -232,24 +281,32 @@ pub fn rejection(err: &BoxError) -> Option<Rejection> {
 #[must_use]
 pub fn rejection_in(err: &(dyn Error + 'static)) -> Option<Rejection> {
     chain(err).find_map(|e| {
-        let (kind, retry_after) = if let Some(open) = e.downcast_ref::<CircuitOpen>() {
-            (RejectionKind::CircuitOpen, open.retry_after())
-        } else if e.is::<Overloaded>() {
-            (RejectionKind::Overloaded, None)
-        } else if e.is::<Throttled>() {
-            (RejectionKind::Throttled, None)
-        } else if e.is::<DeadlineExceeded>() {
-            (RejectionKind::DeadlineExceeded, None)
+        let (kind, name, retry_after) = if let Some(open) = e.downcast_ref::<CircuitOpen>() {
+            (RejectionKind::CircuitOpen, open.name, open.retry_after())
+        } else if let Some(o) = e.downcast_ref::<Overloaded>() {
+            (RejectionKind::Overloaded, o.name, None)
+        } else if let Some(t) = e.downcast_ref::<Throttled>() {
+            (RejectionKind::Throttled, t.name, None)
+        } else if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
+            (RejectionKind::DeadlineExceeded, d.name, None)
         } else {
             return None;
         };
-        Some(Rejection { kind, retry_after })
+        Some(Rejection {
+            kind,
+            name,
+            retry_after,
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn n() -> Name {
+        Name::new("the-layer")
+    }
 
     #[derive(Debug)]
     struct Wrapped(BoxError);
@@ -268,14 +325,22 @@ mod tests {
     fn every_rejection_is_found_bare_and_wrapped() {
         let cases: [(BoxError, RejectionKind, Option<Duration>); 4] = [
             (
-                Box::new(CircuitOpen::new(Some(Duration::from_secs(3)))),
+                Box::new(CircuitOpen::new(n(), Some(Duration::from_secs(3)))),
                 RejectionKind::CircuitOpen,
                 Some(Duration::from_secs(3)),
             ),
-            (Box::new(Overloaded::new()), RejectionKind::Overloaded, None),
-            (Box::new(Throttled::new()), RejectionKind::Throttled, None),
             (
-                Box::new(DeadlineExceeded::new()),
+                Box::new(Overloaded::new(n())),
+                RejectionKind::Overloaded,
+                None,
+            ),
+            (
+                Box::new(Throttled::new(n())),
+                RejectionKind::Throttled,
+                None,
+            ),
+            (
+                Box::new(DeadlineExceeded::new(n())),
                 RejectionKind::DeadlineExceeded,
                 None,
             ),
@@ -284,6 +349,7 @@ mod tests {
             let wrapped: BoxError = Box::new(Wrapped(Box::new(Wrapped(err))));
             let r = rejection(&wrapped).expect("found through two wrappers");
             assert_eq!((r.kind(), r.retry_after()), (kind, after));
+            assert_eq!(r.name(), n(), "the rejection names its instance");
             assert_eq!(r.may_retry(), kind != RejectionKind::DeadlineExceeded);
         }
         assert_eq!(rejection(&"refused".into()), None);
@@ -291,7 +357,7 @@ mod tests {
 
     #[test]
     fn the_outermost_rejection_wins() {
-        let err: BoxError = Box::new(Wrapped(Box::new(Overloaded::new())));
+        let err: BoxError = Box::new(Wrapped(Box::new(Overloaded::new(n()))));
         let outer: BoxError = Box::new(Wrapped(err));
         assert_eq!(rejection(&outer).unwrap().kind(), RejectionKind::Overloaded);
     }
