@@ -7,7 +7,7 @@
 //! | [`CircuitOpen`] | circuit breaker | the time to the next probe, when known |
 //! | [`Overloaded`] | concurrency limit | unknown |
 //! | [`Throttled`] | client-side throttle | unknown |
-//! | [`DeadlineExceeded`] | retry deadline | never (the time is spent) |
+//! | [`DeadlineExceeded`] | a retry's deadline, a cache's load timeout | never (the time is spent) |
 //!
 //! [`rejection`] finds one anywhere in an error's `source()` chain and
 //! says what it is and when the caller may try again. Each layer crate
@@ -180,8 +180,11 @@ impl fmt::Display for Throttled {
 
 impl Error for Throttled {}
 
-/// The request's total time budget ran out while an attempt was in flight
-/// or the layer was waiting to retry; the attempt was dropped.
+/// A layer's time bound ran out and the work under it was dropped: a
+/// retry's deadline (the request's total time budget, passed while an
+/// attempt was in flight or the layer was waiting to retry), or a cache's
+/// load timeout (found in the source chain of the cache's `LoadTimedOut`).
+/// The HTTP answer is 504, the gRPC one `DEADLINE_EXCEEDED`.
 ///
 /// ```
 /// use buttress_core::reject::DeadlineExceeded;
@@ -189,7 +192,7 @@ impl Error for Throttled {}
 ///
 /// let err: Box<dyn std::error::Error + Send + Sync> = Box::new(DeadlineExceeded::new(Name::new("client")));
 /// assert!(err.is::<DeadlineExceeded>());
-/// assert_eq!(err.to_string(), "request deadline exceeded (retry \"client\")");
+/// assert_eq!(err.to_string(), "deadline exceeded in \"client\"");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeadlineExceeded {
@@ -197,7 +200,7 @@ pub struct DeadlineExceeded {
 }
 
 impl DeadlineExceeded {
-    /// The deadline of the retry layer `name` passed.
+    /// The time bound of the layer `name` (a retry, a cache) passed.
     #[must_use]
     pub const fn new(name: Name) -> Self {
         Self { name }
@@ -212,7 +215,7 @@ impl DeadlineExceeded {
 
 impl fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "request deadline exceeded (retry {:?})", self.name)
+        write!(f, "deadline exceeded in {:?}", self.name)
     }
 }
 
