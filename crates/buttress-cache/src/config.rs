@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use buttress_core::telemetry::{Name, Registration, register_catalog};
+
 use crate::entry::MAX_WINDOW;
 use crate::error::{ConfigError, config_error};
 use crate::handle::Cache;
@@ -21,9 +23,13 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// the pointer. moka's per-entry bookkeeping is larger.
 pub const ENTRY_OVERHEAD_BYTES: u32 = 112;
 
+/// The layer kind the cache registers its name as.
+pub(crate) const KIND: &str = "cache";
+
 /// The validated configuration.
 pub(crate) struct Config<K, V> {
-    pub(crate) name: Arc<str>,
+    /// The effective name (after [`Registration`]).
+    pub(crate) name: Name,
     pub(crate) ttl: Duration,
     pub(crate) ttl_jitter: f64,
     pub(crate) negative_ttl: Duration,
@@ -55,7 +61,7 @@ pub(crate) struct Config<K, V> {
 #[must_use]
 pub struct Builder<K, V, St> {
     store: St,
-    name: Arc<str>,
+    name: Name,
     ttl: Duration,
     ttl_jitter: f64,
     negative_ttl: Duration,
@@ -94,10 +100,11 @@ where
     V: Clone + Send + Sync + 'static,
     St: Store<K, V>,
 {
+    #[track_caller]
     pub(crate) fn new(store: St) -> Self {
         Self {
             store,
-            name: Arc::from("default"),
+            name: Name::caller(),
             ttl: Duration::from_secs(60),
             ttl_jitter: 0.1,
             negative_ttl: Duration::from_secs(5),
@@ -112,10 +119,15 @@ where
         }
     }
 
-    /// The cache's name: the `cache` label on its metrics and a field of
-    /// its `tracing` events. Default: `"default"`.
-    pub fn name(mut self, name: &str) -> Self {
-        self.name = Arc::from(name);
+    /// The cache's name: the `name` label on its metrics, the `name` field
+    /// of its `tracing` spans and events, and the name its
+    /// [`LoadTimedOut`](crate::LoadTimedOut) carries. Default: the source
+    /// location of the [`Cache::builder`] call (`"src/main.rs:12"`,
+    /// [`Name::caller`]), stable from run to run. While another cache of
+    /// the same name is alive, this one is named `name#2` (then `#3`, …):
+    /// [`Cache::name`] gives the name it got.
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -225,11 +237,14 @@ where
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the field when `ttl`, `negative_ttl` or
-    /// `load_timeout` is zero, `ttl_jitter` is outside `[0, 1)`,
+    /// [`ConfigError`] naming the field when `name` is empty, `ttl`,
+    /// `negative_ttl` or `load_timeout` is zero, `ttl_jitter` is outside `[0, 1)`,
     /// `xfetch_beta` is not positive and finite, or `max_entry_bytes` is
     /// zero.
     pub fn build(self) -> Result<Cache<K, V, St>, ConfigError> {
+        if self.name.as_str().is_empty() {
+            return Err(config_error("name", "must not be empty"));
+        }
         for (field, value) in [
             ("ttl", self.ttl),
             ("negative_ttl", self.negative_ttl),
@@ -262,8 +277,10 @@ where
                 .saturating_add(ENTRY_OVERHEAD_BYTES);
             Arc::new(move |_: &K, _: &V| fixed)
         });
+        register_catalog(crate::METRICS);
+        let registration = Registration::new(KIND, self.name);
         let config = Config {
-            name: self.name,
+            name: registration.name(),
             ttl: self.ttl,
             ttl_jitter: self.ttl_jitter,
             negative_ttl: self.negative_ttl,
@@ -275,6 +292,6 @@ where
             weigher,
             seed: self.seed,
         };
-        Ok(Cache::from_parts(self.store, config))
+        Ok(Cache::from_parts(self.store, config, registration))
     }
 }

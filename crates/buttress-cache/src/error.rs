@@ -5,6 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use buttress_core::reject::DeadlineExceeded;
+use buttress_core::telemetry::Name;
+
 /// A backend error handed to a coalesced waiter: several callers waited on
 /// one load and it failed, so each gets this wrapper around the one shared
 /// error. [`inner`](Self::inner) (or `source()`) gives the backend's error
@@ -53,30 +56,44 @@ impl Error for CoalescedError {
 /// caller also gets it when it has itself waited `load_timeout` for a
 /// load another caller leads.
 ///
+/// Its [`source`](Error::source) is a
+/// [`DeadlineExceeded`](buttress_core::reject::DeadlineExceeded) naming
+/// the cache, so [`rejection`](buttress_core::reject::rejection) finds it
+/// as a deadline (the shared HTTP and gRPC mappings answer 504 and
+/// `DEADLINE_EXCEEDED`), and a retry layer does not send the request
+/// again.
+///
 /// ```
 /// # async fn check(err: tower::BoxError) {
 /// use buttress_cache::LoadTimedOut;
+/// use buttress_core::reject::{RejectionKind, rejection};
 ///
 /// if let Some(timed_out) = err.downcast_ref::<LoadTimedOut>() {
 ///     eprintln!("{timed_out}; the next request asks the backend again");
+///     let r = rejection(&err).unwrap();
+///     assert_eq!(r.kind(), RejectionKind::DeadlineExceeded);
+///     assert_eq!(r.name(), timed_out.name());
 /// }
 /// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct LoadTimedOut {
-    cache: Arc<str>,
+    deadline: DeadlineExceeded,
     after: Duration,
 }
 
 impl LoadTimedOut {
-    pub(crate) fn new(cache: Arc<str>, after: Duration) -> Self {
-        Self { cache, after }
+    pub(crate) fn new(cache: Name, after: Duration) -> Self {
+        Self {
+            deadline: DeadlineExceeded::new(cache),
+            after,
+        }
     }
 
     /// The name of the cache whose load timed out.
     #[must_use]
-    pub fn cache(&self) -> &str {
-        &self.cache
+    pub fn name(&self) -> Name {
+        self.deadline.name()
     }
 
     /// The load timeout that ran out.
@@ -91,12 +108,17 @@ impl fmt::Display for LoadTimedOut {
         write!(
             f,
             "cache `{}`: load did not finish within its {:?} load timeout",
-            self.cache, self.after
+            self.name(),
+            self.after
         )
     }
 }
 
-impl Error for LoadTimedOut {}
+impl Error for LoadTimedOut {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.deadline)
+    }
+}
 
 pub use buttress_core::ConfigError;
 

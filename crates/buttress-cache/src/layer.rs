@@ -2,11 +2,11 @@
 
 use std::fmt;
 
+use buttress_core::classify::ErrorsAsFailures;
 use tower_layer::Layer;
 
 use crate::handle::Cache;
-
-use crate::policy::{CacheNoErrors, CacheSuccesses};
+use crate::policy::{CacheNoErrors, CacheSuccesses, Rules};
 use crate::service::CacheService;
 
 /// Puts a read-through [`Cache`] in front of a service.
@@ -16,7 +16,10 @@ use crate::service::CacheService;
 /// ([`KeyExtractor`](buttress_core::key::KeyExtractor), a closure
 /// `Fn(&Req) -> Option<K>` works): a request without a key bypasses the
 /// cache. The optional [`policy`](Self::policy) decides which responses
-/// are cached and for how long ([`CacheSuccesses`] by default).
+/// are cached and for how long ([`CacheSuccesses`] by default),
+/// [`cache_errors`](Self::cache_errors) which errors are cached (none by
+/// default), and [`classifier`](Self::classifier) which results are
+/// successes, failures or ignored ([`ErrorsAsFailures`] by default).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -50,11 +53,10 @@ use crate::service::CacheService;
 ///
 /// Every service this layer (or a clone) builds shares one [`Cache`]:
 /// its store, its counters and its loads in flight.
-pub struct CacheLayer<K, V, St, X, P = CacheSuccesses, N = CacheNoErrors> {
+pub struct CacheLayer<K, V, St, X, P = CacheSuccesses, N = CacheNoErrors, C = ErrorsAsFailures> {
     cache: Cache<K, V, St>,
     extractor: X,
-    policy: P,
-    errors: N,
+    rules: Rules<P, N, C>,
 }
 
 impl<K, V, St, X> CacheLayer<K, V, St, X> {
@@ -65,28 +67,35 @@ impl<K, V, St, X> CacheLayer<K, V, St, X> {
         Self {
             cache,
             extractor,
-            policy: CacheSuccesses,
-            errors: CacheNoErrors,
+            rules: Rules {
+                policy: CacheSuccesses,
+                errors: CacheNoErrors,
+                classifier: ErrorsAsFailures::new(),
+            },
         }
     }
 }
 
-impl<K, V, St, X, P, N> CacheLayer<K, V, St, X, P, N> {
+impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     /// Decides per response whether it is cached, for how long, with which
     /// tags: a [`CachePolicy`](crate::CachePolicy), for example a closure
     /// `Fn(&Response) -> Verdict`. Default: [`CacheSuccesses`].
     #[must_use]
-    pub fn policy<P2>(self, policy: P2) -> CacheLayer<K, V, St, X, P2, N> {
+    pub fn policy<P2>(self, policy: P2) -> CacheLayer<K, V, St, X, P2, N, C> {
         CacheLayer {
             cache: self.cache,
             extractor: self.extractor,
-            policy,
-            errors: self.errors,
+            rules: Rules {
+                policy,
+                errors: self.rules.errors,
+                classifier: self.rules.classifier,
+            },
         }
     }
 
     /// Negative caching of chosen errors: `policy` is asked about every
-    /// error the inner service's `call` returns, and the ones it gives a
+    /// error the inner service's `call` returns (but those the
+    /// [`classifier`](Self::classifier) ignores), and the ones it gives a
     /// TTL are cached for it (jittered like every TTL). Until the TTL
     /// ends, a request for that key is answered with the same error,
     /// without calling the backend. Default: [`CacheNoErrors`], no error
@@ -166,12 +175,84 @@ impl<K, V, St, X, P, N> CacheLayer<K, V, St, X, P, N> {
     ///   error is not cached. A served error counts as a hit and in
     ///   [`Stats::errors_served`](crate::Stats::errors_served).
     #[must_use]
-    pub fn cache_errors<N2>(self, policy: N2) -> CacheLayer<K, V, St, X, P, N2> {
+    pub fn cache_errors<N2>(self, policy: N2) -> CacheLayer<K, V, St, X, P, N2, C> {
         CacheLayer {
             cache: self.cache,
             extractor: self.extractor,
-            policy: self.policy,
-            errors: policy,
+            rules: Rules {
+                policy: self.rules.policy,
+                errors: policy,
+                classifier: self.rules.classifier,
+            },
+        }
+    }
+
+    /// How the inner service's results are classified
+    /// ([`Classify<S::Response, S::Error>`](buttress_core::classify::Classify),
+    /// the classifier every buttress layer takes), which decides whether
+    /// a load's result may be cached. Default: [`ErrorsAsFailures`]
+    /// (`Ok` is a success, `Err` a failure), which caches exactly what the
+    /// [`policy`](Self::policy) and [`cache_errors`](Self::cache_errors)
+    /// choose.
+    ///
+    /// | result | classified | cached | stale-if-error |
+    /// |---|---|---|---|
+    /// | `Ok` | success | as the [`policy`](Self::policy) says | no |
+    /// | `Ok` | failure | never (the response is returned) | yes |
+    /// | `Ok` | ignored | never (the response is returned) | no |
+    /// | `Err` | failure | as [`cache_errors`](Self::cache_errors) says | yes |
+    /// | `Err` | success | as [`cache_errors`](Self::cache_errors) says | no |
+    /// | `Err` | ignored | never | no |
+    ///
+    /// A failure counts in [`Stats::load_failures`](crate::Stats::load_failures).
+    /// An error from the inner service's `poll_ready` is not classified:
+    /// it is always a failure that is never cached. The classifier sees
+    /// loads only: a hit never calls it.
+    ///
+    /// So one classifier serves the cache and the breaker: with an HTTP
+    /// classifier a 503 response is not cached, and a stale entry answers
+    /// in its place while stale-if-error allows:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use buttress_cache::{Cache, CacheLayer, store::QuickCacheStore};
+    /// use buttress_core::classify::Classification;
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(
+    ///         CacheLayer::new(cache.clone(), |id: &u64| Some(*id)).classifier(
+    ///             |r: &Result<u16, std::io::Error>| match r {
+    ///                 Ok(status) if *status >= 500 => Classification::failure(),
+    ///                 Ok(_) => Classification::success(),
+    ///                 Err(_) => Classification::failure(),
+    ///             },
+    ///         ),
+    ///     )
+    ///     .service(service_fn(|id: u64| async move {
+    ///         Ok::<u16, std::io::Error>(if id == 1 { 503 } else { 200 })
+    ///     }));
+    ///
+    /// assert_eq!(svc.clone().oneshot(1).await?, 503);
+    /// assert_eq!(svc.clone().oneshot(1).await?, 503);
+    /// assert_eq!(cache.stats().loads, 2, "a 503 is not cached");
+    /// assert_eq!(cache.stats().load_failures, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn classifier<C2>(self, classifier: C2) -> CacheLayer<K, V, St, X, P, N, C2> {
+        CacheLayer {
+            cache: self.cache,
+            extractor: self.extractor,
+            rules: Rules {
+                policy: self.rules.policy,
+                errors: self.rules.errors,
+                classifier,
+            },
         }
     }
 
@@ -182,38 +263,39 @@ impl<K, V, St, X, P, N> CacheLayer<K, V, St, X, P, N> {
     }
 }
 
-impl<K, V, St, X: Clone, P: Clone, N: Clone> Clone for CacheLayer<K, V, St, X, P, N> {
+impl<K, V, St, X: Clone, P: Clone, N: Clone, C: Clone> Clone for CacheLayer<K, V, St, X, P, N, C> {
     fn clone(&self) -> Self {
         Self {
             cache: self.cache.clone(),
             extractor: self.extractor.clone(),
-            policy: self.policy.clone(),
-            errors: self.errors.clone(),
+            rules: self.rules.clone(),
         }
     }
 }
 
-impl<K, V, St: fmt::Debug, X, P, N> fmt::Debug for CacheLayer<K, V, St, X, P, N> {
+impl<K, V, St: fmt::Debug, X, P, N, C> fmt::Debug for CacheLayer<K, V, St, X, P, N, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayer")
             .field("cache", &self.cache)
             .field("extractor", &std::any::type_name::<X>())
             .field("policy", &std::any::type_name::<P>())
             .field("errors", &std::any::type_name::<N>())
+            .field("classifier", &std::any::type_name::<C>())
             .finish()
     }
 }
 
-impl<S, K, V, St, X: Clone, P: Clone, N: Clone> Layer<S> for CacheLayer<K, V, St, X, P, N> {
-    type Service = CacheService<S, K, V, St, X, P, N>;
+impl<S, K, V, St, X: Clone, P: Clone, N: Clone, C: Clone> Layer<S>
+    for CacheLayer<K, V, St, X, P, N, C>
+{
+    type Service = CacheService<S, K, V, St, X, P, N, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheService::with_error_policy(
+        CacheService::from_rules(
             inner,
             self.cache.clone(),
             self.extractor.clone(),
-            self.policy.clone(),
-            self.errors.clone(),
+            self.rules.clone(),
         )
     }
 }

@@ -69,6 +69,13 @@
 //!   response for its own short TTL, and
 //!   [`CacheLayer::cache_errors`] caches chosen errors (a typed clone,
 //!   served as the backend's own error) for theirs.
+//! - **Classification**: [`CacheLayer::classifier`] takes the
+//!   classifier every buttress layer takes
+//!   ([`Classify`](buttress_core::classify::Classify)): a result it calls
+//!   a failure (an HTTP 503 response, say) is returned but never cached,
+//!   and stale-if-error may answer in its place; an ignored one is never
+//!   cached. The default (`Ok` succeeds, `Err` fails) caches what the
+//!   policies choose.
 //! - **Invalidation**: by key, by tag, by predicate on the [`Cache`]
 //!   handle, and [`InvalidateLayer`] for write paths. Once an invalidation
 //!   returns, the dropped value is never served: a load that started
@@ -91,18 +98,27 @@
 //!
 //! # Telemetry
 //!
-//! Through the [`metrics`] facade, labelled `cache = name`:
-//! `buttress_cache_requests_total` (with `result` = `hit`, `stale`,
-//! `miss`, `bypass`), `buttress_cache_coalesced_waiters_total`,
-//! `buttress_cache_refreshes_total`, `buttress_cache_load_failures_total`,
-//! `buttress_cache_stale_if_error_total`, `buttress_cache_oversized_total`,
-//! `buttress_cache_invalidations_total`, the histogram
-//! `buttress_cache_load_seconds`; stores add
-//! `buttress_cache_evictions_total` (labelled `store`, `cause` = `size`,
-//! `expired`). Handles are registered when the cache is built: install the
-//! recorder first. Failed loads, dropped refreshes and invalidations are
-//! `tracing` debug events; hits emit nothing. [`Cache::stats`] gives the
-//! same counters and the hit ratio.
+//! Every cache has a name ([`Builder::name`]; by default the source line
+//! of its [`Cache::builder`] call, and `name#2` while another live cache
+//! has the same one). Its metrics, listed in [`METRICS`], carry it as the
+//! `name` label: `buttress_cache_requests_total` (with `outcome` = `hit`,
+//! `stale`, `miss`, `bypass`), the gauges `buttress_cache_entries`,
+//! `buttress_cache_weighted_size` and `buttress_cache_loads_in_flight`,
+//! `buttress_cache_evictions_total` (with `cause` = `size`, `expired`),
+//! the load counters and the histogram `buttress_cache_load_seconds`.
+//!
+//! A request never touches the `metrics` recorder: the cache counts in
+//! its own memory (a hit adds to a cell of its thread's own) and
+//! `buttress_core::telemetry` publishes the totals, every second to the
+//! global recorder and on [`flush`](buttress_core::telemetry::flush), to
+//! the recorder in force then. So a cache built before the application
+//! installs its recorder reports into it all the same. Only the load
+//! time is recorded where it happens, once per load.
+//!
+//! Each load runs in a `tracing` span `buttress.cache.load` (debug level,
+//! fields `name` and `refresh`); failed loads, timeouts, dropped refreshes
+//! and invalidations are debug events with the field `name`; hits emit
+//! nothing. [`Cache::stats`] gives the same counters and the hit ratio.
 //!
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -120,6 +136,7 @@ mod service;
 mod stats;
 pub mod store;
 mod tags;
+mod telemetry;
 
 pub use config::{Builder, ENTRY_OVERHEAD_BYTES};
 pub use entry::{Entry, Tag};
@@ -131,3 +148,4 @@ pub use policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy, ErrorV
 pub use service::{CacheService, WarmReport};
 pub use stats::Stats;
 pub use store::Evictions;
+pub use telemetry::METRICS;

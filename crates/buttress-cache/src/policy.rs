@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use buttress_core::BoxError;
+use buttress_core::classify::{Classify, Outcome};
 
 use crate::entry::Tag;
 
@@ -239,5 +240,76 @@ impl<E> ErrorPolicy<E> for CacheNoErrors {
     #[inline]
     fn verdict(&self, _error: &E) -> Option<ErrorVerdict> {
         None
+    }
+}
+
+/// A layer's three rules about what its loads' results mean: the
+/// [`Classify`] that says whether a result is a success, a failure or
+/// ignored, the [`CachePolicy`] for successful responses and the
+/// [`ErrorPolicy`] for errors. Cloned into each miss's future.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Rules<P, N, C> {
+    pub(crate) policy: P,
+    pub(crate) errors: N,
+    pub(crate) classifier: C,
+}
+
+/// What a load's result means for the cache.
+pub(crate) enum Loaded<V> {
+    /// A response the classifier calls a success: stored as the
+    /// [`CachePolicy`]'s verdict says.
+    Value(V),
+    /// A response the classifier calls a failure (`failed`: stale-if-error
+    /// may answer instead) or ignores: handed to the callers, never stored.
+    Passed { value: V, failed: bool },
+    /// An error, and the [`ErrorPolicy`]'s verdict when it may be cached
+    /// (not for an ignored one). `failed`: the classifier calls it a
+    /// failure (stale-if-error may answer instead).
+    Error {
+        error: BoxError,
+        failed: bool,
+        cache: Option<ErrorVerdict>,
+    },
+}
+
+impl<V> Loaded<V> {
+    /// An error from the inner service's `poll_ready`: about the service
+    /// (overload, an open breaker), not the key, so a failure that is
+    /// never cached.
+    pub(crate) fn not_ready(error: BoxError) -> Self {
+        Self::Error {
+            error,
+            failed: true,
+            cache: None,
+        }
+    }
+}
+
+impl<P, N, C> Rules<P, N, C> {
+    /// Sorts the result of the inner service's `call`.
+    pub(crate) fn sort<V, E>(&self, result: Result<V, E>) -> Loaded<V>
+    where
+        C: Classify<V, E>,
+        N: ErrorPolicy<E>,
+        E: Into<BoxError>,
+    {
+        let outcome = self.classifier.classify(&result).outcome();
+        let failed = outcome == Outcome::Failure;
+        match result {
+            Ok(value) if outcome == Outcome::Success => Loaded::Value(value),
+            Ok(value) => Loaded::Passed { value, failed },
+            Err(error) => {
+                let cache = if matches!(outcome, Outcome::Success | Outcome::Failure) {
+                    self.errors.verdict(&error)
+                } else {
+                    None
+                };
+                Loaded::Error {
+                    error: error.into(),
+                    failed,
+                    cache,
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use buttress_core::BoxError;
+use buttress_core::classify::{Classify, ErrorsAsFailures};
 use buttress_core::key::KeyExtractor;
 use buttress_core::time::Instant;
 use futures_util::StreamExt;
@@ -14,7 +15,7 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::handle::{Cache, Found};
-use crate::policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy};
+use crate::policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy, Rules};
 use crate::store::Store;
 
 /// A read-through cache in front of `S`; built by
@@ -34,12 +35,12 @@ use crate::store::Store;
 ///
 /// Clones share the [`Cache`]; each holds its own clone of the inner
 /// service.
-pub struct CacheService<S, K, V, St, X, P = CacheSuccesses, N = CacheNoErrors> {
+pub struct CacheService<S, K, V, St, X, P = CacheSuccesses, N = CacheNoErrors, C = ErrorsAsFailures>
+{
     inner: S,
     cache: Cache<K, V, St>,
     extractor: X,
-    policy: P,
-    errors: N,
+    rules: Rules<P, N, C>,
 }
 
 impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
@@ -54,7 +55,10 @@ impl<S, K, V, St, X, P> CacheService<S, K, V, St, X, P> {
 impl<S, K, V, St, X, P, N> CacheService<S, K, V, St, X, P, N> {
     /// Wraps `inner` with `cache`, keyed by `extractor`, judged by `policy`
     /// for responses and by `errors` for errors (see
-    /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)).
+    /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)),
+    /// with results classified by [`ErrorsAsFailures`] (for another
+    /// classifier, build the service with
+    /// [`CacheLayer::classifier`](crate::CacheLayer::classifier)).
     pub fn with_error_policy(
         inner: S,
         cache: Cache<K, V, St>,
@@ -62,12 +66,31 @@ impl<S, K, V, St, X, P, N> CacheService<S, K, V, St, X, P, N> {
         policy: P,
         errors: N,
     ) -> Self {
+        Self::from_rules(
+            inner,
+            cache,
+            extractor,
+            Rules {
+                policy,
+                errors,
+                classifier: ErrorsAsFailures::new(),
+            },
+        )
+    }
+}
+
+impl<S, K, V, St, X, P, N, C> CacheService<S, K, V, St, X, P, N, C> {
+    pub(crate) fn from_rules(
+        inner: S,
+        cache: Cache<K, V, St>,
+        extractor: X,
+        rules: Rules<P, N, C>,
+    ) -> Self {
         Self {
             inner,
             cache,
             extractor,
-            policy,
-            errors,
+            rules,
         }
     }
 
@@ -92,22 +115,21 @@ impl<S, K, V, St, X, P, N> CacheService<S, K, V, St, X, P, N> {
     }
 }
 
-impl<S: Clone, K, V, St, X: Clone, P: Clone, N: Clone> Clone
-    for CacheService<S, K, V, St, X, P, N>
+impl<S: Clone, K, V, St, X: Clone, P: Clone, N: Clone, C: Clone> Clone
+    for CacheService<S, K, V, St, X, P, N, C>
 {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             cache: self.cache.clone(),
             extractor: self.extractor.clone(),
-            policy: self.policy.clone(),
-            errors: self.errors.clone(),
+            rules: self.rules.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, K, V, St: fmt::Debug, X, P, N> fmt::Debug
-    for CacheService<S, K, V, St, X, P, N>
+impl<S: fmt::Debug, K, V, St: fmt::Debug, X, P, N, C> fmt::Debug
+    for CacheService<S, K, V, St, X, P, N, C>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheService")
@@ -116,11 +138,12 @@ impl<S: fmt::Debug, K, V, St: fmt::Debug, X, P, N> fmt::Debug
             .field("extractor", &std::any::type_name::<X>())
             .field("policy", &std::any::type_name::<P>())
             .field("errors", &std::any::type_name::<N>())
+            .field("classifier", &std::any::type_name::<C>())
             .finish()
     }
 }
 
-impl<S, K, V, St, X, P, N, Req> Service<Req> for CacheService<S, K, V, St, X, P, N>
+impl<S, K, V, St, X, P, N, C, Req> Service<Req> for CacheService<S, K, V, St, X, P, N, C>
 where
     S: Service<Req, Response = V> + Clone + Send + 'static,
     S::Future: Send,
@@ -131,6 +154,7 @@ where
     X: KeyExtractor<Req, Key = K>,
     P: CachePolicy<V> + Clone + Send + Sync + 'static,
     N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
+    C: Classify<V, S::Error> + Clone + Send + Sync + 'static,
     Req: Send + 'static,
 {
     type Response = V;
@@ -165,14 +189,7 @@ where
                     shared.count_hit();
                     return ResponseFuture::ready(entry.into_value());
                 }
-                match shared.judge(
-                    entry,
-                    at,
-                    &key,
-                    req,
-                    &self.inner,
-                    (&self.policy, &self.errors),
-                ) {
+                match shared.judge(entry, at, &key, req, &self.inner, &self.rules) {
                     Found::Served(value) => return ResponseFuture::ready(value),
                     Found::Load(req, stale) => (req, stale, true),
                 }
@@ -184,8 +201,7 @@ where
             key,
             req,
             self.inner.clone(),
-            self.policy.clone(),
-            self.errors.clone(),
+            self.rules.clone(),
             stale,
             looked_up,
         )))
@@ -202,7 +218,7 @@ pub struct WarmReport {
     pub failed: u64,
 }
 
-impl<S, K, V, St, X, P, N> CacheService<S, K, V, St, X, P, N> {
+impl<S, K, V, St, X, P, N, C> CacheService<S, K, V, St, X, P, N, C> {
     /// Loads `requests` through the cache ahead of traffic, at most
     /// `concurrency` at a time (at least one): each is an ordinary request
     /// (a hit if already cached, a coalesced load otherwise).

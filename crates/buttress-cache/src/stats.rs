@@ -1,12 +1,10 @@
-//! Counters: one cell per thread where the hit path touches them,
-//! exported through `metrics`.
+//! Counters: one cell per thread where the hit path touches them, plain
+//! atomics elsewhere; published to `metrics` by `telemetry.rs`.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use metrics::{Counter, Histogram};
 
 use crate::handle::lock;
 use crate::store::Evictions;
@@ -140,42 +138,6 @@ pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Pre-registered `metrics` handles, labelled `cache = name`.
-#[derive(Debug)]
-pub(crate) struct Metrics {
-    pub(crate) hit: Counter,
-    pub(crate) stale: Counter,
-    pub(crate) miss: Counter,
-    pub(crate) bypass: Counter,
-    pub(crate) coalesced: Counter,
-    pub(crate) refreshes: Counter,
-    pub(crate) load_failures: Counter,
-    pub(crate) stale_if_error: Counter,
-    pub(crate) oversized: Counter,
-    pub(crate) invalidations: Counter,
-    pub(crate) load_seconds: Histogram,
-}
-
-impl Metrics {
-    pub(crate) fn new(name: &str) -> Self {
-        let requests = |result: &'static str| metrics::counter!("buttress_cache_requests_total", "cache" => name.to_owned(), "result" => result);
-        let counter = |metric: &'static str| metrics::counter!(metric, "cache" => name.to_owned());
-        Self {
-            hit: requests("hit"),
-            stale: requests("stale"),
-            miss: requests("miss"),
-            bypass: requests("bypass"),
-            coalesced: counter("buttress_cache_coalesced_waiters_total"),
-            refreshes: counter("buttress_cache_refreshes_total"),
-            load_failures: counter("buttress_cache_load_failures_total"),
-            stale_if_error: counter("buttress_cache_stale_if_error_total"),
-            oversized: counter("buttress_cache_oversized_total"),
-            invalidations: counter("buttress_cache_invalidations_total"),
-            load_seconds: metrics::histogram!("buttress_cache_load_seconds", "cache" => name.to_owned()),
-        }
-    }
-}
-
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -202,7 +164,9 @@ pub struct Stats {
     pub refreshes_dropped: u64,
     /// Backend calls made by loads and refreshes.
     pub loads: u64,
-    /// Loads that failed.
+    /// Loads that failed: an error, or a response, that the layer's
+    /// [classifier](crate::CacheLayer::classifier) calls a failure (by
+    /// default every error and no response), and loads that timed out.
     pub load_failures: u64,
     /// Total time spent in loads.
     pub load_time: Duration,

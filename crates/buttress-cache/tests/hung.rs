@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use buttress_cache::store::QuickCacheStore;
 use buttress_cache::{Builder, Cache, CacheLayer, CacheService, LoadTimedOut, Verdict};
+use buttress_core::reject::{RejectionKind, rejection};
 use buttress_core::time::Instant;
 use common::{Answer, Backend, get, settle};
 use tokio::time::advance;
@@ -32,6 +33,21 @@ const BOUND: Duration = Duration::from_secs(5);
 
 fn is_timeout(result: &Result<Answer, tower::BoxError>) -> bool {
     matches!(result, Err(e) if e.downcast_ref::<LoadTimedOut>().is_some_and(|t| t.timeout() == BOUND))
+}
+
+/// A timed-out load is the shared vocabulary's deadline rejection, naming
+/// the cache: what the HTTP and gRPC mappings answer 504 for, and what a
+/// retry does not send again.
+fn assert_deadline_of(result: &Result<Answer, tower::BoxError>, cache: &str) {
+    let Err(err) = result else {
+        panic!("{result:?} is not an error")
+    };
+    let timed_out = err.downcast_ref::<LoadTimedOut>().expect("a LoadTimedOut");
+    assert_eq!(timed_out.name(), cache);
+    let found = rejection(err).expect("found as a rejection");
+    assert_eq!(found.kind(), RejectionKind::DeadlineExceeded);
+    assert_eq!(found.name(), cache);
+    assert!(!found.may_retry());
 }
 
 /// Nothing runs and nothing is waited for once the cache is idle.
@@ -122,7 +138,7 @@ async fn a_foreground_load_whose_backend_hangs_times_out_and_frees_the_key() {
 #[tokio::test(start_paused = true)]
 async fn a_waiter_joining_a_hung_load_is_answered_when_it_times_out() {
     let backend = Backend::default();
-    let cache = builder().build().unwrap();
+    let cache = builder().name("hung-waiter").build().unwrap();
     let svc = layer(&cache, &backend);
 
     backend.set_hanging(true);
@@ -143,6 +159,8 @@ async fn a_waiter_joining_a_hung_load_is_answered_when_it_times_out() {
         .unwrap();
     assert!(is_timeout(&leader), "{leader:?}");
     assert!(is_timeout(&waiter), "{waiter:?}");
+    assert_deadline_of(&leader, "hung-waiter");
+    assert_deadline_of(&waiter, "hung-waiter");
     assert_eq!(leader_took, BOUND);
     assert_eq!(
         waiter_took,

@@ -9,16 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use buttress_core::BoxError;
+use buttress_core::classify::Classify;
 use buttress_core::time::{Instant, saturating_nanos};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::Shared;
 use super::flight::{Lead, Outcome};
 use crate::entry::{Entry, Ticks};
 use crate::error::CoalescedError;
-use crate::policy::{CachePolicy, ErrorPolicy};
+use crate::policy::{CachePolicy, ErrorPolicy, Loaded, Rules};
 use crate::stats::bump;
 use crate::store::Store;
 
@@ -101,14 +103,15 @@ where
     /// Leads one load: calls the backend, writes, hands the result to the
     /// waiters, all by `deadline`. On failure (a timeout included),
     /// answers with `stale` if it is still servable (stale-if-error).
+    /// Its callers run it in a [`load_span`](Self::load_span).
     #[allow(clippy::too_many_arguments)]
-    async fn lead<S, Req, P, N>(
+    async fn lead<S, Req, P, N, C>(
         self: &Arc<Self>,
         lead: Lead<K, V, St>,
         key: K,
         req: Req,
         mut svc: S,
-        (policy, errors): (&P, &N),
+        rules: &Rules<P, N, C>,
         stale: Option<Entry<V>>,
         expect_version: Option<u64>,
         deadline: Option<Instant>,
@@ -118,23 +121,19 @@ where
         S::Error: Into<BoxError>,
         P: CachePolicy<V>,
         N: ErrorPolicy<S::Error>,
+        C: Classify<V, S::Error>,
     {
         let _running = Running::new(&self.counters.loads_running);
         let epoch0 = self.epoch(&key);
         let start = Instant::now();
-        // Only `call`'s errors are about the key; a readiness error is
-        // about the service and is never cached.
-        let mut error_verdict = None;
         let call = async {
+            // Converted at once: `S::Error` need not be `Send`.
             let ready: Result<(), BoxError> = std::future::poll_fn(|cx| svc.poll_ready(cx))
                 .await
                 .map_err(Into::into);
             match ready {
-                Ok(()) => svc.call(req).await.map_err(|e| {
-                    error_verdict = errors.verdict(&e);
-                    e.into()
-                }),
-                Err(e) => Err(e),
+                Ok(()) => rules.sort(svc.call(req).await),
+                Err(e) => Loaded::not_ready(e),
             }
         };
         // Past the deadline the call is dropped, which cancels it.
@@ -144,15 +143,14 @@ where
         self.counters
             .load_nanos
             .fetch_add(saturating_nanos(load_time), Ordering::Relaxed);
-        self.metrics.load_seconds.record(load_time.as_secs_f64());
-        let Some(result) = result else {
+        self.load_seconds.record(load_time.as_secs_f64());
+        let Some(loaded) = result else {
             bump(&self.counters.load_failures);
-            self.metrics.load_failures.increment(1);
             return self.give_up(lead, stale.as_ref());
         };
-        match result {
-            Ok(value) => {
-                let verdict = policy.verdict(&value);
+        match loaded {
+            Loaded::Value(value) => {
+                let verdict = rules.policy.verdict(&value);
                 let write = self.write(
                     key,
                     value.clone(),
@@ -167,24 +165,41 @@ where
                 // answer.
                 if bounded(deadline, write).await.is_none() {
                     bump(&self.counters.timeouts);
-                    tracing::debug!(cache = %self.cfg.name, "cache write timed out");
+                    tracing::debug!(name = %self.cfg.name, "cache write timed out");
                 }
                 lead.finish(|| Outcome::Value(value.clone()));
                 Ok(value)
             }
-            Err(error) => {
-                bump(&self.counters.load_failures);
-                self.metrics.load_failures.increment(1);
-                tracing::debug!(cache = %self.cfg.name, error = %error, "cache load failed");
-                if let Some(value) = self.stale_on_error(stale.as_ref()) {
-                    lead.finish(|| Outcome::Value(value.clone()));
-                    return Ok(value);
+            Loaded::Passed { value, failed } => {
+                if failed {
+                    bump(&self.counters.load_failures);
+                    tracing::debug!(name = %self.cfg.name, "cache load failed: a response classified as a failure");
+                    if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                        lead.finish(|| Outcome::Value(value.clone()));
+                        return Ok(value);
+                    }
                 }
-                if let Some(verdict) = error_verdict {
+                lead.finish(|| Outcome::Value(value.clone()));
+                Ok(value)
+            }
+            Loaded::Error {
+                error,
+                failed,
+                cache,
+            } => {
+                if failed {
+                    bump(&self.counters.load_failures);
+                    tracing::debug!(name = %self.cfg.name, error = %error, "cache load failed");
+                    if let Some(value) = self.stale_on_error(stale.as_ref()) {
+                        lead.finish(|| Outcome::Value(value.clone()));
+                        return Ok(value);
+                    }
+                }
+                if let Some(verdict) = cache {
                     let write = self.write_error(key, &verdict, start, epoch0, expect_version);
                     if bounded(deadline, write).await.is_none() {
                         bump(&self.counters.timeouts);
-                        tracing::debug!(cache = %self.cfg.name, "cache error write timed out");
+                        tracing::debug!(name = %self.cfg.name, "cache error write timed out");
                     }
                     // Waiters get a copy each; the caller keeps the
                     // original.
@@ -196,12 +211,18 @@ where
         }
     }
 
+    /// The span a load runs in: `buttress.cache.load`, with the cache's
+    /// `name` and whether the load is a background `refresh`.
+    fn load_span(&self, refresh: bool) -> tracing::Span {
+        tracing::debug_span!("buttress.cache.load", name = %self.cfg.name, refresh)
+    }
+
     /// Ends a load that ran out of time: its waiters and its caller get
     /// [`LoadTimedOut`](crate::LoadTimedOut), or `stale` if it is still
     /// servable (stale-if-error), and the key is free for the next load.
     fn give_up(&self, lead: Lead<K, V, St>, stale: Option<&Entry<V>>) -> Result<V, BoxError> {
         let error = self.timed_out();
-        tracing::debug!(cache = %self.cfg.name, error = %error, "cache load timed out");
+        tracing::debug!(name = %self.cfg.name, error = %error, "cache load timed out");
         if let Some(value) = self.stale_on_error(stale) {
             lead.finish(|| Outcome::Value(value.clone()));
             return Ok(value);
@@ -216,7 +237,6 @@ where
             return None;
         }
         bump(&self.counters.stale_if_error);
-        self.metrics.stale_if_error.increment(1);
         Some(entry.value().clone())
     }
 
@@ -226,13 +246,12 @@ where
     /// and waiters' futures are interchangeable: if the leader's is
     /// dropped, a waiter leads with its own request.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn read_through<S, Req, P, N>(
+    pub(crate) async fn read_through<S, Req, P, N, C>(
         self: Arc<Self>,
         key: K,
         mut req: Req,
         svc: S,
-        policy: P,
-        errors: N,
+        rules: Rules<P, N, C>,
         mut stale: Option<Entry<V>>,
         looked_up: bool,
     ) -> Result<V, BoxError>
@@ -243,9 +262,10 @@ where
         Req: Send + 'static,
         P: CachePolicy<V> + Clone + Send + Sync + 'static,
         N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
+        C: Classify<V, S::Error> + Clone + Send + Sync + 'static,
     {
         if !looked_up && let Some(entry) = self.store.get(&key).await {
-            match self.judge(entry, Instant::now(), &key, req, &svc, (&policy, &errors)) {
+            match self.judge(entry, Instant::now(), &key, req, &svc, &rules) {
                 Found::Served(value) => return Ok(value),
                 Found::Load(given_back, servable) => {
                     req = given_back;
@@ -257,7 +277,6 @@ where
             return Err(error);
         }
         bump(&self.counters.misses);
-        self.metrics.miss.increment(1);
         // No call waits longer than `load_timeout` for a load, whether it
         // leads one or joins another's.
         let deadline = self.deadline();
@@ -283,23 +302,14 @@ where
                         return Err(error);
                     }
                     return self
-                        .lead(
-                            lead,
-                            key,
-                            req,
-                            svc,
-                            (&policy, &errors),
-                            stale,
-                            None,
-                            deadline,
-                        )
+                        .lead(lead, key, req, svc, &rules, stale, None, deadline)
+                        .instrument(self.load_span(false))
                         .await;
                 }
                 Err(flight) => {
                     if !waited {
                         waited = true;
                         bump(&self.counters.coalesced);
-                        self.metrics.coalesced.increment(1);
                     }
                     let Some(outcome) = bounded(deadline, flight.wait()).await else {
                         let error = self.timed_out();
@@ -342,14 +352,14 @@ where
     /// stale one inside its revalidate window is served while one
     /// background refresh runs; otherwise the request is given back for a
     /// load, with the entry if it may still answer a failed one.
-    pub(crate) fn judge<S, Req, P, N>(
+    pub(crate) fn judge<S, Req, P, N, C>(
         self: &Arc<Self>,
         entry: Entry<V>,
         at: Instant,
         key: &K,
         req: Req,
         svc: &S,
-        policies: (&P, &N),
+        rules: &Rules<P, N, C>,
     ) -> Found<V, Req>
     where
         S: Service<Req, Response = V> + Clone + Send + 'static,
@@ -358,6 +368,7 @@ where
         Req: Send + 'static,
         P: CachePolicy<V> + Clone + Send + Sync + 'static,
         N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
+        C: Classify<V, S::Error> + Clone + Send + Sync + 'static,
     {
         if entry.settled_at(at) {
             self.count_hit();
@@ -368,13 +379,13 @@ where
             self.count_hit();
             if self.xfetch_due(&entry, at) {
                 // Without a runtime the early refresh is simply not made.
-                let _ = self.refresh(key, req, svc, policies, &entry);
+                let _ = self.refresh(key, req, svc, rules, &entry);
             }
             return Found::Served(entry.into_value());
         }
         let mut req = req;
         if entry.revalidating_at(now) {
-            match self.refresh(key, req, svc, policies, &entry) {
+            match self.refresh(key, req, svc, rules, &entry) {
                 Ok(()) => {
                     self.count_stale();
                     return Found::Served(entry.into_value());
@@ -391,12 +402,12 @@ where
     /// back when there is no tokio runtime to spawn on. The refresh is
     /// bounded by `load_timeout` like any load, and an invalidation of
     /// `key` aborts it.
-    pub(crate) fn refresh<S, Req, P, N>(
+    pub(crate) fn refresh<S, Req, P, N, C>(
         self: &Arc<Self>,
         key: &K,
         req: Req,
         svc: &S,
-        (policy, errors): (&P, &N),
+        rules: &Rules<P, N, C>,
         entry: &Entry<V>,
     ) -> Result<(), Req>
     where
@@ -406,6 +417,7 @@ where
         Req: Send + 'static,
         P: CachePolicy<V> + Clone + Send + Sync + 'static,
         N: ErrorPolicy<S::Error> + Clone + Send + Sync + 'static,
+        C: Classify<V, S::Error> + Clone + Send + Sync + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(req);
@@ -414,27 +426,30 @@ where
             return Ok(()); // a load is already running
         };
         bump(&self.counters.refreshes);
-        self.metrics.refreshes.increment(1);
         let shared = Arc::clone(self);
         let stale = entry.clone();
         let expected = entry.version();
         let deadline = Instant::now().checked_add(self.cfg.load_timeout);
         let flight = lead.flight();
-        let (key, svc, policy, errors) = (key.clone(), svc.clone(), policy.clone(), errors.clone());
-        let task = runtime.spawn(async move {
-            let _ = shared
-                .lead(
-                    lead,
-                    key,
-                    req,
-                    svc,
-                    (&policy, &errors),
-                    Some(stale),
-                    Some(expected),
-                    deadline,
-                )
-                .await;
-        });
+        let (key, svc, rules) = (key.clone(), svc.clone(), rules.clone());
+        let span = self.load_span(true);
+        let task = runtime.spawn(
+            async move {
+                let _ = shared
+                    .lead(
+                        lead,
+                        key,
+                        req,
+                        svc,
+                        &rules,
+                        Some(stale),
+                        Some(expected),
+                        deadline,
+                    )
+                    .await;
+            }
+            .instrument(span),
+        );
         // Gone if the refresh has already finished.
         if let Some(flight) = flight.upgrade() {
             flight.run_by(task.abort_handle());
@@ -448,7 +463,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::policy::{CacheNoErrors, CacheSuccesses};
+    use buttress_core::classify::ErrorsAsFailures;
+
+    use crate::policy::{CacheNoErrors, CacheSuccesses, Rules};
     use crate::store::QuickCacheStore;
     use crate::{Cache, LoadTimedOut};
 
@@ -473,8 +490,11 @@ mod tests {
             1,
             1,
             backend,
-            CacheSuccesses,
-            CacheNoErrors,
+            Rules {
+                policy: CacheSuccesses,
+                errors: CacheNoErrors,
+                classifier: ErrorsAsFailures::new(),
+            },
             None,
             false,
         );

@@ -5,17 +5,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use buttress_core::rng::FastRng;
+use buttress_core::telemetry::{Histogram, Name, Publish, Registration};
 use buttress_core::time::Instant;
 
 use crate::cached_errors::ErrorTable;
 use crate::config::{Builder, Config};
 use crate::entry::{Entry, MAX_WINDOW, Ticks};
 use crate::error::LoadTimedOut;
-use crate::stats::{Counters, Metrics, Stats, bump};
+use crate::stats::{Counters, Stats, bump};
 use crate::store::Store;
 use crate::tags::TagIndex;
 
@@ -95,7 +96,10 @@ pub(crate) struct Shared<K, V, St> {
     pub(crate) store: St,
     pub(crate) cfg: Config<K, V>,
     pub(crate) counters: Counters,
-    pub(crate) metrics: Metrics,
+    /// `buttress_cache_load_seconds`, recorded once per load.
+    load_seconds: Histogram,
+    /// The cache's claim on its name; publishes `counters` while alive.
+    registration: Registration,
     inflight: Mutex<HashMap<K, Arc<Flight<V>>, foldhash::fast::RandomState>>,
     /// Errors an [`ErrorPolicy`] chose to cache. Only the miss path reads
     /// it, so a hit never touches it.
@@ -120,39 +124,47 @@ where
 {
     /// A builder around `store` (the one required input besides the key
     /// extractor, which the [`CacheLayer`](crate::CacheLayer) takes).
+    ///
+    /// The cache is named after the line that calls this unless
+    /// [`Builder::name`] names it.
+    #[track_caller]
     pub fn builder(store: St) -> Builder<K, V, St> {
         Builder::new(store)
+    }
+
+    /// The cache from a validated configuration, publishing its counts
+    /// under the name `registration` claimed.
+    pub(crate) fn from_parts(store: St, cfg: Config<K, V>, registration: Registration) -> Self {
+        // Fix the entries' clock origin before any load reads the clock.
+        let _ = crate::entry::origin();
+        let rng = cfg.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
+        let shared = Arc::new(Shared {
+            store,
+            load_seconds: Histogram::new(crate::telemetry::LOAD_SECONDS, cfg.name),
+            registration,
+            counters: Counters::default(),
+            inflight: Mutex::new(HashMap::default()),
+            errors: ErrorTable::new(),
+            tags: TagIndex::new(),
+            gate: tokio::sync::RwLock::new(()),
+            epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            versions: AtomicU64::new(0),
+            rng,
+            hasher: RandomState::new(),
+            cfg,
+        });
+        let source: Weak<dyn Publish> = Arc::downgrade(&shared) as _;
+        shared.registration.attach(source);
+        Self { shared }
     }
 }
 
 impl<K, V, St> Cache<K, V, St> {
-    pub(crate) fn from_parts(store: St, cfg: Config<K, V>) -> Self {
-        // Fix the entries' clock origin before any load reads the clock.
-        let _ = crate::entry::origin();
-        let rng = cfg.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
-        let metrics = Metrics::new(&cfg.name);
-        Self {
-            shared: Arc::new(Shared {
-                store,
-                metrics,
-                counters: Counters::default(),
-                inflight: Mutex::new(HashMap::default()),
-                errors: ErrorTable::new(),
-                tags: TagIndex::new(),
-                gate: tokio::sync::RwLock::new(()),
-                epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
-                versions: AtomicU64::new(0),
-                rng,
-                hasher: RandomState::new(),
-                cfg,
-            }),
-        }
-    }
-
-    /// The cache's name (its metrics label).
+    /// The cache's name: the `name` label on its metrics and the `name`
+    /// field of its `tracing` spans and events (see [`Builder::name`]).
     #[must_use]
-    pub fn name(&self) -> &str {
-        &self.shared.cfg.name
+    pub fn name(&self) -> Name {
+        self.shared.cfg.name
     }
 
     /// The store.
@@ -299,10 +311,14 @@ impl<K, V, St> Shared<K, V, St> {
         }
     }
 
+    /// How many (tag, key) pairs the tag index holds.
+    pub(crate) fn tag_index_pairs(&self) -> u64 {
+        self.tags.pairs() as u64
+    }
+
     fn invalidated(&self, by: &'static str) {
         bump(&self.counters.invalidations);
-        self.metrics.invalidations.increment(1);
-        tracing::debug!(cache = %self.cfg.name, by, "cache invalidation");
+        tracing::debug!(name = %self.cfg.name, by, "cache invalidation");
     }
 
     /// The instant from which XFetch may pick an entry fresh until
@@ -349,18 +365,15 @@ impl<K, V, St> Shared<K, V, St> {
     #[inline]
     pub(crate) fn count_hit(&self) {
         self.counters.hits.add(1);
-        self.metrics.hit.increment(1);
     }
 
     #[inline]
     pub(crate) fn count_stale(&self) {
         self.counters.stale_served.add(1);
-        self.metrics.stale.increment(1);
     }
 
     pub(crate) fn count_bypass(&self) {
         bump(&self.counters.bypassed);
-        self.metrics.bypass.increment(1);
     }
 
     /// When a load starting now must be done: `load_timeout` from now, or
@@ -372,7 +385,7 @@ impl<K, V, St> Shared<K, V, St> {
 
     fn timed_out(&self) -> LoadTimedOut {
         bump(&self.counters.timeouts);
-        LoadTimedOut::new(Arc::clone(&self.cfg.name), self.cfg.load_timeout)
+        LoadTimedOut::new(self.cfg.name, self.cfg.load_timeout)
     }
 
     fn jittered(&self, ttl: Duration) -> Duration {

@@ -43,7 +43,6 @@ where
         let weight = (self.cfg.weigher)(&key, &value);
         if weight > self.cfg.max_entry_bytes {
             bump(&self.counters.oversized);
-            self.metrics.oversized.increment(1);
             return;
         }
         let negative = verdict.kind == Kind::Negative;
@@ -122,7 +121,7 @@ where
             let current = self.store.get(key).await.map(|e| e.version());
             if current != Some(expected) {
                 bump(&self.counters.refreshes_dropped);
-                tracing::debug!(cache = %self.cfg.name, "refresh dropped: the entry changed");
+                tracing::debug!(name = %self.cfg.name, "refresh dropped: the entry changed");
                 return false;
             }
         }
@@ -149,7 +148,7 @@ where
             .errors
             .insert(key.clone(), Arc::clone(&verdict.make), until)
         {
-            tracing::debug!(cache = %self.cfg.name, "error not cached: the table is full");
+            tracing::debug!(name = %self.cfg.name, "error not cached: the table is full");
             return;
         }
         self.store.delete(&key).await;

@@ -80,7 +80,9 @@ where
         }
     }
 
-    /// Evictions the store made on its own, by cause.
+    /// Evictions the store made on its own, by cause: published by the
+    /// cache built on the store as `buttress_cache_evictions_total`
+    /// (labelled with the cache's name). The default reports none.
     fn evictions(&self) -> Evictions {
         Evictions::default()
     }
@@ -108,39 +110,29 @@ pub struct Evictions {
     pub expired: u64,
 }
 
-/// Eviction counters a store updates from its listener, exported through
-/// `metrics` as `buttress_cache_evictions_total{store, cause}`.
+/// Eviction counters a store updates from its listener. The cache built
+/// on the store publishes them as `buttress_cache_evictions_total`,
+/// labelled with the cache's `name` and the `cause`.
 #[cfg_attr(not(any(feature = "moka", feature = "quick_cache")), allow(dead_code))]
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct EvictionCounters {
     size: AtomicU64,
     expired: AtomicU64,
-    size_metric: metrics::Counter,
-    #[cfg_attr(not(feature = "moka"), allow(dead_code))]
-    expired_metric: metrics::Counter,
 }
 
 #[cfg_attr(not(any(feature = "moka", feature = "quick_cache")), allow(dead_code))]
 impl EvictionCounters {
-    pub(crate) fn new(store: &str) -> Arc<Self> {
-        let label = store.to_owned();
-        Arc::new(Self {
-            size: AtomicU64::new(0),
-            expired: AtomicU64::new(0),
-            size_metric: metrics::counter!("buttress_cache_evictions_total", "store" => label.clone(), "cause" => "size"),
-            expired_metric: metrics::counter!("buttress_cache_evictions_total", "store" => label, "cause" => "expired"),
-        })
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
     }
 
     pub(crate) fn size(&self) {
         self.size.fetch_add(1, Ordering::Relaxed);
-        self.size_metric.increment(1);
     }
 
     #[cfg_attr(not(feature = "moka"), allow(dead_code))]
     pub(crate) fn expired(&self) {
         self.expired.fetch_add(1, Ordering::Relaxed);
-        self.expired_metric.increment(1);
     }
 
     pub(crate) fn snapshot(&self) -> Evictions {

@@ -57,7 +57,9 @@ pub struct MokaStoreBuilder {
 }
 
 impl MokaStoreBuilder {
-    /// The `store` label of the eviction metrics and moka's cache name.
+    /// moka's own name for the cache (see moka's `Cache::name`). Not a
+    /// metric label: the cache built on the store publishes its evictions
+    /// under the cache's name ([`Builder::name`](crate::Builder::name)).
     /// Default: `"moka"`.
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_owned();
@@ -109,7 +111,7 @@ impl MokaStoreBuilder {
         K: Eq + Hash + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let evictions = EvictionCounters::new(&self.name);
+        let evictions = EvictionCounters::new();
         let counters = Arc::clone(&evictions);
         let inner: Cache<K, Entry<V>> = Cache::builder()
             .name(&self.name)

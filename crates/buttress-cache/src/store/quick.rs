@@ -88,17 +88,11 @@ where
     /// A store holding at most `max_bytes` of entries (by weight), sized
     /// for about `estimated_entries` entries (quick_cache preallocates its
     /// tables from it; a wrong guess costs memory or a rehash, not
-    /// correctness). Its metrics carry `store = "quick_cache"`.
+    /// correctness). Its evictions are published by the cache built on it,
+    /// under that cache's name.
     #[must_use]
     pub fn new(max_bytes: u64, estimated_entries: usize) -> Self {
-        Self::named("quick_cache", max_bytes, estimated_entries)
-    }
-
-    /// Like [`new`](Self::new), with `name` as the `store` label of its
-    /// eviction metrics.
-    #[must_use]
-    pub fn named(name: &str, max_bytes: u64, estimated_entries: usize) -> Self {
-        let evictions = EvictionCounters::new(name);
+        let evictions = EvictionCounters::new();
         let options = quick_cache::OptionsBuilder::new()
             .estimated_items_capacity(estimated_entries.max(1))
             .weight_capacity(max_bytes.max(1))
