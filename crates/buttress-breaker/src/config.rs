@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use buttress_core::telemetry::Name;
+
 use crate::error::ConfigError;
 use crate::handle::CircuitBreaker;
 use crate::state::StateTransition;
@@ -53,23 +55,30 @@ pub enum WindowKind {
 ///     .expect("valid configuration");
 /// assert_eq!(breaker.name(), "payments");
 /// ```
+///
+/// # Names
+///
+/// A breaker built without [`name`](Self::name) is named after the line
+/// that called [`CircuitBreaker::builder`] (`src/main.rs:42`). Two live
+/// breakers never share a name: the second live `"payments"` is named
+/// `"payments#2"` (see [`CircuitBreaker::name`]).
 #[derive(Clone)]
 pub struct Builder {
-    pub(crate) name: Arc<str>,
-    pub(crate) failure_rate_threshold: f64,
-    pub(crate) window: WindowKind,
-    pub(crate) minimum_calls: Option<u32>,
-    pub(crate) slow_call_duration: Option<Duration>,
-    pub(crate) slow_call_rate_threshold: f64,
-    pub(crate) consecutive_failures: Option<u32>,
-    pub(crate) open_duration: Duration,
-    pub(crate) open_duration_multiplier: f64,
-    pub(crate) max_open_duration: Option<Duration>,
-    pub(crate) open_duration_jitter: f64,
-    pub(crate) half_open_probes: u32,
-    pub(crate) half_open_max_wait: Duration,
-    pub(crate) listener: Option<Listener>,
-    pub(crate) seed: Option<u64>,
+    name: Name,
+    failure_rate_threshold: f64,
+    window: WindowKind,
+    minimum_calls: Option<u32>,
+    slow_call_duration: Option<Duration>,
+    slow_call_rate_threshold: f64,
+    consecutive_failures: Option<u32>,
+    open_duration: Duration,
+    open_duration_multiplier: f64,
+    max_open_duration: Option<Duration>,
+    open_duration_jitter: f64,
+    half_open_probes: u32,
+    half_open_max_wait: Duration,
+    listener: Option<Listener>,
+    seed: Option<u64>,
 }
 
 impl fmt::Debug for Builder {
@@ -94,17 +103,20 @@ impl fmt::Debug for Builder {
 }
 
 impl Default for Builder {
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl Builder {
-    /// A builder with every default.
+    /// A builder with every default, named after the caller's line until
+    /// [`name`](Self::name) says otherwise.
     #[must_use]
+    #[track_caller]
     pub fn new() -> Self {
         Self {
-            name: Arc::from("default"),
+            name: Name::caller(),
             failure_rate_threshold: 0.5,
             window: WindowKind::Count { size: 100 },
             minimum_calls: None,
@@ -122,10 +134,16 @@ impl Builder {
         }
     }
 
-    /// The breaker's name: the `breaker` label on its metrics and the field
-    /// on its tracing events. Default: `"default"`.
+    /// The breaker's name: the `name` label on its metrics, the `name`
+    /// field on its tracing events, and the breaker a [`CircuitOpen`]
+    /// names. Default: the source line that called
+    /// [`CircuitBreaker::builder`] (`file:line`), never a name shared by
+    /// unrelated breakers. Names are interned for the life of the process:
+    /// use a fixed name per dependency, never one built from request data.
+    ///
+    /// [`CircuitOpen`]: crate::CircuitOpen
     #[must_use]
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.name = name.into();
         self
     }
@@ -288,15 +306,15 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the first bad setting: a threshold outside
+    /// A [`ConfigError`] naming the first bad setting: an empty name, a
+    /// threshold outside
     /// `0.0..=1.0`, a zero or oversized window, zero or too many half-open
     /// probes, minimum calls of zero or above the count window, a zero open
     /// duration or slow-call duration, a multiplier below 1, a cap below
     /// the open duration, a jitter outside `0.0..1.0`, zero consecutive
     /// failures, or a zero half-open wait.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
-        let config = Config::validate(&self)?;
-        Ok(CircuitBreaker::from_config(config, self))
+        Ok(CircuitBreaker::from_config(Config::validate(self)?))
     }
 }
 
@@ -311,9 +329,14 @@ fn unit_interval(field: &'static str, v: f64) -> Result<u32, ConfigError> {
     Ok((v * 1e6).round() as u32)
 }
 
-/// The validated, immutable configuration.
-#[derive(Debug, Clone)]
+/// The validated, immutable configuration: everything a breaker needs,
+/// with the name it asks for (its effective name is claimed when it is
+/// built). A keyed set clones it for each key's breaker.
+#[derive(Clone)]
 pub(crate) struct Config {
+    pub(crate) name: Name,
+    pub(crate) listener: Option<Listener>,
+    pub(crate) seed: Option<u64>,
     pub(crate) failure_ppm: u32,
     pub(crate) slow_ppm: u32,
     pub(crate) window: WindowKind,
@@ -328,8 +351,21 @@ pub(crate) struct Config {
     pub(crate) half_open_max_wait_nanos: u64,
 }
 
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("minimum_calls", &self.minimum_calls)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Config {
-    pub(crate) fn validate(b: &Builder) -> Result<Self, ConfigError> {
+    pub(crate) fn validate(b: Builder) -> Result<Self, ConfigError> {
+        if b.name.as_str().is_empty() {
+            return Err(crate::error::config_error("name", "must not be empty"));
+        }
         let failure_ppm = unit_interval("failure_rate_threshold", b.failure_rate_threshold)?;
         let slow_ppm = unit_interval("slow_call_rate_threshold", b.slow_call_rate_threshold)?;
         let minimum_calls = match b.window {
@@ -437,6 +473,9 @@ impl Config {
             ));
         }
         Ok(Self {
+            name: b.name,
+            listener: b.listener,
+            seed: b.seed,
             failure_ppm,
             slow_ppm,
             window: b.window,
@@ -520,6 +559,7 @@ mod tests {
             "slow_call_duration"
         );
         assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
+        assert_eq!(field(b().name("")), "name");
         assert_eq!(
             field(b().half_open_max_wait(Duration::ZERO)),
             "half_open_max_wait"
@@ -529,11 +569,16 @@ mod tests {
     #[test]
     fn defaults_build_and_small_windows_cap_minimum_calls() {
         assert!(Builder::new().build().is_ok());
-        let c = Config::validate(&Builder::new().count_window(5)).unwrap();
+        let c = Config::validate(Builder::new().count_window(5)).unwrap();
         assert_eq!(c.minimum_calls, 5);
-        let c = Config::validate(&Builder::new()).unwrap();
+        let c = Config::validate(Builder::new()).unwrap();
         assert_eq!(c.minimum_calls, 20);
         assert_eq!(c.failure_ppm, 500_000);
+        assert!(
+            c.name.as_str().contains("config.rs:"),
+            "named after the caller's line: {}",
+            c.name
+        );
     }
 
     #[test]

@@ -39,18 +39,22 @@ pub fn error_response<B: Default>(err: &buttress_core::BoxError) -> Option<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use buttress_core::telemetry::Name;
     use http::StatusCode;
     use http::header::RETRY_AFTER;
     use std::time::Duration;
 
+    fn open(retry_after: Option<Duration>) -> CircuitOpen {
+        CircuitOpen::new(Name::new("http-test"), retry_after)
+    }
+
     #[test]
     fn open_becomes_503_with_retry_after_rounded_up() {
-        let err: buttress_core::BoxError =
-            Box::new(CircuitOpen::new(Some(Duration::from_millis(2_100))));
+        let err: buttress_core::BoxError = Box::new(open(Some(Duration::from_millis(2_100))));
         let res: Response<()> = error_response(&err).unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[RETRY_AFTER], "3");
-        let unknown: Response<()> = CircuitOpen::new(None).to_response();
+        let unknown: Response<()> = open(None).to_response();
         assert!(unknown.headers().get(RETRY_AFTER).is_none());
         let other: buttress_core::BoxError = "boom".into();
         assert!(error_response::<()>(&other).is_none());
@@ -60,10 +64,9 @@ mod tests {
     fn retry_after_saturates_for_the_longest_duration() {
         // Regression (#9, 8): `as_secs() + 1` overflowed for `Duration::MAX`
         // (a panic in debug builds, `Retry-After: 0` in release).
-        let res: Response<()> = CircuitOpen::new(Some(Duration::MAX)).to_response();
+        let res: Response<()> = open(Some(Duration::MAX)).to_response();
         assert_eq!(res.headers()[RETRY_AFTER], u64::MAX.to_string().as_str());
-        let whole: Response<()> =
-            CircuitOpen::new(Some(Duration::from_secs(u64::MAX))).to_response();
+        let whole: Response<()> = open(Some(Duration::from_secs(u64::MAX))).to_response();
         assert_eq!(whole.headers()[RETRY_AFTER], u64::MAX.to_string().as_str());
     }
 }

@@ -1,22 +1,25 @@
 //! One breaker per key (host, route, tenant).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
 use buttress_core::BoxError;
 use buttress_core::classify::{Classify, ErrorsAsFailures};
 use buttress_core::key::KeyExtractor;
+use buttress_core::telemetry::{Emit, Name, Publish, Registration, register_catalog};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{Builder, Config};
 use crate::error::ConfigError;
 use crate::future::ResponseFuture;
-use crate::handle::{Admit, CircuitBreaker, Permit};
-use crate::telemetry::KeyedTelemetry;
+use crate::handle::{Admit, CircuitBreaker, Permit, WeakBreaker};
+use crate::telemetry::{self, HighWater, Totals, counts_as_open};
 
 type Breakers<K> = quick_cache::sync::Cache<
     K,
@@ -27,27 +30,112 @@ type Breakers<K> = quick_cache::sync::Cache<
 >;
 
 struct KeyedInner<K> {
-    template: Builder,
+    /// The template's validated configuration, cloned for each key.
     config: Config,
-    telemetry: Arc<KeyedTelemetry>,
+    name: Name,
+    max_keys: usize,
+    counts: Arc<SetCounts>,
     breakers: Breakers<K>,
+    /// Holds the set's name while the set lives.
+    _registration: Registration,
 }
 
-/// Counts evicted breakers out of the set's metrics.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the set counts and publishes besides its breakers' own counts.
+#[derive(Default)]
+struct SetCounts {
+    /// The totals of evicted breakers, taken when they left.
+    evicted: Mutex<Totals>,
+    /// Every breaker created and not yet seen evicted or dropped.
+    members: Mutex<Vec<WeakBreaker>>,
+    high: HighWater,
+    /// Whether new keys get series of their own.
+    per_key: AtomicBool,
+    /// The keys with series of their own (at most `max_keys`, ever), and
+    /// each one's breaker now.
+    granted: Mutex<HashMap<Arc<str>, WeakBreaker>>,
+    /// Whether the warning that `granted` is full has been given.
+    warned: AtomicBool,
+}
+
+/// Moves evicted breakers' counts into the set's.
 #[derive(Clone)]
-struct Evictions(Arc<KeyedTelemetry>);
+struct Evictions(Arc<SetCounts>);
 
 impl<K> quick_cache::Lifecycle<K, CircuitBreaker> for Evictions {
     type RequestState = ();
 
     fn on_evict(&self, (): &mut (), _key: K, breaker: CircuitBreaker) {
-        breaker.inner().detach();
-        self.0.key_evicted();
+        let inner = breaker.inner();
+        // Retired first: a publication that sees these totals in `evicted`
+        // then sees the flag, and does not count the breaker twice.
+        inner.retire();
+        lock(&self.0.evicted).add(&inner.totals());
+    }
+}
+
+/// A breaker that is live in its set (not evicted), if `weak` is one.
+fn live(weak: &WeakBreaker) -> Option<CircuitBreaker> {
+    weak.upgrade().filter(|b| !b.inner().is_retired())
+}
+
+impl<K: Eq + Hash + Send + Sync + 'static> Publish for KeyedInner<K> {
+    fn publish(&self, out: &mut Emit<'_>) {
+        let counts = &*self.counts;
+        // `evicted` before the members: see `Evictions`.
+        let mut totals = *lock(&counts.evicted);
+        let members: Vec<CircuitBreaker> = {
+            let mut members = lock(&counts.members);
+            members.retain(|w| live(w).is_some());
+            members.iter().filter_map(live).collect()
+        };
+        let mut open = 0;
+        for breaker in &members {
+            totals.add(&breaker.inner().totals());
+            open += usize::from(counts_as_open(breaker.state()));
+        }
+        let totals = counts.high.raise(totals);
+        telemetry::publish_set(out, &totals, self.breakers.len(), open);
+        let keys: Vec<_> = lock(&counts.granted)
+            .iter()
+            .map(|(key, weak)| (Arc::clone(key), live(weak)))
+            .collect();
+        for (key, breaker) in keys {
+            telemetry::publish_key(out, &key, breaker.map(|b| b.inner().current()));
+        }
+    }
+}
+
+impl SetCounts {
+    /// Gives `breaker` series of its own if its key has them or there is
+    /// room for one more key.
+    fn grant(&self, name: Name, max_keys: usize, breaker: &CircuitBreaker) {
+        let Some(key) = breaker.inner().key_text() else {
+            return;
+        };
+        let mut granted = lock(&self.granted);
+        if let Some(weak) = granted.get_mut(key) {
+            *weak = breaker.downgrade();
+        } else if granted.len() < max_keys {
+            granted.insert(Arc::clone(key), breaker.downgrade());
+        } else if !self.warned.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                name = %name,
+                max_keys,
+                "keyed circuit breaker: per-key metric series reached max_keys keys; \
+                 new keys report only in the set's totals"
+            );
+        }
     }
 }
 
 /// A set of breakers, one per key, each configured like the template
-/// builder and named `"{template name}/{key:?}"`.
+/// builder. They carry the set's [name](Builder::name) (in their
+/// rejections, events and metrics) and their own
+/// [key](CircuitBreaker::key), the key's `Display` text.
 ///
 /// The set holds at most `max_keys` breakers. When a new key arrives at the
 /// cap, the least recently and least frequently used breaker is evicted
@@ -57,23 +145,24 @@ impl<K> quick_cache::Lifecycle<K, CircuitBreaker> for Evictions {
 ///
 /// # Metrics
 ///
-/// The set reports under the template's name, whatever the number of keys:
-/// `buttress_breaker_calls_total{breaker, outcome}`,
-/// `buttress_breaker_slow_calls_total{breaker}` and
-/// `buttress_breaker_transitions_total{breaker}` summed over every key,
-/// the gauge `buttress_breaker_keys{breaker}` (breakers held) and the gauge
-/// `buttress_breaker_open_keys{breaker}` (held breakers that are not
+/// The set publishes under its name, whatever the number of keys:
+/// `buttress_breaker_calls_total{name, outcome}`,
+/// `buttress_breaker_slow_calls_total{name}` and
+/// `buttress_breaker_transitions_total{name, to}` summed over every key
+/// (evicted keys included, up to their eviction), the gauge
+/// `buttress_breaker_keys{name}` (breakers held) and the gauge
+/// `buttress_breaker_open_keys{name}` (held breakers that are not
 /// closed: open, half-open or forced open). There is no per-key label by
-/// default: keys are often unbounded (hosts, tenants), and a series per key
-/// would grow with every key ever seen, since the `metrics` facade cannot
-/// unregister a series. [`per_key_metrics`](Self::per_key_metrics) opts in.
+/// default: keys are often unbounded (hosts, tenants), and a recorder keeps
+/// a series once it has seen it. [`per_key_metrics`](Self::per_key_metrics)
+/// opts in.
 ///
 /// ```
 /// use buttress_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
 ///
 /// let breakers = KeyedCircuitBreaker::new(CircuitBreaker::builder().name("upstream"), 1000).unwrap();
 /// let a = breakers.get(&"a.example".to_string());
-/// assert_eq!(a.name(), "upstream/\"a.example\"");
+/// assert_eq!((a.name(), a.key()), (breakers.name(), Some("a.example")));
 /// a.force_open();
 /// assert_eq!(breakers.get(&"a.example".to_string()).state(), State::ForcedOpen);
 /// assert_eq!(breakers.get(&"b.example".to_string()).state(), State::Closed);
@@ -97,7 +186,8 @@ impl<K> Clone for KeyedCircuitBreaker<K> {
 impl<K: Eq + Hash + Clone> fmt::Debug for KeyedCircuitBreaker<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreaker")
-            .field("template", &self.inner.template)
+            .field("name", &self.inner.name)
+            .field("config", &self.inner.config)
             .field("keys", &self.inner.breakers.len())
             .finish()
     }
@@ -105,9 +195,11 @@ impl<K: Eq + Hash + Clone> fmt::Debug for KeyedCircuitBreaker<K> {
 
 impl<K> KeyedCircuitBreaker<K>
 where
-    K: Eq + Hash + Clone + fmt::Debug,
+    K: Eq + Hash + Clone + fmt::Display + Send + Sync + 'static,
 {
     /// A set of breakers built from `template`, holding at most `max_keys`.
+    /// The set claims the template's name as a breaker would (a live
+    /// breaker or set of that name makes it `"{name}#2"`).
     ///
     /// # Errors
     ///
@@ -116,39 +208,55 @@ where
         if max_keys == 0 {
             return Err(crate::error::config_error("max_keys", "must be at least 1"));
         }
-        let config = Config::validate(&template)?;
-        let telemetry = Arc::new(KeyedTelemetry::register(&template.name, max_keys));
+        let config = Config::validate(template)?;
+        register_catalog(telemetry::METRICS);
+        let registration = Registration::new(telemetry::KIND, config.name);
+        let counts = Arc::new(SetCounts::default());
         let breakers = quick_cache::sync::Cache::with(
             max_keys,
             max_keys as u64,
             quick_cache::UnitWeighter,
             quick_cache::DefaultHashBuilder::default(),
-            Evictions(Arc::clone(&telemetry)),
+            Evictions(Arc::clone(&counts)),
         );
-        Ok(Self {
-            inner: Arc::new(KeyedInner {
-                template,
-                config,
-                telemetry,
-                breakers,
-            }),
-        })
+        let inner = Arc::new(KeyedInner {
+            name: registration.name(),
+            config,
+            max_keys,
+            counts,
+            breakers,
+            _registration: registration,
+        });
+        let weak: Weak<KeyedInner<K>> = Arc::downgrade(&inner);
+        inner._registration.attach(weak);
+        Ok(Self { inner })
     }
 
-    /// Also reports each key's breaker under its own name
-    /// (`breaker = "{template name}/{key:?}"`, every series a single
-    /// breaker has, `buttress_breaker_state` included), for breakers
-    /// created from now on. Default: off (see [Metrics](Self#metrics)).
+    /// Also publishes each key's state, failure rate and slow-call rate
+    /// (`buttress_breaker_key_state{name, key}`,
+    /// `buttress_breaker_key_failure_rate{name, key}`,
+    /// `buttress_breaker_key_slow_call_rate{name, key}`, `key` being the
+    /// key's `Display` text), for the keys that have a breaker now and
+    /// those created from now on. Default: off (see [Metrics](Self#metrics)).
     ///
-    /// The `metrics` facade cannot unregister a series, so an evicted key's
-    /// series stay with the recorder. To keep them bounded, only the first
-    /// `max_keys` breakers created get series of their own; later ones
-    /// report only in the set's totals (and a `warn` event says so once).
-    /// Turn it on for a small, known set of keys (configured hosts), not
-    /// for keys taken from requests.
+    /// A recorder keeps a series once it has seen it, so to keep the `key`
+    /// label bounded only the first `max_keys` distinct keys get series of
+    /// their own (a `warn` event says so once when the set turns one
+    /// away); later keys report only in the set's totals. A key that was
+    /// evicted keeps its series, which read as a fresh closed breaker (what
+    /// its next call finds) until it comes back. Turn it on for a small,
+    /// known set of keys (configured hosts), not for keys taken from
+    /// requests. `per_key_metrics(false)` stops giving series to new keys.
     #[must_use]
     pub fn per_key_metrics(self, enabled: bool) -> Self {
-        self.inner.telemetry.set_own_series(enabled);
+        let counts = &self.inner.counts;
+        counts.per_key.store(enabled, Ordering::Release);
+        if enabled {
+            let members: Vec<_> = lock(&counts.members).iter().filter_map(live).collect();
+            for breaker in &members {
+                counts.grant(self.inner.name, self.inner.max_keys, breaker);
+            }
+        }
         self
     }
 
@@ -156,14 +264,13 @@ where
     pub fn get(&self, key: &K) -> CircuitBreaker {
         let inner = &*self.inner;
         let created = inner.breakers.get_or_insert_with(key, || {
-            let name = format!("{}/{key:?}", inner.template.name);
-            let telemetry = inner.telemetry.key_created(&name);
-            let builder = inner.template.clone().name(name);
-            Ok::<_, Infallible>(CircuitBreaker::with_telemetry(
+            let breaker = CircuitBreaker::for_key(
                 inner.config.clone(),
-                builder,
-                telemetry,
-            ))
+                inner.name,
+                Arc::from(key.to_string()),
+            );
+            inner.add_member(&breaker);
+            Ok::<_, Infallible>(breaker)
         });
         match created {
             Ok(breaker) => breaker,
@@ -184,6 +291,31 @@ where
     /// Whether no key has a breaker.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The set's effective name, which its breakers carry (see
+    /// [`CircuitBreaker::name`]).
+    pub fn name(&self) -> Name {
+        self.inner.name
+    }
+}
+
+impl<K> KeyedInner<K> {
+    /// Counts a new breaker in the set (and gives it series of its own if
+    /// asked to).
+    fn add_member(&self, breaker: &CircuitBreaker) {
+        {
+            let mut members = lock(&self.counts.members);
+            // Breakers leave the list when a publication finds them gone;
+            // without publications, prune here so the list stays bounded.
+            if members.len() >= 2 * self.max_keys {
+                members.retain(|w| live(w).is_some());
+            }
+            members.push(breaker.downgrade());
+        }
+        if self.counts.per_key.load(Ordering::Acquire) {
+            self.counts.grant(self.name, self.max_keys, breaker);
+        }
     }
 }
 
@@ -252,7 +384,9 @@ impl<S: fmt::Debug, K: Eq + Hash + Clone, E, C: fmt::Debug> fmt::Debug
 }
 
 impl<K, E, C> KeyedCircuitBreakerLayer<K, E, C> {
-    /// Judges results with `classifier`.
+    /// Judges the inner service's results with `classifier` instead of
+    /// [`ErrorsAsFailures`], as
+    /// [`CircuitBreakerLayer::classifier`](crate::CircuitBreakerLayer::classifier).
     #[must_use]
     pub fn classifier<C2>(self, classifier: C2) -> KeyedCircuitBreakerLayer<K, E, C2> {
         KeyedCircuitBreakerLayer {
@@ -315,7 +449,7 @@ impl<S, K, E, C, Req> Service<Req> for KeyedCircuitBreakerService<S, K, E, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    K: Eq + Hash + Clone + fmt::Debug,
+    K: Eq + Hash + Clone + fmt::Display + Send + Sync + 'static,
     E: KeyExtractor<Req, Key = K>,
     C: Classify<S::Response, S::Error> + Clone,
 {

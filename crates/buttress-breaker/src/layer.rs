@@ -49,10 +49,32 @@ impl CircuitBreakerLayer {
     }
 }
 
+impl From<CircuitBreaker> for CircuitBreakerLayer {
+    fn from(breaker: CircuitBreaker) -> Self {
+        Self::new(breaker)
+    }
+}
+
 impl<C> CircuitBreakerLayer<C> {
-    /// Judges results with `classifier` instead: for example
-    /// `buttress_core::http::HttpClassifier` (5xx fail, 4xx succeed), a
-    /// gRPC classifier, or a closure returning a `Classification`.
+    /// Judges the inner service's results (`Result<S::Response,
+    /// S::Error>`) with `classifier` instead of [`ErrorsAsFailures`]: for
+    /// example `buttress_core::http::HttpClassifier` (5xx fail, 4xx
+    /// succeed), a gRPC classifier, or a closure returning a
+    /// `Classification`. Any [`Classify`](buttress_core::classify::Classify)
+    /// works, the same type every buttress layer takes.
+    ///
+    /// ```
+    /// use buttress_breaker::{CircuitBreaker, CircuitBreakerLayer};
+    /// use buttress_core::classify::Classification;
+    ///
+    /// // A "not found" is a healthy answer; other errors count as failures.
+    /// let layer = CircuitBreakerLayer::new(CircuitBreaker::builder().name("users").build().unwrap())
+    ///     .classifier(|r: &Result<u32, std::io::Error>| match r {
+    ///         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Classification::failure(),
+    ///         _ => Classification::success(),
+    ///     });
+    /// # let _ = layer;
+    /// ```
     #[must_use]
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
         CircuitBreakerLayer {

@@ -88,23 +88,55 @@
 //!
 //! A closed call takes no lock, allocates nothing and, with the default
 //! count window and no slow-call tracking, reads no clock. Per-thread
-//! stripes keep threads off each other's cache lines on the success path.
+//! stripes keep threads off each other's cache lines on the success path,
+//! and its metrics cost it nothing: the window's counters are its totals.
 //! See `docs/benchmarks.md` for figures against tower-resilience and
 //! failsafe.
 //!
+//! # Classification
+//!
+//! The layer judges each result of the inner service, a
+//! `Result<S::Response, S::Error>`, with a
+//! [`Classify`](buttress_core::classify::Classify) classifier set by
+//! [`CircuitBreakerLayer::classifier`] (and
+//! [`KeyedCircuitBreakerLayer::classifier`]): [`ErrorsAsFailures`] by
+//! default, `buttress_core::http::HttpClassifier` or
+//! `buttress_core::grpc::GrpcClassifier` with the `http` and `grpc`
+//! features, or a closure returning a
+//! [`Classification`](buttress_core::classify::Classification). The same
+//! classifier type serves every buttress layer. Only its
+//! [`Outcome`](buttress_core::classify::Outcome) matters here: success,
+//! failure, or ignored (counted nowhere). Outside tower,
+//! [`CircuitBreaker::try_acquire`] hands a [`Permit`] to record an outcome
+//! with.
+//!
 //! # Telemetry
 //!
-//! Through the [`metrics`] facade, labelled `breaker = name`:
-//! `buttress_breaker_calls_total` (with `outcome` = `success`, `failure`,
-//! `ignored`, `rejected`), `buttress_breaker_slow_calls_total`,
-//! `buttress_breaker_transitions_total` and the gauge
-//! `buttress_breaker_state` (0 closed, 1 open, 2 half-open, 3 forced open,
-//! 4 forced closed). Handles are registered when the breaker is built:
-//! install the recorder first. Transitions are also `tracing` events
-//! (`warn` when opening, `info` otherwise). A keyed set reports under its
-//! template's name, summed over keys and with no per-key label, plus
-//! gauges of keys held and keys not closed (see `KeyedCircuitBreaker`;
-//! per-key series are opt-in and capped at `max_keys` breakers).
+//! A breaker is named with [`Builder::name`] (default: the line that
+//! called [`CircuitBreaker::builder`]); two live breakers never share a
+//! name (the second `"db"` is `"db#2"`). The name labels its metrics
+//! (`name`), its tracing events (field `name`) and its rejections
+//! ([`CircuitOpen::name`]).
+//!
+//! Calls never touch the `metrics` recorder. The breaker counts in its own
+//! memory, mostly in its window's per-thread counters, and publishes totals
+//! and current values through [`buttress_core::telemetry`]: every second in
+//! the background to the global recorder, and on
+//! [`flush`](buttress_core::telemetry::flush) to the recorder in force. A
+//! breaker built before the recorder is installed reports all the same.
+//! Every metric is in [`METRICS`]: `buttress_breaker_calls_total{outcome}`
+//! (`success`, `failure`, `ignored`, `rejected`),
+//! `buttress_breaker_slow_calls_total`,
+//! `buttress_breaker_transitions_total{to}` (one series per state entered),
+//! the gauges `buttress_breaker_state` (0 closed, 1 open, 2 half-open, 3
+//! forced open, 4 forced closed), `buttress_breaker_failure_rate` and
+//! `buttress_breaker_slow_call_rate` (0 to 1, over the current window), and
+//! for a keyed set `buttress_breaker_keys`, `buttress_breaker_open_keys` and
+//! the opt-in per-key gauges (see [`KeyedCircuitBreaker`]).
+//!
+//! Transitions are `tracing` events (`warn` when opening, `info`
+//! otherwise) with the fields `name`, `key` (a keyed set's breaker),
+//! `from`, `to` and `reason`.
 //!
 //! # Features
 //!
@@ -143,3 +175,4 @@ pub use keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer, KeyedCircuitBreak
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;
 pub use state::{Snapshot, State, StateTransition, TransitionReason};
+pub use telemetry::METRICS;

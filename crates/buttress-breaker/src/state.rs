@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use buttress_core::telemetry::Name;
 use buttress_core::time::Instant;
 
 /// A circuit breaker's state.
@@ -48,8 +49,10 @@ impl State {
         }
     }
 
-    /// The state's name in metrics and logs: `closed`, `open`, `half_open`,
-    /// `forced_open`, `forced_closed`.
+    /// The state's name in metrics (the `to` label of
+    /// `buttress_breaker_transitions_total`) and logs: `closed`, `open`,
+    /// `half_open`, `forced_open`, `forced_closed`. Its value in the
+    /// `buttress_breaker_state` gauge is 0 to 4 in that order.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -101,7 +104,8 @@ pub enum TransitionReason {
 /// [`on_state_change`](crate::Builder::on_state_change).
 #[derive(Clone, Debug)]
 pub struct StateTransition {
-    pub(crate) breaker: Arc<str>,
+    pub(crate) name: Name,
+    pub(crate) key: Option<Arc<str>>,
     pub(crate) from: State,
     pub(crate) to: State,
     pub(crate) reason: TransitionReason,
@@ -110,10 +114,17 @@ pub struct StateTransition {
 }
 
 impl StateTransition {
-    /// The breaker's name.
+    /// The breaker's [name](crate::CircuitBreaker::name) (a keyed set's
+    /// breaker: the set's).
     #[must_use]
-    pub fn breaker(&self) -> &str {
-        &self.breaker
+    pub fn name(&self) -> Name {
+        self.name
+    }
+
+    /// A keyed set's breaker: its [key](crate::CircuitBreaker::key).
+    #[must_use]
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The state left.

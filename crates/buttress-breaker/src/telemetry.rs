@@ -1,199 +1,298 @@
-//! The metric handles a breaker reports to.
+//! The breaker's metrics: the catalog, the counts a breaker keeps besides
+//! its window, and the publication of a breaker's (or a keyed set's)
+//! series.
 //!
-//! A breaker of its own registers one set of series under its name. A
-//! keyed breaker's per-key breakers share the series of the keyed set, so
-//! the number of series does not grow with the number of keys; per-key
-//! series are opt-in and capped.
+//! A call never touches the recorder. The calls a closed breaker records
+//! are counted by its window (see `window.rs`, "Totals"), at no extra cost;
+//! the rest (ignored calls, probes, forced-closed calls, rejections) in the
+//! window's per-thread cells too (its [`Tally`]). Totals and current values reach the recorder
+//! when [`buttress_core::telemetry`] publishes them: every second in the
+//! background, or on [`flush`](buttress_core::telemetry::flush).
 
-use metrics::{Counter, Gauge};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use buttress_core::telemetry::{Emit, MetricInfo, MetricKind, Unit};
 
 use crate::state::State;
+use crate::window::{Counts, Tally, Window};
 
-/// One breaker's (or one keyed set's) counters.
-#[derive(Clone)]
-pub(crate) struct Series {
-    pub(crate) success: Counter,
-    pub(crate) failure: Counter,
-    pub(crate) ignored: Counter,
-    pub(crate) slow: Counter,
-    pub(crate) rejected: Counter,
-    pub(crate) transitions: Counter,
+/// The layer kind breakers (and keyed sets) register their names under.
+pub(crate) const KIND: &str = "breaker";
+
+const CALLS: &str = "buttress_breaker_calls_total";
+const SLOW_CALLS: &str = "buttress_breaker_slow_calls_total";
+const TRANSITIONS: &str = "buttress_breaker_transitions_total";
+const STATE: &str = "buttress_breaker_state";
+const FAILURE_RATE: &str = "buttress_breaker_failure_rate";
+const SLOW_CALL_RATE: &str = "buttress_breaker_slow_call_rate";
+const KEYS: &str = "buttress_breaker_keys";
+const OPEN_KEYS: &str = "buttress_breaker_open_keys";
+const KEY_STATE: &str = "buttress_breaker_key_state";
+const KEY_FAILURE_RATE: &str = "buttress_breaker_key_failure_rate";
+const KEY_SLOW_CALL_RATE: &str = "buttress_breaker_key_slow_call_rate";
+
+const fn metric(
+    name: &'static str,
+    kind: MetricKind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind,
+        unit: Unit::Count,
+        labels,
+        help,
+    }
 }
 
-impl Series {
-    fn register(name: &str) -> Self {
-        let label = name.to_owned();
-        let calls = |outcome: &'static str| metrics::counter!("buttress_breaker_calls_total", "breaker" => label.clone(), "outcome" => outcome);
+/// Every metric a breaker emits, each labelled `name` with the breaker's
+/// [name](crate::CircuitBreaker::name) (a keyed set's name for a keyed
+/// set). A breaker emits the first six; a keyed set emits the three
+/// counters (summed over its keys, evicted ones included), `keys` and
+/// `open_keys`, and, with
+/// [`per_key_metrics`](crate::KeyedCircuitBreaker::per_key_metrics), the
+/// three `key_` gauges per key. Rates and states have no unit; they are
+/// listed with [`Unit::Count`].
+pub static METRICS: &[MetricInfo] = &[
+    metric(
+        CALLS,
+        MetricKind::Counter,
+        &["outcome"],
+        "Calls by outcome: success, failure or ignored as the classifier judged them, or rejected by the breaker without calling the inner service.",
+    ),
+    metric(
+        SLOW_CALLS,
+        MetricKind::Counter,
+        &[],
+        "Calls that took at least the slow-call duration (0 unless slow_call_duration is set).",
+    ),
+    metric(
+        TRANSITIONS,
+        MetricKind::Counter,
+        &["to"],
+        "State changes, by the state entered: closed, open, half_open, forced_open, forced_closed.",
+    ),
+    metric(
+        STATE,
+        MetricKind::Gauge,
+        &[],
+        "The current state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed.",
+    ),
+    metric(
+        FAILURE_RATE,
+        MetricKind::Gauge,
+        &[],
+        "Failed calls over calls in the current window, 0 to 1 (0 with no calls, and outside the closed state).",
+    ),
+    metric(
+        SLOW_CALL_RATE,
+        MetricKind::Gauge,
+        &[],
+        "Slow calls over calls in the current window, 0 to 1 (0 with no calls, and outside the closed state).",
+    ),
+    metric(
+        KEYS,
+        MetricKind::Gauge,
+        &[],
+        "Keyed breakers: the keys that have a breaker now (at most max_keys).",
+    ),
+    metric(
+        OPEN_KEYS,
+        MetricKind::Gauge,
+        &[],
+        "Keyed breakers: the keys whose breaker is open, half-open or forced open.",
+    ),
+    metric(
+        KEY_STATE,
+        MetricKind::Gauge,
+        &["key"],
+        "Keyed breakers with per-key metrics: one key's state, encoded as buttress_breaker_state (an evicted key reads 0: its next call finds a fresh breaker).",
+    ),
+    metric(
+        KEY_FAILURE_RATE,
+        MetricKind::Gauge,
+        &["key"],
+        "Keyed breakers with per-key metrics: one key's failure rate, as buttress_breaker_failure_rate.",
+    ),
+    metric(
+        KEY_SLOW_CALL_RATE,
+        MetricKind::Gauge,
+        &["key"],
+        "Keyed breakers with per-key metrics: one key's slow-call rate, as buttress_breaker_slow_call_rate.",
+    ),
+];
+
+/// A breaker's running totals since it was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) success: u64,
+    pub(crate) failure: u64,
+    pub(crate) ignored: u64,
+    pub(crate) slow: u64,
+    pub(crate) rejected: u64,
+    /// By the state entered, indexed by the state's gauge value.
+    pub(crate) transitions: [u64; STATES.len()],
+}
+
+impl Totals {
+    /// The totals of a breaker with this window (what it recorded, and
+    /// its tally) and these transition counts.
+    pub(crate) fn of(window: &Window, transitions: [u64; STATES.len()]) -> Self {
+        let recorded = window.totals();
         Self {
-            success: calls("success"),
-            failure: calls("failure"),
-            ignored: calls("ignored"),
-            rejected: calls("rejected"),
-            slow: metrics::counter!("buttress_breaker_slow_calls_total", "breaker" => label.clone()),
-            transitions: metrics::counter!("buttress_breaker_transitions_total", "breaker" => label),
+            success: recorded.calls.saturating_sub(recorded.failures)
+                + window.tallied(Tally::Success),
+            failure: recorded.failures + window.tallied(Tally::Failure),
+            ignored: window.tallied(Tally::Ignored),
+            slow: recorded.slow + window.tallied(Tally::Slow),
+            rejected: window.tallied(Tally::Rejected),
+            transitions,
+        }
+    }
+
+    fn fields(&mut self) -> impl Iterator<Item = &mut u64> {
+        [
+            &mut self.success,
+            &mut self.failure,
+            &mut self.ignored,
+            &mut self.slow,
+            &mut self.rejected,
+        ]
+        .into_iter()
+        .chain(self.transitions.iter_mut())
+    }
+
+    #[cfg(feature = "keyed")]
+    pub(crate) fn add(&mut self, other: &Self) {
+        let mut other = *other;
+        for (a, b) in self.fields().zip(other.fields()) {
+            *a += *b;
         }
     }
 }
 
-/// Everything a breaker reports to.
-pub(crate) struct Telemetry {
-    /// The breaker's own series, or its keyed set's.
-    pub(crate) series: Series,
-    /// A keyed breaker's opt-in series of its own.
-    pub(crate) own: Option<Box<Series>>,
-    /// `buttress_breaker_state` (a no-op handle for a keyed breaker
-    /// without series of its own).
-    pub(crate) state: Gauge,
-    /// A keyed breaker's set-wide gauge of keys whose breaker is not
-    /// closed.
-    pub(crate) open_keys: Option<Gauge>,
+/// Every state, in gauge order.
+pub(crate) const STATES: [State; 5] = [
+    State::Closed,
+    State::Open,
+    State::HalfOpen,
+    State::ForcedOpen,
+    State::ForcedClosed,
+];
+
+/// The highest totals published so far. A total read while calls are in
+/// flight may miss one for a moment (see `window.rs`, "Totals"); published
+/// counters never go back, so each is published as the highest read yet.
+#[derive(Debug, Default)]
+pub(crate) struct HighWater {
+    marks: [AtomicU64; 5 + STATES.len()],
 }
 
-impl Telemetry {
-    /// A breaker of its own, named `name`.
-    pub(crate) fn single(name: &str) -> Self {
-        Self {
-            series: Series::register(name),
-            own: None,
-            state: state_gauge(name),
-            open_keys: None,
+impl HighWater {
+    pub(crate) fn raise(&self, mut totals: Totals) -> Totals {
+        for (mark, t) in self.marks.iter().zip(totals.fields()) {
+            *t = mark.fetch_max(*t, Ordering::AcqRel).max(*t);
         }
+        totals
     }
-
-    #[inline]
-    pub(crate) fn success(&self) {
-        self.series.success.increment(1);
-        if let Some(own) = &self.own {
-            own.success.increment(1);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn failure(&self) {
-        self.series.failure.increment(1);
-        if let Some(own) = &self.own {
-            own.failure.increment(1);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn ignored(&self) {
-        self.series.ignored.increment(1);
-        if let Some(own) = &self.own {
-            own.ignored.increment(1);
-        }
-    }
-
-    pub(crate) fn slow(&self) {
-        self.series.slow.increment(1);
-        if let Some(own) = &self.own {
-            own.slow.increment(1);
-        }
-    }
-
-    pub(crate) fn rejected(&self) {
-        self.series.rejected.increment(1);
-        if let Some(own) = &self.own {
-            own.rejected.increment(1);
-        }
-    }
-
-    /// Counts a transition into `to`.
-    pub(crate) fn transition(&self, to: State) {
-        self.series.transitions.increment(1);
-        if let Some(own) = &self.own {
-            own.transitions.increment(1);
-        }
-        #[allow(clippy::cast_precision_loss)]
-        self.state.set(to.bits() as f64);
-    }
-}
-
-fn state_gauge(name: &str) -> Gauge {
-    metrics::gauge!("buttress_breaker_state", "breaker" => name.to_owned())
 }
 
 /// Whether a state counts towards a keyed set's open keys.
+#[cfg(feature = "keyed")]
 pub(crate) fn counts_as_open(state: State) -> bool {
     !matches!(state, State::Closed | State::ForcedClosed)
 }
 
+#[allow(clippy::cast_precision_loss)]
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn code(state: State) -> f64 {
+    state.bits() as f64
+}
+
+fn counters(out: &mut Emit<'_>, t: &Totals) {
+    for (outcome, n) in [
+        ("success", t.success),
+        ("failure", t.failure),
+        ("ignored", t.ignored),
+        ("rejected", t.rejected),
+    ] {
+        out.counter_with(CALLS, &[("outcome", outcome)], n);
+    }
+    out.counter(SLOW_CALLS, t.slow);
+    for (state, n) in STATES.iter().zip(t.transitions) {
+        out.counter_with(TRANSITIONS, &[("to", state.as_str())], n);
+    }
+}
+
+/// A breaker's series: its totals, its state, and the rates over the
+/// window it holds now (`window`: empty outside the closed state).
+pub(crate) fn publish_breaker(out: &mut Emit<'_>, totals: &Totals, state: State, window: Counts) {
+    counters(out, totals);
+    out.gauge(STATE, code(state));
+    out.gauge(FAILURE_RATE, ratio(window.failures, window.calls));
+    out.gauge(SLOW_CALL_RATE, ratio(window.slow, window.calls));
+}
+
+/// A keyed set's series.
 #[cfg(feature = "keyed")]
-pub(crate) use keyed::KeyedTelemetry;
+pub(crate) fn publish_set(out: &mut Emit<'_>, totals: &Totals, keys: usize, open_keys: usize) {
+    counters(out, totals);
+    #[allow(clippy::cast_precision_loss)]
+    {
+        out.gauge(KEYS, keys as f64);
+        out.gauge(OPEN_KEYS, open_keys as f64);
+    }
+}
 
+/// One key's series (per-key metrics): `None` for a key without a breaker
+/// now, which reads as a fresh closed one.
 #[cfg(feature = "keyed")]
-mod keyed {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) fn publish_key(out: &mut Emit<'_>, key: &str, now: Option<(State, Counts)>) {
+    let (state, window) = now.unwrap_or((State::Closed, Counts::default()));
+    let labels = [("key", key)];
+    out.gauge_with(KEY_STATE, &labels, code(state));
+    out.gauge_with(
+        KEY_FAILURE_RATE,
+        &labels,
+        ratio(window.failures, window.calls),
+    );
+    out.gauge_with(
+        KEY_SLOW_CALL_RATE,
+        &labels,
+        ratio(window.slow, window.calls),
+    );
+}
 
-    use metrics::Gauge;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    use super::{Series, Telemetry, state_gauge};
-
-    /// A keyed set's series, shared by its breakers.
-    pub(crate) struct KeyedTelemetry {
-        name: String,
-        series: Series,
-        keys: Gauge,
-        open_keys: Gauge,
-        /// Whether new breakers get series of their own.
-        own: AtomicBool,
-        /// How many more breakers may register series of their own: each
-        /// takes one, so at most `max_keys` ever do.
-        own_budget: AtomicUsize,
+    #[test]
+    fn states_are_in_gauge_order_and_the_catalog_is_unique() {
+        for (i, s) in STATES.iter().enumerate() {
+            assert_eq!(s.bits(), i as u64);
+        }
+        let mut names: Vec<_> = METRICS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len());
+        assert!(names.iter().all(|n| n.starts_with("buttress_breaker_")));
     }
 
-    impl KeyedTelemetry {
-        pub(crate) fn register(name: &str, max_keys: usize) -> Self {
-            let label = name.to_owned();
-            Self {
-                series: Series::register(name),
-                keys: metrics::gauge!("buttress_breaker_keys", "breaker" => label.clone()),
-                open_keys: metrics::gauge!("buttress_breaker_open_keys", "breaker" => label),
-                name: name.to_owned(),
-                own: AtomicBool::new(false),
-                own_budget: AtomicUsize::new(max_keys),
-            }
-        }
-
-        /// Turns series of their own on or off for breakers created later.
-        pub(crate) fn set_own_series(&self, on: bool) {
-            self.own.store(on, Ordering::Release);
-        }
-
-        /// The telemetry of a new breaker named `name`, counted as a key.
-        pub(crate) fn key_created(&self, name: &str) -> Telemetry {
-            self.keys.increment(1.0);
-            let own = self.own.load(Ordering::Acquire) && self.take_own_budget();
-            Telemetry {
-                series: self.series.clone(),
-                own: own.then(|| Box::new(Series::register(name))),
-                state: if own {
-                    state_gauge(name)
-                } else {
-                    Gauge::noop()
-                },
-                open_keys: Some(self.open_keys.clone()),
-            }
-        }
-
-        fn take_own_budget(&self) -> bool {
-            let taken = self
-                .own_budget
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok();
-            if !taken && self.own.swap(false, Ordering::AcqRel) {
-                tracing::warn!(
-                    breaker = %self.name,
-                    "keyed circuit breaker: per-key metric series reached max_keys breakers; \
-                     new keys report only in the set's totals"
-                );
-            }
-            taken
-        }
-
-        /// Counts an evicted key out.
-        pub(crate) fn key_evicted(&self) {
-            self.keys.decrement(1.0);
-        }
+    #[test]
+    fn published_totals_never_go_back() {
+        let high = HighWater::default();
+        let t = |success| Totals {
+            success,
+            ..Totals::default()
+        };
+        assert_eq!(high.raise(t(5)).success, 5);
+        assert_eq!(high.raise(t(4)).success, 5, "a total read short");
+        assert_eq!(high.raise(t(7)).success, 7);
     }
 }

@@ -39,6 +39,24 @@
 //! slow-call slots; a reader takes a slot's failure and slow-call words
 //! before its calls word and counts them only with calls of the same
 //! round, so every failure it counts comes with its call.
+//!
+//! # Totals
+//!
+//! Both windows also give the calls, failures and slow calls recorded since
+//! the breaker was built ([`Window::totals`]), for the metrics, at no cost
+//! to a call. The count window's call stripes and ring cursors only grow.
+//! A time-window slot's count is folded into its stripe's running total
+//! when the slot is reused (or reset), and an event a slot cannot hold (a
+//! saturated count, a writer that lagged into a later round) goes straight
+//! into the running total; the total is the running total plus the slots.
+//! Writers remove a count from a slot before adding it to the running
+//! total, and readers read the running total first, so a reader may miss a
+//! count for a moment but never counts one twice.
+//!
+//! The same per-thread cells hold the breaker's [`Tally`]: what it counts
+//! outside the window (ignored calls, probes, forced-closed calls, calls
+//! that finish in a later state period, rejections), in room the padding
+//! leaves, so it takes no memory or cache line of its own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -53,6 +71,19 @@ pub(crate) struct Counts {
     pub(crate) failures: u64,
     pub(crate) slow: u64,
 }
+
+/// What a breaker counts outside its window, in the window's per-thread
+/// cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tally {
+    Success,
+    Failure,
+    Ignored,
+    Slow,
+    Rejected,
+}
+
+const TALLIES: usize = 5;
 
 /// Why a window says "trip".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +141,47 @@ impl Window {
         }
     }
 
+    /// Adds one to `tally` (this thread's cell).
+    #[inline]
+    pub(crate) fn tally(&self, tally: Tally) {
+        let cell = match self {
+            Self::Count(w) => &w.calls[thread_stripe() & w.mask].0[1 + tally as usize],
+            Self::Time(w) => {
+                let base = (thread_stripe() & w.mask) * w.stride;
+                &w.words[base + 3 * w.buckets as usize + 3 + tally as usize]
+            }
+        };
+        cell.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sum of `tally` over every thread's cell.
+    pub(crate) fn tallied(&self, tally: Tally) -> u64 {
+        match self {
+            Self::Count(w) => w
+                .calls
+                .iter()
+                .map(|c| c.0[1 + tally as usize].load(Ordering::Relaxed))
+                .sum(),
+            Self::Time(w) => {
+                let at = 3 * w.buckets as usize + 3 + tally as usize;
+                w.words
+                    .chunks_exact(w.stride)
+                    .map(|stripe| stripe[at].load(Ordering::Relaxed))
+                    .sum()
+            }
+        }
+    }
+
+    /// Everything recorded since creation (resets included). Calls are read
+    /// before failures, so `calls - failures` never counts a failure as a
+    /// success (it may miss a call recorded meanwhile).
+    pub(crate) fn totals(&self) -> Counts {
+        match self {
+            Self::Count(w) => w.totals(),
+            Self::Time(w) => w.totals(),
+        }
+    }
+
     pub(crate) fn reset(&self) {
         match self {
             Self::Count(w) => w.reset(),
@@ -141,6 +213,11 @@ impl Ring {
     fn push(&self, number: u64) {
         let p = self.cursor.0.fetch_add(1, Ordering::AcqRel);
         self.slots[(p % self.len()) as usize].store(number, Ordering::Release);
+    }
+
+    /// How many entries were ever pushed.
+    fn pushed(&self) -> u64 {
+        self.cursor.0.load(Ordering::Acquire)
     }
 
     /// The number of the `k`-th most recent entry (`k >= 1`), 0 if none.
@@ -181,7 +258,8 @@ pub(crate) struct CountWindow {
     minimum: u64,
     /// Set once the window holds `minimum` calls (it only grows until a reset).
     judging: AtomicBool,
-    calls: Box<[Padded<AtomicU64>]>,
+    /// Per stripe: the calls recorded, then the stripe's [`Tally`].
+    calls: Box<[Padded<[AtomicU64; 1 + TALLIES]>]>,
     mask: usize,
     base: AtomicU64,
     failures: Ring,
@@ -195,7 +273,9 @@ impl CountWindow {
             size,
             minimum,
             judging: AtomicBool::new(false),
-            calls: (0..n).map(|_| Padded(AtomicU64::new(0))).collect(),
+            calls: (0..n)
+                .map(|_| Padded(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
             mask: n - 1,
             base: AtomicU64::new(0),
             failures: Ring::new(size),
@@ -205,7 +285,10 @@ impl CountWindow {
 
     /// The number of the latest recorded call.
     fn position(&self) -> u64 {
-        self.calls.iter().map(|c| c.0.load(Ordering::Acquire)).sum()
+        self.calls
+            .iter()
+            .map(|c| c.0[0].load(Ordering::Acquire))
+            .sum()
     }
 
     /// The window's lower bound (exclusive) when the latest call is `at`.
@@ -216,9 +299,7 @@ impl CountWindow {
 
     #[inline]
     fn record(&self, failure: bool, slow: bool) -> Option<u64> {
-        self.calls[thread_stripe() & self.mask]
-            .0
-            .fetch_add(1, Ordering::AcqRel);
+        self.calls[thread_stripe() & self.mask].0[0].fetch_add(1, Ordering::AcqRel);
         if !(failure || slow) && self.judging.load(Ordering::Acquire) {
             return None;
         }
@@ -267,6 +348,16 @@ impl CountWindow {
         }
     }
 
+    fn totals(&self) -> Counts {
+        // Calls first: a failure is pushed after its call is numbered.
+        let calls = self.position();
+        Counts {
+            calls,
+            failures: self.failures.pushed(),
+            slow: self.slow.pushed(),
+        }
+    }
+
     fn reset(&self) {
         self.base.store(self.position(), Ordering::Release);
         self.judging.store(false, Ordering::Release);
@@ -297,7 +388,8 @@ pub(crate) struct TimeWindow {
     bucket_nanos: u64,
     buckets: u64,
     /// Per stripe: `buckets` words of calls, then failures, then slow calls,
-    /// padded to a whole number of 128-byte blocks.
+    /// then the three running totals (see [Totals](self#totals)), then the
+    /// stripe's [`Tally`], padded to a whole number of 128-byte blocks.
     words: Box<[AtomicU64]>,
     stride: usize,
     mask: usize,
@@ -310,7 +402,7 @@ pub(crate) struct TimeWindow {
 impl TimeWindow {
     fn new(duration: u64, buckets: u32) -> Self {
         let n = stripes();
-        let stride = (3 * buckets as usize).next_multiple_of(16);
+        let stride = (3 * buckets as usize + 3 + TALLIES).next_multiple_of(16);
         Self {
             bucket_nanos: duration / u64::from(buckets),
             buckets: u64::from(buckets),
@@ -337,24 +429,35 @@ impl TimeWindow {
     /// rather than wiping the later counts. Any other round is an older
     /// one, however its 40 bits compare (a slot untouched for decades), and
     /// the writer claims the word. A zero count marks an empty word.
+    ///
+    /// A claimed word's old count, and an event the word cannot take, go
+    /// into `total`, the stripe's running total of this kind of event.
     #[inline]
-    fn bump(word: &AtomicU64, round: u64) {
+    fn bump(word: &AtomicU64, total: &AtomicU64, round: u64) {
         let round = round & ROUND_MASK;
         let mut w = word.load(Ordering::Relaxed);
         loop {
             let (r, c) = unpack(w);
-            let next = if c == 0 || (r != round && rounds_after(r, round) > MAX_LAG_ROUNDS) {
-                (round << COUNT_BITS) | 1
-            } else if r == round {
-                if c == COUNT_MAX {
+            // The new word, and the old count it displaces.
+            let (next, displaced) =
+                if c == 0 || (r != round && rounds_after(r, round) > MAX_LAG_ROUNDS) {
+                    ((round << COUNT_BITS) | 1, c)
+                } else if r == round && c < COUNT_MAX {
+                    (w + 1, 0)
+                } else {
+                    // A saturated slot (the window caps its count), or a
+                    // later round's word (the event is outside every window
+                    // this slot serves): the event still counts in the total.
+                    total.fetch_add(1, Ordering::AcqRel);
+                    return;
+                };
+            match word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    if displaced != 0 {
+                        total.fetch_add(displaced, Ordering::AcqRel);
+                    }
                     return;
                 }
-                w + 1
-            } else {
-                return;
-            };
-            match word.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return,
                 Err(actual) => w = actual,
             }
         }
@@ -367,13 +470,22 @@ impl TimeWindow {
         let slot = (slice % self.buckets) as usize;
         let round = slice / self.buckets;
         let nb = self.buckets as usize;
+        let totals = base + 3 * nb;
         // The call first: a reader that sees the failure then sees its call.
-        Self::bump(&self.words[base + slot], round);
+        Self::bump(&self.words[base + slot], &self.words[totals], round);
         if failure {
-            Self::bump(&self.words[base + nb + slot], round);
+            Self::bump(
+                &self.words[base + nb + slot],
+                &self.words[totals + 1],
+                round,
+            );
         }
         if slow {
-            Self::bump(&self.words[base + 2 * nb + slot], round);
+            Self::bump(
+                &self.words[base + 2 * nb + slot],
+                &self.words[totals + 2],
+                round,
+            );
         }
         (failure || slow || self.judged.load(Ordering::Acquire) != slice).then_some(now)
     }
@@ -429,10 +541,134 @@ impl TimeWindow {
         None
     }
 
+    fn totals(&self) -> Counts {
+        let nb = self.buckets as usize;
+        // Per kind: calls, failures, slow calls; calls first (see
+        // `Window::totals`), and each kind's running total before its slots.
+        let mut sums = [0u64; 3];
+        for (kind, sum) in sums.iter_mut().enumerate() {
+            for stripe in self.words.chunks_exact(self.stride) {
+                *sum += stripe[3 * nb + kind].load(Ordering::Acquire);
+                *sum += stripe[kind * nb..(kind + 1) * nb]
+                    .iter()
+                    .map(|w| unpack(w.load(Ordering::Acquire)).1)
+                    .sum::<u64>();
+            }
+        }
+        Counts {
+            calls: sums[0],
+            failures: sums[1],
+            slow: sums[2],
+        }
+    }
+
     fn reset(&self) {
         self.judged.store(0, Ordering::Release);
-        for w in &*self.words {
-            w.store(0, Ordering::Release);
+        let nb = self.buckets as usize;
+        for stripe in self.words.chunks_exact(self.stride) {
+            for kind in 0..3 {
+                for w in &stripe[kind * nb..(kind + 1) * nb] {
+                    let (_, c) = unpack(w.swap(0, Ordering::AcqRel));
+                    if c != 0 {
+                        stripe[3 * nb + kind].fetch_add(c, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Builder;
+
+    fn window(b: Builder) -> Window {
+        Window::new(&Config::validate(b).unwrap())
+    }
+
+    fn counts(calls: u64, failures: u64, slow: u64) -> Counts {
+        Counts {
+            calls,
+            failures,
+            slow,
+        }
+    }
+
+    #[test]
+    fn count_window_totals_outlive_the_window_and_resets() {
+        let w = window(Builder::new().count_window(4));
+        for i in 0..10 {
+            w.record(i % 2 == 0, i == 3, 0);
+        }
+        assert_eq!(w.counts(0), counts(4, 2, 0));
+        assert_eq!(w.totals(), counts(10, 5, 1));
+        w.reset();
+        w.record(true, false, 0);
+        assert_eq!(w.counts(0), counts(1, 1, 0));
+        assert_eq!(w.totals(), counts(11, 6, 1));
+    }
+
+    #[test]
+    fn time_window_totals_keep_rotated_slots_and_resets() {
+        // Two 1 s slots: a slot is reused two seconds later.
+        let w = window(Builder::new().time_window(Duration::from_secs(2), 2));
+        let s = 1_000_000_000;
+        for _ in 0..3 {
+            w.record(true, true, 0);
+        }
+        w.record(false, false, s);
+        assert_eq!(w.totals(), counts(4, 3, 3));
+        // Slot 0 again, a round later: its three calls leave the window
+        // and stay in the totals.
+        w.record(false, false, 2 * s);
+        assert_eq!(w.counts(2 * s), counts(2, 0, 0));
+        assert_eq!(w.totals(), counts(5, 3, 3));
+        w.reset();
+        assert_eq!(w.counts(2 * s), counts(0, 0, 0));
+        assert_eq!(w.totals(), counts(5, 3, 3));
+        w.record(true, false, 3 * s);
+        assert_eq!(w.totals(), counts(6, 4, 3));
+    }
+
+    #[test]
+    fn time_window_totals_count_what_a_slot_cannot_hold() {
+        let Window::Time(w) = window(Builder::new().time_window(Duration::from_secs(2), 2)) else {
+            unreachable!()
+        };
+        let s = 1_000_000_000;
+        let slot_1 = (thread_stripe() & w.mask) * w.stride + 1;
+        // A saturated slot (slice 3: slot 1, round 1): the window stops
+        // counting, the total does not.
+        w.words[slot_1].store((1 << COUNT_BITS) | COUNT_MAX, Ordering::Relaxed);
+        w.record(false, false, 2 * s);
+        w.record(false, false, 2 * s);
+        assert_eq!(w.counts(2 * s).calls, COUNT_MAX);
+        assert_eq!(w.totals().calls, COUNT_MAX + 2);
+        // A writer that lagged behind a later round (slice 1: slot 1, round
+        // 0): outside the window, inside the total.
+        w.record(false, false, 0);
+        assert_eq!(w.counts(2 * s).calls, COUNT_MAX);
+        assert_eq!(w.totals().calls, COUNT_MAX + 3);
+    }
+
+    #[test]
+    fn tallies_are_per_counter_and_outside_the_window() {
+        for w in [
+            window(Builder::new()),
+            window(Builder::new().time_window(Duration::from_secs(2), 2)),
+        ] {
+            w.tally(Tally::Ignored);
+            w.tally(Tally::Ignored);
+            w.tally(Tally::Rejected);
+            assert_eq!(w.tallied(Tally::Ignored), 2);
+            assert_eq!(w.tallied(Tally::Rejected), 1);
+            assert_eq!(w.tallied(Tally::Success), 0);
+            assert_eq!(w.totals(), Counts::default());
+            w.reset();
+            assert_eq!(w.tallied(Tally::Ignored), 2, "a reset keeps tallies");
         }
     }
 }

@@ -90,9 +90,11 @@ async fn old_calls_leave_the_count_window() {
 async fn open_rejects_at_once_without_touching_the_backend() {
     let (mock, mut handle) = tower_test::mock::pair::<i64, i64>();
     let breaker = no_jitter()
+        .name("open-rejects-at-once")
         .open_duration(Duration::from_secs(30))
         .build()
         .unwrap();
+    assert_eq!(breaker.name(), "open-rejects-at-once");
     let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(mock);
     breaker.force_open();
     // The backend is not ready (no capacity allowed)...
@@ -101,7 +103,13 @@ async fn open_rejects_at_once_without_touching_the_backend() {
     let ready = tokio_test::task::spawn(svc.ready()).poll();
     assert!(matches!(ready, Poll::Ready(Ok(_))));
     let err = svc.call(1).await.unwrap_err();
-    assert_eq!(is_open(&err), Some(CircuitOpen::new(None)));
+    let open = is_open(&err).expect("a CircuitOpen");
+    assert_eq!(open, CircuitOpen::new(breaker.name(), None));
+    assert_eq!(open.name(), "open-rejects-at-once", "names the breaker");
+    assert_eq!(
+        err.to_string(),
+        "circuit breaker \"open-rejects-at-once\" is open"
+    );
     assert!(
         tokio_test::task::spawn(handle.next_request())
             .poll()
@@ -423,7 +431,7 @@ async fn forced_states() {
     advance(Duration::from_secs(3600)).await;
     assert_eq!(
         breaker.try_acquire().unwrap_err(),
-        CircuitOpen::new(None),
+        CircuitOpen::new(breaker.name(), None),
         "forced open never probes"
     );
     breaker.reset();

@@ -89,7 +89,7 @@ async fn force_open_applies_to_a_call_already_polled_ready() {
         .await
         .expect("rejected at once")
         .unwrap_err();
-    assert_eq!(is_open(&err), Some(CircuitOpen::new(None)));
+    assert_eq!(is_open(&err), Some(CircuitOpen::new(breaker.name(), None)));
     assert!(
         tokio_test::task::spawn(handle.next_request())
             .poll()
@@ -134,7 +134,11 @@ async fn a_probe_that_never_completes_does_not_hold_half_open() {
     let (_req, _never_answered) = handle.next_request().await.unwrap();
     assert_eq!(breaker.state(), State::HalfOpen);
     let err = svc.clone().oneshot(2).await.unwrap_err();
-    assert_eq!(is_open(&err), Some(CircuitOpen::new(None)), "probe taken");
+    assert_eq!(
+        is_open(&err),
+        Some(CircuitOpen::new(breaker.name(), None)),
+        "probe taken"
+    );
 
     // Past the half-open bound (default 60 s) the breaker re-opens, for
     // the grown open duration of a second consecutive trip.
@@ -177,7 +181,10 @@ async fn half_open_max_wait_bounds_permits_held_outside_tower_too() {
         breaker.try_acquire().unwrap(),
     ];
     advance(Duration::from_secs(5) - Duration::from_millis(1)).await;
-    assert_eq!(breaker.try_acquire().unwrap_err(), CircuitOpen::new(None));
+    assert_eq!(
+        breaker.try_acquire().unwrap_err(),
+        CircuitOpen::new(breaker.name(), None)
+    );
     advance(Duration::from_millis(1)).await;
     assert_eq!(
         breaker.try_acquire().unwrap_err().retry_after(),

@@ -2,61 +2,29 @@
 //! [`CircuitBreaker`] handle.
 
 use std::fmt;
+#[cfg(feature = "keyed")]
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use buttress_core::classify::Outcome;
 use buttress_core::rng::FastRng;
+use buttress_core::telemetry::{Emit, Name, Publish, Registration, register_catalog};
 use buttress_core::time::{Instant, Origin};
 
-use crate::config::{Builder, Config, Listener};
+use crate::config::{Builder, Config};
 use crate::error::CircuitOpen;
 use crate::state::{Snapshot, State, TransitionReason};
-use crate::telemetry::Telemetry;
-use crate::window::{Padded, Trip, Window, thread_stripe};
+use crate::telemetry::{self, HighWater, STATES, Totals};
+use crate::window::{Counts, Padded, Tally, Trip, Window, thread_stripe};
 
+mod permit;
 mod transition;
+mod word;
 
-// The state word: state (3 bits) | probe permits left (10) | probe
-// successes (10) | probe failures (10) | epoch (31). The epoch changes on
-// every transition, so an outcome admitted in one period is never counted
-// in another.
-const STATE_MASK: u64 = 0b111;
-const FIELD_BITS: u32 = 10;
-const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
-const PERMITS_SHIFT: u32 = 3;
-const SUCC_SHIFT: u32 = PERMITS_SHIFT + FIELD_BITS;
-const FAIL_SHIFT: u32 = SUCC_SHIFT + FIELD_BITS;
-const EPOCH_SHIFT: u32 = FAIL_SHIFT + FIELD_BITS;
-const EPOCH_MASK: u64 = (1 << (64 - EPOCH_SHIFT)) - 1;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Word(u64);
-
-impl Word {
-    fn new(state: State, epoch: u64, permits: u64) -> Self {
-        Self(state.bits() | (permits << PERMITS_SHIFT) | ((epoch & EPOCH_MASK) << EPOCH_SHIFT))
-    }
-    fn state(self) -> State {
-        State::from_bits(self.0 & STATE_MASK)
-    }
-    fn epoch(self) -> u64 {
-        self.0 >> EPOCH_SHIFT
-    }
-    fn permits(self) -> u64 {
-        (self.0 >> PERMITS_SHIFT) & FIELD_MASK
-    }
-    fn successes(self) -> u64 {
-        (self.0 >> SUCC_SHIFT) & FIELD_MASK
-    }
-    fn failures(self) -> u64 {
-        (self.0 >> FAIL_SHIFT) & FIELD_MASK
-    }
-    fn next(self, state: State, permits: u64) -> Self {
-        Self::new(state, self.epoch().wrapping_add(1), permits)
-    }
-}
+pub use permit::Permit;
+use word::{FAIL_SHIFT, PERMITS_SHIFT, SUCC_SHIFT, Word};
 
 /// What admission granted a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,11 +39,6 @@ pub(crate) enum Admit {
 
 struct Control {
     consecutive_trips: u32,
-    /// Whether this breaker is counted in its keyed set's open keys.
-    counted_open: bool,
-    /// Set when a keyed set evicted this breaker: it no longer counts
-    /// towards the set's open keys, whatever it does next.
-    detached: bool,
 }
 
 pub(crate) struct Inner {
@@ -86,12 +49,18 @@ pub(crate) struct Inner {
     origin: Origin,
     open_until: AtomicU64,
     state_since: AtomicU64,
-    rejected: AtomicU64,
+    /// Transitions by the state entered.
+    transitions: [AtomicU64; STATES.len()],
     control: Mutex<Control>,
     rng: FastRng,
-    name: Arc<str>,
-    listener: Option<Listener>,
-    telemetry: Telemetry,
+    /// The effective name (a keyed breaker's: its set's).
+    name: Name,
+    /// A keyed breaker's key, as text.
+    key: Option<Arc<str>>,
+    /// Set when a keyed set evicted this breaker: its counts have moved
+    /// into the set's.
+    #[cfg(feature = "keyed")]
+    retired: AtomicBool,
 }
 
 /// A per-stripe handle on the shared breaker. A call's future holds one, so
@@ -104,6 +73,21 @@ pub(crate) struct Token {
 struct Shared {
     inner: Arc<Inner>,
     tokens: Box<[Arc<Token>]>,
+    /// A breaker of its own holds its name here, and publishes its series
+    /// while a handle (or a layer, or a service) is alive; a keyed set's
+    /// breakers publish through their set.
+    published: Option<(Registration, HighWater)>,
+}
+
+impl Publish for Shared {
+    fn publish(&self, out: &mut Emit<'_>) {
+        if let Some((_, high)) = &self.published {
+            let inner = &self.inner;
+            let totals = high.raise(inner.totals());
+            let (state, window) = inner.current();
+            telemetry::publish_breaker(out, &totals, state, window);
+        }
+    }
 }
 
 /// A circuit breaker: the shared state behind every
@@ -139,24 +123,43 @@ impl fmt::Debug for CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A [`Builder`] with every default.
+    /// A [`Builder`] with every default, named after the line that calls
+    /// this until [`Builder::name`] says otherwise.
     #[must_use]
+    #[track_caller]
     pub fn builder() -> Builder {
         Builder::new()
     }
 
-    pub(crate) fn from_config(config: Config, builder: Builder) -> Self {
-        let telemetry = Telemetry::single(&builder.name);
-        Self::with_telemetry(config, builder, telemetry)
+    /// A breaker of its own: it claims its name and publishes its series.
+    pub(crate) fn from_config(config: Config) -> Self {
+        register_catalog(telemetry::METRICS);
+        let reg = Registration::new(telemetry::KIND, config.name);
+        let name = reg.name();
+        let breaker = Self::assemble(config, name, None, Some((reg, HighWater::default())));
+        if let Some((reg, _)) = &breaker.shared.published {
+            let weak: Weak<Shared> = Arc::downgrade(&breaker.shared);
+            reg.attach(weak);
+        }
+        breaker
     }
 
-    /// A breaker reporting to `telemetry` (a keyed set's breakers share
-    /// their set's series).
-    pub(crate) fn with_telemetry(config: Config, builder: Builder, telemetry: Telemetry) -> Self {
-        let rng = builder
+    /// A keyed set's breaker for `key`: named `name` (the set's), counted
+    /// and published by its set.
+    #[cfg(feature = "keyed")]
+    pub(crate) fn for_key(config: Config, name: Name, key: Arc<str>) -> Self {
+        Self::assemble(config, name, Some(key), None)
+    }
+
+    fn assemble(
+        config: Config,
+        name: Name,
+        key: Option<Arc<str>>,
+        published: Option<(Registration, HighWater)>,
+    ) -> Self {
+        let rng = config
             .seed
             .map_or_else(FastRng::from_entropy, FastRng::seeded);
-        telemetry.state.set(0.0);
         let inner = Arc::new(Inner {
             word: Padded(AtomicU64::new(Word::new(State::Closed, 0, 0).0)),
             consecutive: Padded(AtomicU32::new(0)),
@@ -165,16 +168,15 @@ impl CircuitBreaker {
             origin: Origin::now(),
             open_until: AtomicU64::new(0),
             state_since: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            transitions: std::array::from_fn(|_| AtomicU64::new(0)),
             control: Mutex::new(Control {
                 consecutive_trips: 0,
-                counted_open: false,
-                detached: false,
             }),
             rng,
-            name: builder.name,
-            listener: builder.listener,
-            telemetry,
+            name,
+            key,
+            #[cfg(feature = "keyed")]
+            retired: AtomicBool::new(false),
         });
         let stripes = crate::window::stripes();
         let tokens = (0..stripes)
@@ -185,12 +187,22 @@ impl CircuitBreaker {
             })
             .collect();
         Self {
-            shared: Arc::new(Shared { inner, tokens }),
+            shared: Arc::new(Shared {
+                inner,
+                tokens,
+                published,
+            }),
         }
     }
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.shared.inner
+    }
+
+    /// A link to this breaker that does not keep it alive.
+    #[cfg(feature = "keyed")]
+    pub(crate) fn downgrade(&self) -> WeakBreaker {
+        WeakBreaker(Arc::downgrade(&self.shared))
     }
 
     /// This thread's token (a reference count no other thread touches, as
@@ -201,10 +213,22 @@ impl CircuitBreaker {
         Arc::clone(&tokens[thread_stripe() & (tokens.len() - 1)])
     }
 
-    /// The breaker's name.
+    /// The breaker's effective name: the `name` label on its metrics, the
+    /// `name` field on its tracing events, and the name in its
+    /// [`CircuitOpen`]. It is the [name asked for](Builder::name) unless
+    /// another live breaker holds that one: the second live `"payments"`
+    /// is `"payments#2"`. A keyed set's breakers carry the set's name (see
+    /// [`key`](Self::key)).
     #[must_use]
-    pub fn name(&self) -> &str {
-        &self.inner().name
+    pub fn name(&self) -> Name {
+        self.inner().name
+    }
+
+    /// A keyed set's breaker: its key, as text (`Display`); `None` for a
+    /// breaker of its own.
+    #[must_use]
+    pub fn key(&self) -> Option<&str> {
+        self.inner().key.as_deref()
     }
 
     /// The current state.
@@ -224,21 +248,16 @@ impl CircuitBreaker {
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.inner();
         let now = inner.now();
-        let word = inner.word();
-        let counts = if word.state() == State::Closed {
-            inner.window.counts(now)
-        } else {
-            crate::window::Counts::default()
-        };
+        let (state, counts) = inner.current_at(now);
         Snapshot {
-            state: word.state(),
+            state,
             time_in_state: Duration::from_nanos(
                 now.saturating_sub(inner.state_since.load(Ordering::Acquire)),
             ),
             calls: counts.calls,
             failures: counts.failures,
             slow_calls: counts.slow,
-            rejected: inner.rejected.load(Ordering::Relaxed),
+            rejected: inner.window.tallied(Tally::Rejected),
         }
     }
 
@@ -273,52 +292,19 @@ impl CircuitBreaker {
     /// [`CircuitOpen`] when the breaker rejects the call.
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
         let admit = self.inner().admit()?;
-        Ok(Permit {
-            token: self.token(),
-            admit,
-            start: self.inner().start(),
-            done: false,
-        })
+        Ok(Permit::new(self.token(), admit, self.inner().start()))
     }
 }
 
-/// Permission for one call outside tower (from
-/// [`CircuitBreaker::try_acquire`]). Report its outcome with
-/// [`record`](Self::record); dropping it unrecorded counts as a cancelled
-/// call (ignored, and a half-open probe's permit goes back).
-#[derive(Debug)]
-pub struct Permit {
-    token: Arc<Token>,
-    admit: Admit,
-    start: Option<Instant>,
-    done: bool,
-}
+/// A [`CircuitBreaker`] that may be gone.
+#[cfg(feature = "keyed")]
+#[derive(Clone)]
+pub(crate) struct WeakBreaker(Weak<Shared>);
 
-impl Permit {
-    pub(crate) fn new(token: Arc<Token>, admit: Admit, start: Option<Instant>) -> Self {
-        Self {
-            token,
-            admit,
-            start,
-            done: false,
-        }
-    }
-
-    /// Records the call's outcome.
-    #[inline]
-    pub fn record(mut self, outcome: Outcome) {
-        self.done = true;
-        self.token.inner.complete(self.admit, outcome, self.start);
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if !self.done {
-            self.token
-                .inner
-                .complete(self.admit, Outcome::Ignored, None);
-        }
+#[cfg(feature = "keyed")]
+impl WeakBreaker {
+    pub(crate) fn upgrade(&self) -> Option<CircuitBreaker> {
+        self.0.upgrade().map(|shared| CircuitBreaker { shared })
     }
 }
 
@@ -337,6 +323,46 @@ impl Inner {
     #[inline]
     fn now(&self) -> u64 {
         self.origin.elapsed_nanos()
+    }
+
+    /// The state, and the window's counts in it (empty outside the closed
+    /// state, whose window they are).
+    pub(crate) fn current(&self) -> (State, Counts) {
+        self.current_at(self.now())
+    }
+
+    fn current_at(&self, now: u64) -> (State, Counts) {
+        let state = self.word().state();
+        let counts = if state == State::Closed {
+            self.window.counts(now)
+        } else {
+            Counts::default()
+        };
+        (state, counts)
+    }
+
+    /// Totals since the breaker was built (a moment short, at worst, while
+    /// calls complete).
+    pub(crate) fn totals(&self) -> Totals {
+        let transitions = std::array::from_fn(|i| self.transitions[i].load(Ordering::Acquire));
+        Totals::of(&self.window, transitions)
+    }
+
+    /// Marks this breaker as evicted from its keyed set, before the set
+    /// takes over its totals.
+    #[cfg(feature = "keyed")]
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    #[cfg(feature = "keyed")]
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
+    #[cfg(feature = "keyed")]
+    pub(crate) fn key_text(&self) -> Option<&Arc<str>> {
+        self.key.as_ref()
     }
 
     /// The call's start time, read only when slow calls are tracked.
@@ -435,68 +461,61 @@ impl Inner {
     /// Counts a rejection and builds its error.
     #[cold]
     pub(crate) fn reject(&self, retry_after: Option<Duration>) -> CircuitOpen {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.rejected();
-        CircuitOpen::new(retry_after)
+        self.window.tally(Tally::Rejected);
+        CircuitOpen::new(self.name, retry_after)
     }
 
-    /// Stops counting this breaker in its keyed set's open keys (it was
-    /// evicted from the set).
-    #[cfg(feature = "keyed")]
-    pub(crate) fn detach(&self) {
-        let mut control = self
-            .control
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if control.counted_open
-            && let Some(open_keys) = &self.telemetry.open_keys
-        {
-            open_keys.decrement(1.0);
+    /// Counts a call the window does not record: by outcome (`Some(true)`
+    /// for a failure, `None` for ignored), and as slow if it was.
+    fn tally_call(&self, failure: Option<bool>, slow: bool) {
+        self.window.tally(match failure {
+            Some(false) => Tally::Success,
+            Some(true) => Tally::Failure,
+            None => Tally::Ignored,
+        });
+        if slow {
+            self.window.tally(Tally::Slow);
         }
-        control.counted_open = false;
-        control.detached = true;
     }
 
-    /// Records a finished (or abandoned) call.
+    /// Records a finished (or abandoned) call. A call the window records
+    /// is counted by the window alone; every other one in the tally.
     #[inline]
     pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
-        match outcome {
-            Outcome::Success => self.telemetry.success(),
-            Outcome::Failure => self.telemetry.failure(),
-            _ => self.telemetry.ignored(),
-        }
+        let failure = match outcome {
+            Outcome::Success => Some(false),
+            Outcome::Failure => Some(true),
+            _ => None,
+        };
         let slow = match (self.config.slow_call_nanos, start) {
-            (Some(limit), Some(start)) if !matches!(outcome, Outcome::Ignored) => {
-                let slow = buttress_core::time::saturating_nanos(start.elapsed()) >= limit;
-                if slow {
-                    self.telemetry.slow();
-                }
-                slow
+            (Some(limit), Some(start)) if failure.is_some() => {
+                buttress_core::time::saturating_nanos(start.elapsed()) >= limit
             }
             _ => false,
         };
-        match admit {
-            Admit::Closed(epoch) => self.complete_closed(epoch, outcome, slow),
-            Admit::Probe(epoch) => self.complete_probe(epoch, outcome, slow),
-            Admit::Unguarded => {}
+        match (admit, failure) {
+            (Admit::Closed(epoch), Some(failure)) => self.complete_closed(epoch, failure, slow),
+            (Admit::Probe(epoch), _) => {
+                self.tally_call(failure, slow);
+                self.complete_probe(epoch, outcome, slow);
+            }
+            _ => self.tally_call(failure, slow),
         }
     }
 
     #[inline]
-    fn complete_closed(&self, epoch: u64, outcome: Outcome, slow: bool) {
-        let failure = match outcome {
-            Outcome::Success => false,
-            Outcome::Failure => true,
-            _ => return,
-        };
+    fn complete_closed(&self, epoch: u64, failure: bool, slow: bool) {
         let w = self.word();
         if w.state() != State::Closed || w.epoch() != epoch {
-            return; // admitted in an earlier period: not part of this window
+            // Admitted in an earlier period: not part of this window.
+            self.tally_call(Some(failure), slow);
+            return;
         }
         if let Some(limit) = self.config.consecutive_failures {
             if failure {
                 let n = self.consecutive.0.fetch_add(1, Ordering::AcqRel) + 1;
                 if n >= limit {
+                    self.tally_call(Some(true), slow);
                     self.trip(w, TransitionReason::ConsecutiveFailures);
                     return;
                 }

@@ -1,14 +1,13 @@
 //! State transitions: moving the state word from one period to the next
 //! under the control lock, growing the open duration, and telling the
-//! metrics, the log and the listener.
+//! transition counts, the log and the listener.
 
+use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use super::{Inner, Word};
 use crate::state::{State, StateTransition, TransitionReason};
-use crate::telemetry::counts_as_open;
 
 impl Inner {
     pub(super) fn trip(&self, from: Word, reason: TransitionReason) {
@@ -85,34 +84,26 @@ impl Inner {
                     Err(actual) => w = Word(actual),
                 }
             }
-            self.telemetry.transition(to);
-            if let Some(open_keys) = &self.telemetry.open_keys {
-                let open = counts_as_open(to) && !control.detached;
-                if open != control.counted_open {
-                    control.counted_open = open;
-                    if open {
-                        open_keys.increment(1.0);
-                    } else {
-                        open_keys.decrement(1.0);
-                    }
-                }
-            }
+            // `bits()` is 0 to 4, in the order of `telemetry::STATES`.
+            self.transitions[to.bits() as usize].fetch_add(1, Ordering::AcqRel);
             event = (w.state(), open_for, now);
         }
         let (from_state, open_for, now) = event;
+        let key = self.key.as_deref();
         match to {
             State::Open | State::ForcedOpen => tracing::warn!(
-                breaker = %self.name, from = %from_state, to = %to, ?reason, ?open_for,
+                name = %self.name, key, from = %from_state, to = %to, ?reason, ?open_for,
                 "circuit breaker opened"
             ),
             _ => tracing::info!(
-                breaker = %self.name, from = %from_state, to = %to, ?reason,
+                name = %self.name, key, from = %from_state, to = %to, ?reason,
                 "circuit breaker changed state"
             ),
         }
-        if let Some(listener) = &self.listener {
+        if let Some(listener) = &self.config.listener {
             listener(&StateTransition {
-                breaker: Arc::clone(&self.name),
+                name: self.name,
+                key: self.key.clone(),
                 from: from_state,
                 to,
                 reason,
