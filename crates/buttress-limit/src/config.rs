@@ -1,36 +1,18 @@
-//! The limiter's builder.
+//! The limiter's builder: settings, and their validation into the
+//! limiter's [`Config`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use buttress_core::telemetry::{Name, register_catalog};
+
 use crate::algorithm::Limit;
 use crate::error::ConfigError;
-use crate::handle::{AdaptiveLimit, LimitChange};
-
-pub(crate) type Listener = Arc<dyn Fn(&LimitChange) + Send + Sync>;
+use crate::handle::{AdaptiveLimit, Config, LimitChange, Listener, QueueConfig, QueueOrder};
 
 /// The most partitions a limiter can have.
 pub const MAX_PARTITIONS: usize = 64;
-
-/// Which waiting call gets a permit first when one comes free.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum QueueOrder {
-    /// The longest-waiting call first: fair.
-    Fifo,
-    /// The most recent call first: under sustained overload the calls that
-    /// get through are the fresh ones, whose callers are still waiting,
-    /// while the old ones time out (Facebook's adaptive LIFO).
-    Lifo,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct QueueConfig {
-    pub(crate) max_len: u32,
-    pub(crate) max_wait: Duration,
-    pub(crate) order: QueueOrder,
-}
 
 /// Builds an [`AdaptiveLimit`] around a [`Limit`] algorithm. Every setter
 /// documents its default and where it comes from; [`build`](Self::build)
@@ -51,15 +33,15 @@ pub(crate) struct QueueConfig {
 /// # Ok::<(), buttress_limit::ConfigError>(())
 /// ```
 pub struct Builder {
-    pub(crate) algorithm: Box<dyn Limit>,
-    pub(crate) name: Arc<str>,
-    pub(crate) window: Duration,
-    pub(crate) window_samples: u32,
-    pub(crate) min_rtt: Duration,
-    pub(crate) queue: Option<(u32, Duration)>,
-    pub(crate) order: QueueOrder,
-    pub(crate) partitions: Vec<(Arc<str>, f64)>,
-    pub(crate) listener: Option<Listener>,
+    algorithm: Box<dyn Limit>,
+    name: Name,
+    window: Duration,
+    window_samples: u32,
+    min_rtt: Duration,
+    queue: Option<(u32, Duration)>,
+    order: QueueOrder,
+    partitions: Vec<(Arc<str>, f64)>,
+    listener: Option<Listener>,
 }
 
 impl fmt::Debug for Builder {
@@ -78,14 +60,26 @@ impl fmt::Debug for Builder {
     }
 }
 
+impl AdaptiveLimit {
+    /// A [`Builder`] around `algorithm`. The limiter is named after the
+    /// line that calls this unless [`name`](Builder::name) is set.
+    #[must_use]
+    #[track_caller]
+    pub fn builder(algorithm: impl Limit + 'static) -> Builder {
+        Builder::new(algorithm)
+    }
+}
+
 impl Builder {
     /// A builder for a limiter driven by `algorithm`, every other setting
-    /// at its default.
+    /// at its default. The limiter is named after the line that calls this
+    /// unless [`name`](Self::name) is set.
     #[must_use]
+    #[track_caller]
     pub fn new(algorithm: impl Limit + 'static) -> Self {
         Self {
             algorithm: Box::new(algorithm),
-            name: Arc::from("default"),
+            name: Name::caller(),
             window: Duration::from_secs(1),
             window_samples: 10,
             min_rtt: Duration::from_micros(100),
@@ -96,10 +90,13 @@ impl Builder {
         }
     }
 
-    /// The limiter's name: the `limiter` label on its metrics and the field
-    /// on its tracing events. Default: `"default"`.
+    /// The limiter's name: the `name` label on its metrics, the `name`
+    /// field on its tracing events, and the name its [`Overloaded`](crate::Overloaded)
+    /// rejections carry. A second live limiter given the same name is
+    /// named `name#2` (see [`AdaptiveLimit::name`]). Default: the source
+    /// location that called [`AdaptiveLimit::builder`] (`file.rs:line`).
     #[must_use]
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.name = name.into();
         self
     }
@@ -193,11 +190,14 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the first bad setting: a zero window or
-    /// window sample count, a queue of zero length or zero wait, a partition
+    /// A [`ConfigError`] naming the first bad setting: an empty name, a
+    /// zero window or window sample count, a queue of zero length or zero wait, a partition
     /// share outside `(0, 1]`, shares adding up to more than 1, a duplicate
     /// partition name, more than [`MAX_PARTITIONS`] partitions.
     pub fn build(self) -> Result<AdaptiveLimit, ConfigError> {
+        if self.name.as_str().is_empty() {
+            return Err(crate::error::config_error("name", "must not be empty"));
+        }
         if self.window.is_zero() {
             return Err(crate::error::config_error(
                 "window",
@@ -261,6 +261,16 @@ impl Builder {
                 format!("shares must add up to at most 1, got {total}"),
             ));
         }
-        Ok(AdaptiveLimit::from_builder(self, queue))
+        register_catalog(crate::telemetry::METRICS);
+        Ok(AdaptiveLimit::from_config(Config {
+            algorithm: self.algorithm,
+            name: self.name,
+            window: self.window,
+            window_samples: self.window_samples,
+            min_rtt: self.min_rtt,
+            queue,
+            partitions: self.partitions,
+            listener: self.listener,
+        }))
     }
 }

@@ -1,4 +1,5 @@
-//! The limiter's response future.
+//! The futures of the crate's services: [`ResponseFuture`] for the limit,
+//! [`ThrottleFuture`] for the client-side throttle.
 
 use std::fmt;
 use std::future::Future;
@@ -7,12 +8,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use buttress_core::BoxError;
-use buttress_core::classify::Classify;
+use buttress_core::classify::{Classify, Outcome};
+use buttress_core::reject::Throttled;
+use buttress_core::telemetry::Name;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::error::Overloaded;
 use crate::handle::{AdaptiveLimit, Permit, Waiter};
+use crate::throttle::AdaptiveThrottle;
 
 /// The inner call of a queued request, made once it gets a permit.
 pub(crate) type Deferred<F> = Box<dyn FnOnce() -> F + Send>;
@@ -58,14 +62,14 @@ pub(crate) struct Waiting<F, C> {
 
 pin_project! {
     // The permit and the classifier live in the `Called` variant only: a
-    // shed call's future writes nothing but its tag, so moving it never
-    // reloads narrow fields just stored (a store-forwarding stall that
-    // profiles showed costing a shed call most of its time).
+    // shed call's future writes its tag and its two-word rejection, so
+    // moving it never reloads narrow fields just stored (a store-forwarding
+    // stall).
     #[project = KindProj]
     enum Kind<F, C> {
         Called { #[pin] future: F, permit: Permit, classifier: C },
         Waiting { waiting: Box<Waiting<F, C>> },
-        Rejected,
+        Rejected { error: Overloaded },
     }
 }
 
@@ -99,11 +103,11 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    /// A shed call: fails with [`Overloaded`] when polled.
+    /// A shed call: fails with `error` when polled.
     #[inline]
-    pub(crate) fn rejected() -> Self {
+    pub(crate) fn rejected(error: Overloaded) -> Self {
         Self {
-            kind: Kind::Rejected,
+            kind: Kind::Rejected { error },
         }
     }
 }
@@ -113,7 +117,7 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
         let state = match &self.kind {
             Kind::Called { .. } => "called",
             Kind::Waiting { .. } => "waiting",
-            Kind::Rejected => "rejected",
+            Kind::Rejected { .. } => "rejected",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -143,8 +147,8 @@ where
                     permit.finish(classifier.classify(&result).outcome());
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                KindProj::Rejected => {
-                    return Poll::Ready(Err(Box::new(Overloaded::new())));
+                KindProj::Rejected { error } => {
+                    return Poll::Ready(Err(Box::new(*error)));
                 }
                 KindProj::Waiting { waiting } => {
                     let Waiting {
@@ -162,7 +166,7 @@ where
                             let inner = guard.limit.inner();
                             if inner.cancel(&guard.waiter) {
                                 guard.done = true;
-                                return Poll::Ready(Err(Box::new(inner.reject())));
+                                return Poll::Ready(Err(Box::new(inner.timed_out(&guard.waiter))));
                             }
                         }
                     }
@@ -174,11 +178,94 @@ where
                             permit,
                             classifier,
                         },
-                        _ => Kind::Rejected,
+                        // Unreachable: a waiter is granted once.
+                        _ => Kind::Rejected {
+                            error: Overloaded::new(guard.limit.name()),
+                        },
                     }
                 }
             };
             self.as_mut().project().kind.set(next);
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Throttle`](crate::throttle::Throttle) call: the
+    /// inner call, whose result is counted as accepted or not on
+    /// completion, or an immediate local rejection ([`Throttled`]).
+    pub struct ThrottleFuture<F, C> {
+        #[pin]
+        kind: ThrottleKind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = ThrottleKindProj]
+    enum ThrottleKind<F, C> {
+        Sent { #[pin] future: F, throttle: Option<AdaptiveThrottle>, classifier: C },
+        Throttled { name: Name },
+    }
+}
+
+impl<F, C> ThrottleFuture<F, C> {
+    /// A call sent to the inner service.
+    pub(crate) fn sent(future: F, throttle: AdaptiveThrottle, classifier: C) -> Self {
+        Self {
+            kind: ThrottleKind::Sent {
+                future,
+                throttle: Some(throttle),
+                classifier,
+            },
+        }
+    }
+
+    /// A call shed by the throttle `name`.
+    pub(crate) fn throttled(name: Name) -> Self {
+        Self {
+            kind: ThrottleKind::Throttled { name },
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ThrottleFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThrottleFuture")
+            .field(
+                "throttled",
+                &matches!(self.kind, ThrottleKind::Throttled { .. }),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C, T, E> Future for ThrottleFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            ThrottleKindProj::Throttled { name } => {
+                Poll::Ready(Err(Box::new(Throttled::new(*name))))
+            }
+            ThrottleKindProj::Sent {
+                future,
+                throttle,
+                classifier,
+            } => {
+                let result = ready!(future.poll(cx));
+                if let Some(throttle) = throttle.take() {
+                    let c = classifier.classify(&result);
+                    if c.outcome() != Outcome::Failure && !c.is_retryable() {
+                        throttle.inner().accept();
+                    }
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
         }
     }
 }

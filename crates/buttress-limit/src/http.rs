@@ -55,18 +55,23 @@ pub fn grpc_error_response<B: Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use buttress_core::telemetry::Name;
     use http::StatusCode;
     use http::header::RETRY_AFTER;
     use std::time::Duration;
 
+    fn api() -> Name {
+        Name::new("api")
+    }
+
     #[test]
     fn overloaded_becomes_503_with_retry_after_rounded_up() {
-        let err: buttress_core::BoxError = Box::new(Overloaded::new());
+        let err: buttress_core::BoxError = Box::new(Overloaded::new(api()));
         let res: Response<()> = error_response(&err).unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(res.headers().get(RETRY_AFTER).is_none());
         let hinted: Response<()> =
-            Overloaded::new().to_response_with_retry_after(Duration::from_millis(1_200));
+            Overloaded::new(api()).to_response_with_retry_after(Duration::from_millis(1_200));
         assert_eq!(hinted.headers()[RETRY_AFTER], "2");
         let other: buttress_core::BoxError = "boom".into();
         assert!(error_response::<()>(&other).is_none());
@@ -88,15 +93,17 @@ mod tests {
                 Some(&*self.0)
             }
         }
-        let err: buttress_core::BoxError = Box::new(Wrapped(Box::new(Overloaded::new())));
+        let err: buttress_core::BoxError = Box::new(Wrapped(Box::new(Overloaded::new(api()))));
         let res: Response<()> = error_response(&err).expect("found through the wrapper");
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let found = buttress_core::error::find::<Overloaded>(&err).unwrap();
+        assert_eq!(found.name(), "api", "the limiter that shed is named");
     }
 
     #[test]
     fn retry_after_saturates_at_the_largest_duration() {
         let header = |d: Duration| {
-            let res: Response<()> = Overloaded::new().to_response_with_retry_after(d);
+            let res: Response<()> = Overloaded::new(api()).to_response_with_retry_after(d);
             res.headers()[RETRY_AFTER].to_str().unwrap().to_owned()
         };
         assert_eq!(header(Duration::MAX), u64::MAX.to_string());
@@ -112,7 +119,7 @@ mod tests {
         use buttress_core::classify::{Classify, Outcome};
         use buttress_core::grpc::GrpcClassifier;
 
-        let err: buttress_core::BoxError = Box::new(Overloaded::new());
+        let err: buttress_core::BoxError = Box::new(Overloaded::new(api()));
         let res: Response<()> =
             grpc_error_response(&err, Some(Duration::from_millis(250))).unwrap();
         assert_eq!(res.status(), StatusCode::OK);

@@ -66,10 +66,18 @@ impl AdaptiveLimitLayer {
     }
 }
 
+impl From<AdaptiveLimit> for AdaptiveLimitLayer {
+    fn from(limit: AdaptiveLimit) -> Self {
+        Self::new(limit)
+    }
+}
+
 impl<C, P> AdaptiveLimitLayer<C, P> {
-    /// Judges results with `classifier` instead: a failure feeds the
-    /// algorithm a drop, a success its round-trip time, an ignored result
-    /// nothing.
+    /// Judges the inner service's results with `classifier`, a
+    /// [`Classify`](buttress_core::classify::Classify) over its
+    /// `Result<Response, Error>`: a failure feeds the algorithm a drop, a
+    /// success its round-trip time, an ignored result nothing. Default:
+    /// [`ErrorsAsFailures`].
     #[must_use]
     pub fn classifier<C2>(self, classifier: C2) -> AdaptiveLimitLayer<C2, P> {
         AdaptiveLimitLayer {

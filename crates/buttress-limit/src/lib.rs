@@ -26,7 +26,7 @@
 //! assert_eq!(limit.in_flight(), 2);
 //! // …so a third is shed at once, without reaching the backend.
 //! let err = svc.ready().await?.call(10).await.unwrap_err();
-//! assert!(err.downcast_ref::<Overloaded>().is_some());
+//! assert_eq!(err.downcast_ref::<Overloaded>().unwrap().name(), "backend");
 //! assert_eq!((a.await?, b.await?), (10, 10));
 //! assert_eq!(limit.in_flight(), 0);
 //! # Ok(())
@@ -37,9 +37,11 @@
 //!
 //! - **Permits** are taken in `call`, not `poll_ready` (an idle connection
 //!   holds none), and released when the response future completes or is
-//!   dropped. Admission is one atomic read-modify-write; a rejection at the
-//!   limit is two loads and a counter, and its zero-sized [`Overloaded`]
-//!   error allocates nothing.
+//!   dropped. Admission is one atomic read-modify-write on the shared
+//!   in-flight count (and one on the thread's own stripe, to count it); a
+//!   rejection at the limit is two loads and a striped counter, and its
+//!   error, an [`Overloaded`] naming the limiter (two words), is one small
+//!   allocation when boxed.
 //! - **Samples**: each completed call's round-trip time (from `call` to
 //!   completion) and outcome, judged by a `buttress-core` classifier
 //!   ([`ErrorsAsFailures`] by default): a success feeds its RTT, a failure
@@ -81,14 +83,31 @@
 //!
 //! # Telemetry
 //!
-//! Through the [`metrics`] facade, labelled `limiter = name`:
-//! `buttress_limit_calls_total` (with `outcome` = `success`, `failure`,
-//! `ignored`), `buttress_limit_rejected_total`,
-//! `buttress_limit_changes_total`, and the gauges `buttress_limit_limit`,
-//! `buttress_limit_in_flight` and `buttress_limit_queued` (the last two
-//! refreshed at each window's close). Handles are registered when the
-//! limiter is built: install the recorder first. Limit changes are also
-//! `tracing` debug events and [listener](Builder::on_limit_change) calls.
+//! Every series is labelled `name` with the limiter's
+//! [name](Builder::name) (by default the line that built it; a second live
+//! limiter of the same name gets `name#2`). A call never touches the
+//! recorder: the limiter counts in its own per-thread stripes, and
+//! `buttress_core::telemetry` publishes the totals and gauges to the
+//! recorder in force, every second and on
+//! [`flush`](buttress_core::telemetry::flush), so a limiter built before
+//! the recorder was installed reports into it all the same.
+//!
+//! - `buttress_limit_calls_total` (`outcome` = `admitted`, `rejected`),
+//!   `buttress_limit_failures_total`, `buttress_limit_changes_total`,
+//!   `buttress_limit_queued_total`, `buttress_limit_queue_timeouts_total`;
+//! - gauges `buttress_limit_limit`, `buttress_limit_in_flight`,
+//!   `buttress_limit_queue_length`, `buttress_limit_rtt_seconds` (the last
+//!   window's RTT) and `buttress_limit_min_rtt_seconds` (the algorithm's
+//!   no-load RTT, [`Limit::no_load_rtt`](algorithm::Limit::no_load_rtt));
+//! - per [partition](Builder::partition) (label `partition`):
+//!   `buttress_limit_partition_in_flight`,
+//!   `buttress_limit_partition_rejected_total`;
+//! - the [`throttle`]'s `buttress_throttle_calls_total` (`outcome` =
+//!   `sent`, `rejected`) and `buttress_throttle_reject_probability`.
+//!
+//! [`METRICS`] lists them with their units and meanings. Limit changes are
+//! also `tracing` debug events (field `name`) and
+//! [listener](Builder::on_limit_change) calls.
 //!
 //! # Features
 //!
@@ -109,14 +128,16 @@ mod handle;
 mod layer;
 mod service;
 mod stripe;
+mod telemetry;
 pub mod throttle;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 
-pub use config::{Builder, MAX_PARTITIONS, QueueOrder};
+pub use config::{Builder, MAX_PARTITIONS};
 pub use error::{ConfigError, Overloaded};
-pub use handle::{AdaptiveLimit, LimitChange, Permit};
+pub use handle::{AdaptiveLimit, LimitChange, Permit, QueueOrder};
 pub use layer::{AdaptiveLimitLayer, NoPartition};
 pub use service::AdaptiveLimitService;
+pub use telemetry::METRICS;

@@ -126,10 +126,7 @@ where
                 ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
             // Shedding at once: inline, and as cheap as we can make it.
-            None if !inner.has_queue() => {
-                inner.reject();
-                ResponseFuture::rejected()
-            }
+            None if !inner.has_queue() => ResponseFuture::rejected(inner.reject(partition)),
             None => self.at_limit(req, partition),
         }
     }
@@ -148,8 +145,7 @@ impl<S, C: Clone, P> AdaptiveLimitService<S, C, P> {
             _ => None,
         };
         let Some(max_wait) = queue else {
-            inner.reject();
-            return ResponseFuture::rejected();
+            return ResponseFuture::rejected(inner.reject(partition));
         };
         match inner.enqueue(partition) {
             Ok(waiter) => {
@@ -167,7 +163,7 @@ impl<S, C: Clone, P> AdaptiveLimitService<S, C, P> {
                     self.classifier.clone(),
                 )
             }
-            Err(_) => ResponseFuture::rejected(),
+            Err(shed) => ResponseFuture::rejected(shed),
         }
     }
 }

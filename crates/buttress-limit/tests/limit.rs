@@ -78,7 +78,15 @@ async fn sheds_at_the_limit_without_calling_the_backend() {
     svc.ready().await.unwrap();
     assert_eq!(limit.in_flight(), 2);
     let err = svc.call(100).await.unwrap_err();
-    overloaded(&err).expect("Overloaded");
+    let shed = overloaded(&err).expect("Overloaded");
+    assert_eq!(shed.name(), limit.name(), "the rejection names the limiter");
+    assert!(
+        shed.name()
+            .as_str()
+            .starts_with("crates/buttress-limit/tests/limit.rs:"),
+        "an unnamed limiter is named after the line that built it: {}",
+        shed.name()
+    );
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -131,17 +139,33 @@ async fn queue_waits_then_times_out_fifo() {
     let second = tokio::spawn(svc.clone().oneshot(30));
     // Queued too, but its 50 ms wait runs out before the second completes at 60 ms.
     let third = tokio::spawn(svc.clone().oneshot(30));
+    let queued_at = tokio::time::Instant::now();
     tokio::task::yield_now().await;
     assert_eq!(limit.queued(), 2);
+    assert_eq!(
+        queued_at.elapsed(),
+        Duration::ZERO,
+        "paused time: queued at once"
+    );
     // The queue is full: rejected at once.
     let full = svc.clone().oneshot(30).await.unwrap_err();
     assert!(overloaded(&full).is_some());
+    let third_done = tokio::spawn(async move {
+        let result = third.await.unwrap();
+        (result, tokio::time::Instant::now())
+    });
     assert_eq!(first.await.unwrap().unwrap(), 30);
     assert_eq!(second.await.unwrap().unwrap(), 30);
-    let queued_at = tokio::time::Instant::now();
-    let late = third.await.unwrap().unwrap_err();
-    assert!(overloaded(&late).is_some());
-    assert!(queued_at.elapsed() <= Duration::from_millis(50));
+    let (late, shed_at) = third_done.await.unwrap();
+    let late = late.unwrap_err();
+    assert_eq!(overloaded(&late).unwrap().name(), limit.name());
+    // Shed when its 50 ms wait ran out (tokio timers round up to the next
+    // millisecond), not when the second call finished at 60 ms.
+    let waited = shed_at - queued_at;
+    assert!(
+        (Duration::from_millis(50)..=Duration::from_millis(51)).contains(&waited),
+        "waited {waited:?}"
+    );
     assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
 }
 
@@ -223,7 +247,11 @@ async fn windows_feed_the_mean_rtt_max_in_flight_and_drops() {
     let changes = Arc::new(Mutex::new(Vec::<(u32, u32)>::new()));
     let seen = changes.clone();
     let limit = AdaptiveLimit::builder(recorder)
-        .on_limit_change(move |c: &LimitChange| seen.lock().unwrap().push((c.from(), c.to())))
+        .name("windows")
+        .on_limit_change(move |c: &LimitChange| {
+            assert_eq!(c.name(), "windows");
+            seen.lock().unwrap().push((c.from(), c.to()));
+        })
         .build()
         .unwrap();
     let svc = AdaptiveLimitLayer::new(limit.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
@@ -348,8 +376,15 @@ async fn throttle_sheds_locally_once_the_backend_rejects_and_recovers_after_the_
     calls.store(0, Ordering::SeqCst);
     let mut throttled = 0;
     for _ in 0..1000 {
-        if let Err(e) = svc.clone().oneshot(()).await {
-            throttled += u64::from(e.downcast_ref::<Throttled>().is_some());
+        if let Err(e) = svc.clone().oneshot(()).await
+            && let Some(t) = e.downcast_ref::<Throttled>()
+        {
+            assert_eq!(
+                t.name(),
+                throttle.name(),
+                "the rejection names the throttle"
+            );
+            throttled += 1;
         }
     }
     assert_eq!(throttled, throttle.rejected());

@@ -292,6 +292,11 @@ impl Limit for EnvoyGradient {
     fn is_pinned(&self) -> bool {
         self.calc.is_some()
     }
+
+    /// The last measured min RTT.
+    fn no_load_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +322,7 @@ mod tests {
         assert_eq!(e.update(&s(1, 100, 30)), 3);
         assert_eq!(e.update(&s(2, 100, 30)), 3);
         assert_eq!(e.min_rtt(), Some(Duration::from_millis(100)));
+        assert_eq!(Limit::no_load_rtt(&e), e.min_rtt(), "the gauge's source");
         assert!(!e.is_measuring());
         // No queueing: g = 1.25/1 clamped to ≤ 2 → 1.25: L' = ⌊3.75 + √3.75⌋ = 5.
         assert_eq!(e.update(&s(3, 100, 30)), 5);

@@ -207,6 +207,12 @@ impl Limit for Gradient2 {
     fn name(&self) -> &'static str {
         "gradient2"
     }
+
+    fn no_load_rtt(&self) -> Option<std::time::Duration> {
+        std::time::Duration::try_from_secs_f64(self.long.value)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
 }
 
 #[cfg(test)]
@@ -226,9 +232,11 @@ mod tests {
     #[test]
     fn grows_by_the_smoothed_queue_when_latency_is_flat() {
         let mut g = Gradient2::builder().build().unwrap();
+        assert_eq!(g.no_load_rtt(), None, "no long-term average yet");
         // g = 1: L' = L + 4; L = 0.8 · 20 + 0.2 · 24 = 20.8.
         g.update(&s(100, 20));
         assert!((g.estimate - 20.8).abs() < 1e-9);
+        assert_eq!(g.no_load_rtt(), Some(Duration::from_millis(100)));
         // Idle: no change.
         g.update(&s(100, 5));
         assert!((g.estimate - 20.8).abs() < 1e-9);

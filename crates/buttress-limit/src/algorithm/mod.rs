@@ -148,6 +148,16 @@ pub trait Limit: fmt::Debug + Send {
     fn is_pinned(&self) -> bool {
         false
     }
+
+    /// The no-load round-trip time the algorithm compares each window's RTT
+    /// against, if it keeps one: [`Vegas`]' no-load RTT, [`EnvoyGradient`]'s
+    /// measured min RTT, [`Gradient2`]'s long-term average. The limiter
+    /// reads it once per window, after [`update`](Self::update), and
+    /// publishes it as the `buttress_limit_min_rtt_seconds` gauge (0 for
+    /// `None`). Default: `None` (as for [`Fixed`] and [`Aimd`]).
+    fn no_load_rtt(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<L: Limit + ?Sized> Limit for Box<L> {
@@ -165,6 +175,9 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     }
     fn is_pinned(&self) -> bool {
         (**self).is_pinned()
+    }
+    fn no_load_rtt(&self) -> Option<Duration> {
+        (**self).no_load_rtt()
     }
 }
 

@@ -189,6 +189,10 @@ impl Limit for Vegas {
     fn name(&self) -> &'static str {
         "vegas"
     }
+
+    fn no_load_rtt(&self) -> Option<Duration> {
+        Some(self.rtt_noload).filter(|d| !d.is_zero())
+    }
 }
 
 #[cfg(test)]
@@ -216,9 +220,11 @@ mod tests {
     #[test]
     fn follows_the_queue_estimate() {
         let mut v = vegas();
+        assert_eq!(v.no_load_rtt(), None, "none before the first window");
         // The first window sets rtt_noload and changes nothing.
         assert_eq!(v.update(&s(100, 20)), 20);
         assert_eq!(v.rtt_noload(), Duration::from_millis(100));
+        assert_eq!(v.no_load_rtt(), Some(Duration::from_millis(100)));
         // No queue (q = 0 ≤ threshold 1): L + β = 20 + 6.
         assert_eq!(v.update(&s(100, 20)), 26);
         // Idle: in flight · 2 < L: no change.

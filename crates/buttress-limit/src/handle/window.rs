@@ -1,0 +1,163 @@
+//! The sampling window: per-stripe accumulators of the calls that complete
+//! while a window is open, drained into one aggregate when it closes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::hist;
+use crate::stripe::Padded;
+
+/// The RTT samples a window aims for: above this many calls per window, only
+/// one call in 2^k has its RTT measured (two clock reads), the least k that
+/// keeps about this many samples. The mean of a uniform subsample is an
+/// unbiased estimate of the window's mean.
+pub(super) const SAMPLES_PER_WINDOW: u64 = 1024;
+
+/// The start time of a permit whose call's RTT is not sampled.
+pub(super) const UNSAMPLED: u64 = u64::MAX;
+
+/// One thread stripe's counts: running totals since the limiter was built,
+/// and its share of the open window.
+#[derive(Default)]
+pub(super) struct Stripe {
+    /// Calls admitted by threads on this stripe.
+    pub(super) admitted: AtomicU64,
+    /// Admitted calls on this stripe whose outcome was a failure.
+    pub(super) failures: AtomicU64,
+    /// Sampled successes in the window, counting those too fast to feed an
+    /// RTT.
+    measured: AtomicU32,
+    rtt_sum: AtomicU64,
+    samples: AtomicU32,
+    drops: AtomicU32,
+    max_in_flight: AtomicU32,
+    /// RTT histogram, only for algorithms that ask for a percentile.
+    histogram: Option<Box<[AtomicU32]>>,
+}
+
+impl Stripe {
+    /// A stripe with a histogram if `percentile`.
+    pub(super) fn new(percentile: bool) -> Self {
+        Self {
+            histogram: percentile.then(|| (0..hist::BUCKETS).map(|_| AtomicU32::new(0)).collect()),
+            ..Self::default()
+        }
+    }
+
+    /// Notes a completed call that had `in_flight` calls in flight (itself
+    /// included) when it was admitted.
+    #[inline]
+    pub(super) fn in_flight(&self, in_flight: u32) {
+        if in_flight > self.max_in_flight.load(Ordering::Relaxed) {
+            self.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        }
+    }
+
+    /// A sampled success of `rtt` nanoseconds; fed to the window if at
+    /// least `floor`.
+    #[inline]
+    pub(super) fn success(&self, rtt: u64, floor: u64) {
+        self.measured.fetch_add(1, Ordering::Relaxed);
+        if rtt >= floor {
+            self.rtt_sum.fetch_add(rtt, Ordering::Relaxed);
+            self.samples.fetch_add(1, Ordering::Relaxed);
+            if let Some(h) = &self.histogram {
+                h[hist::bucket(rtt)].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A failure: a drop in the window, and one more in the running total.
+    #[inline]
+    pub(super) fn failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A closed window's aggregate, summed over the stripes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Drained {
+    /// Sampled successes, those under the sampling floor included.
+    pub(super) measured: u64,
+    /// The sum of the fed RTTs, in nanoseconds.
+    pub(super) rtt_sum: u64,
+    /// The fed RTTs.
+    pub(super) samples: u32,
+    pub(super) drops: u32,
+    pub(super) max_in_flight: u32,
+}
+
+impl Drained {
+    /// Every call the window holds: fed RTTs and drops.
+    pub(super) fn count(&self) -> u32 {
+        self.samples.saturating_add(self.drops)
+    }
+
+    /// The mean fed RTT, 0 without one.
+    pub(super) fn mean(&self) -> u64 {
+        if self.samples == 0 {
+            0
+        } else {
+            self.rtt_sum / u64::from(self.samples)
+        }
+    }
+}
+
+/// Empties the stripes' window accumulators (not their histograms).
+pub(super) fn drain(stripes: &[Padded<Stripe>]) -> Drained {
+    let mut d = Drained::default();
+    for s in stripes {
+        let s = &s.0;
+        d.measured += u64::from(s.measured.swap(0, Ordering::Relaxed));
+        d.rtt_sum = d
+            .rtt_sum
+            .saturating_add(s.rtt_sum.swap(0, Ordering::Relaxed));
+        d.samples = d
+            .samples
+            .saturating_add(s.samples.swap(0, Ordering::Relaxed));
+        d.drops = d.drops.saturating_add(s.drops.swap(0, Ordering::Relaxed));
+        d.max_in_flight = d
+            .max_in_flight
+            .max(s.max_in_flight.swap(0, Ordering::Relaxed));
+    }
+    d
+}
+
+/// Empties the stripes' histograms and returns their `p` percentile, in
+/// nanoseconds (`None` when they held no RTT).
+pub(super) fn take_percentile(stripes: &[Padded<Stripe>], p: f64) -> Option<u64> {
+    let mut merged = [0u64; hist::BUCKETS];
+    for s in stripes {
+        if let Some(h) = &s.0.histogram {
+            for (m, b) in merged.iter_mut().zip(h.iter()) {
+                *m += u64::from(b.swap(0, Ordering::Relaxed));
+            }
+        }
+    }
+    let total: u64 = merged.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64 * p).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (i, n) in merged.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(hist::midpoint(i));
+        }
+    }
+    None
+}
+
+/// The next window's sampling mask, from this window's sampled calls and
+/// mask: every call at low rates, else the fewest (one in a power of two)
+/// that keep about [`SAMPLES_PER_WINDOW`].
+pub(super) fn next_sample_mask(measured: u64, mask: u32) -> u32 {
+    let calls = measured * (u64::from(mask) + 1);
+    if calls < 2 * SAMPLES_PER_WINDOW {
+        0
+    } else {
+        let every = (calls / SAMPLES_PER_WINDOW).min(1 << 16);
+        (1u32 << (63 - every.leading_zeros())) - 1
+    }
+}
