@@ -140,7 +140,7 @@ impl Registration {
     /// else the first free `wanted#2`, `wanted#3`, …
     #[must_use]
     pub fn new(kind: &'static str, wanted: Name) -> Self {
-        super::publish::start_publisher();
+        super::publish::registered();
         let slot = Arc::new(Slot::new(kind));
         let mut entries = registry();
         entries.retain(|e| e.slot.strong_count() > 0);

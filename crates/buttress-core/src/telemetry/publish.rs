@@ -1,8 +1,8 @@
 //! Publication: every live layer's counts, written to the `metrics`
 //! recorder in force at the time of publication.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
@@ -171,10 +171,14 @@ static INTERVAL_NANOS: AtomicU64 = AtomicU64::new(1_000_000_000);
 
 /// How often the background thread publishes to the global recorder.
 /// Default: 1 s. [`Duration::ZERO`] stops background publication (counts
-/// then reach the recorder only through [`flush`]).
+/// then reach the recorder only through [`flush`]); while it is zero the
+/// thread is not started, and a running one publishes nothing.
 pub fn set_publish_interval(interval: Duration) {
     let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
     INTERVAL_NANOS.store(nanos, Ordering::Relaxed);
+    if nanos != 0 && REGISTERED.load(Ordering::Relaxed) {
+        start_publisher();
+    }
 }
 
 /// The background publication interval (see [`set_publish_interval`]).
@@ -183,28 +187,43 @@ pub fn publish_interval() -> Duration {
     Duration::from_nanos(INTERVAL_NANOS.load(Ordering::Relaxed))
 }
 
-/// Starts the background publisher once, with the first registration. It
-/// holds no layer alive (the registry keeps weak links) and, when it
-/// cannot start, counts still reach the recorder through [`flush`].
-pub(crate) fn start_publisher() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("buttress-telemetry".into())
-            .spawn(|| {
-                loop {
-                    let nanos = INTERVAL_NANOS.load(Ordering::Relaxed);
-                    if nanos == 0 {
-                        std::thread::park_timeout(Duration::from_secs(1));
-                        continue;
-                    }
-                    std::thread::park_timeout(Duration::from_nanos(nanos));
-                    // No local recorder on this thread: the global one
-                    // (or the no-op recorder before one is installed).
-                    metrics::with_recorder(publish_to);
+/// Whether some layer has registered (the publisher has work).
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Called with each registration: starts the background publisher once,
+/// unless publication is off. It holds no layer alive (the registry keeps
+/// weak links) and, when it cannot start, counts still reach the recorder
+/// through [`flush`].
+pub(crate) fn registered() {
+    REGISTERED.store(true, Ordering::Relaxed);
+    if INTERVAL_NANOS.load(Ordering::Relaxed) != 0 {
+        start_publisher();
+    }
+}
+
+fn start_publisher() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("buttress-telemetry".into())
+        .spawn(|| {
+            loop {
+                let nanos = INTERVAL_NANOS.load(Ordering::Relaxed);
+                std::thread::park_timeout(Duration::from_nanos(if nanos == 0 {
+                    1_000_000_000
+                } else {
+                    nanos
+                }));
+                if INTERVAL_NANOS.load(Ordering::Relaxed) == 0 {
+                    continue;
                 }
-            });
-    });
+                // No local recorder on this thread: the global one (or
+                // the no-op recorder before one is installed).
+                metrics::with_recorder(publish_to);
+            }
+        });
 }
 
 /// A histogram recorded where its samples happen (a cache load, a breaker
