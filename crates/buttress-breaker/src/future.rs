@@ -6,6 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use buttress_core::BoxError;
 use buttress_core::classify::Classify;
+use buttress_core::reject::accounted;
 use pin_project_lite::pin_project;
 
 use crate::error::CircuitOpen;
@@ -68,10 +69,13 @@ where
         match this.kind.project() {
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
+                let outcome = this.classifier.classify(&result).outcome();
+                let result = result.map_err(Into::into);
                 if let Some(permit) = this.permit.take() {
-                    permit.record(this.classifier.classify(&result).outcome());
+                    // Another layer's refusal is not the dependency's failure.
+                    permit.record(accounted(outcome, result.as_ref().err()));
                 }
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result)
             }
             KindProj::Rejected { error } => Poll::Ready(Err(Box::new(
                 error

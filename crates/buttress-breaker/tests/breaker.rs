@@ -585,3 +585,40 @@ fn concurrent_pushes_never_trip_below_the_threshold() {
         assert_eq!(breaker.state(), State::Closed, "round {round}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn another_layers_refusal_is_not_a_failure_but_its_deadline_is() {
+    use buttress_core::reject::{DeadlineExceeded, Overloaded};
+    use buttress_core::telemetry::Name;
+
+    let breaker = no_jitter()
+        .count_window(4)
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    // A limit inside the breaker sheds every call.
+    let shedding = service_fn(|()| async {
+        Err::<(), BoxError>(Box::new(Overloaded::new(Name::new("inner-limit"))))
+    });
+    let svc = CircuitBreakerLayer::new(breaker.clone()).layer(shedding);
+    for _ in 0..20 {
+        svc.clone().oneshot(()).await.unwrap_err();
+    }
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "a shed is not the dependency failing"
+    );
+    assert_eq!(breaker.snapshot().failures(), 0);
+    assert_eq!(breaker.snapshot().calls(), 0, "not counted at all");
+
+    // A passed deadline is the dependency being too slow: it counts.
+    let late = service_fn(|()| async {
+        Err::<(), BoxError>(Box::new(DeadlineExceeded::new(Name::new("inner-retry"))))
+    });
+    let svc = CircuitBreakerLayer::new(breaker.clone()).layer(late);
+    for _ in 0..4 {
+        svc.clone().oneshot(()).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Open);
+}

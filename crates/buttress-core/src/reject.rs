@@ -32,6 +32,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::BoxError;
+use crate::classify::Outcome;
 use crate::error::chain;
 use crate::telemetry::Name;
 
@@ -265,11 +266,52 @@ impl Rejection {
         self.retry_after
     }
 
+    /// Whether the layer refused the call before it was sent (an open
+    /// breaker, a shed, a throttle): such a result says nothing about the
+    /// dependency's health. A passed deadline is not a refusal: the
+    /// dependency was too slow.
+    #[must_use]
+    pub const fn is_refusal(&self) -> bool {
+        !matches!(self.kind, RejectionKind::DeadlineExceeded)
+    }
+
     /// Whether the same request may be sent again at all:
     /// [`DeadlineExceeded`] means its time is spent.
     #[must_use]
     pub const fn may_retry(&self) -> bool {
         !matches!(self.kind, RejectionKind::DeadlineExceeded)
+    }
+}
+
+/// The outcome a health-accounting layer (a breaker, a limit, a throttle)
+/// records for a result whose error, if any, is `err`, and that its
+/// classifier called `outcome`: a failure that is another buttress layer's
+/// [refusal](Rejection::is_refusal) (the call never reached the
+/// dependency) is [`Ignored`](Outcome::Ignored), so one layer never
+/// counts another's rejection against the dependency, whatever the order
+/// of the stack.
+///
+/// ```
+/// use buttress_core::BoxError;
+/// use buttress_core::classify::Outcome;
+/// use buttress_core::reject::{DeadlineExceeded, Overloaded, accounted};
+/// use buttress_core::telemetry::Name;
+///
+/// let shed: BoxError = Box::new(Overloaded::new(Name::new("api")));
+/// assert_eq!(accounted(Outcome::Failure, Some(&shed)), Outcome::Ignored);
+/// let late: BoxError = Box::new(DeadlineExceeded::new(Name::new("client")));
+/// assert_eq!(accounted(Outcome::Failure, Some(&late)), Outcome::Failure);
+/// let io: BoxError = "connection reset".into();
+/// assert_eq!(accounted(Outcome::Failure, Some(&io)), Outcome::Failure);
+/// ```
+#[inline]
+#[must_use]
+pub fn accounted(outcome: Outcome, err: Option<&BoxError>) -> Outcome {
+    match (outcome, err) {
+        (Outcome::Failure, Some(e)) if rejection(e).is_some_and(|r| r.is_refusal()) => {
+            Outcome::Ignored
+        }
+        _ => outcome,
     }
 }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use buttress_core::BoxError;
 use buttress_core::classify::{Classify, Outcome};
-use buttress_core::reject::Throttled;
+use buttress_core::reject::{Throttled, accounted, rejection};
 use buttress_core::telemetry::Name;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -144,8 +144,11 @@ where
                     classifier,
                 } => {
                     let result = ready!(future.poll(cx));
-                    permit.finish(classifier.classify(&result).outcome());
-                    return Poll::Ready(result.map_err(Into::into));
+                    let outcome = classifier.classify(&result).outcome();
+                    let result = result.map_err(Into::into);
+                    // Another layer's refusal is not a drop.
+                    permit.finish(accounted(outcome, result.as_ref().err()));
+                    return Poll::Ready(result);
                 }
                 KindProj::Rejected { error } => {
                     return Poll::Ready(Err(Box::new(*error)));
@@ -258,13 +261,22 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
+                let c = classifier.classify(&result);
+                let result = result.map_err(Into::into);
                 if let Some(throttle) = throttle.take() {
-                    let c = classifier.classify(&result);
-                    if c.outcome() != Outcome::Failure && !c.is_retryable() {
+                    // Another layer's refusal is not the backend rejecting:
+                    // it counts as accepted, like any answer that is not a
+                    // backend's rejection.
+                    let refused = result
+                        .as_ref()
+                        .err()
+                        .and_then(rejection)
+                        .is_some_and(|r| r.is_refusal());
+                    if refused || (c.outcome() != Outcome::Failure && !c.is_retryable()) {
                         throttle.inner().accept();
                     }
                 }
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result)
             }
         }
     }

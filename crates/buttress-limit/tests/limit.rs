@@ -668,3 +668,39 @@ async fn clones_idle_after_poll_ready_hold_no_permit() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn another_layers_refusal_is_not_a_drop() {
+    use buttress_core::reject::CircuitOpen;
+    use buttress_core::telemetry::Name;
+
+    let recorder = Recorder {
+        limit: 100,
+        ..Recorder::default()
+    };
+    let samples = recorder.samples.clone();
+    let limit = AdaptiveLimit::builder(recorder)
+        .window_samples(1)
+        .build()
+        .unwrap();
+    // Paused time: the backend's answers take this long.
+    const RTT: Duration = Duration::from_millis(20);
+    // An open breaker inside the limit refuses some calls at once.
+    let svc = AdaptiveLimitLayer::new(limit.clone()).layer(service_fn(|open: bool| async move {
+        if open {
+            Err::<(), BoxError>(Box::new(CircuitOpen::new(Name::new("inner"), None)))
+        } else {
+            tokio::time::sleep(RTT).await;
+            Ok(())
+        }
+    }));
+    for _ in 0..5 {
+        svc.clone().oneshot(true).await.unwrap_err();
+    }
+    advance(Duration::from_secs(1)).await;
+    svc.clone().oneshot(false).await.unwrap();
+    let s = samples.lock().unwrap()[0];
+    assert!(!s.dropped(), "a refusal by another layer is not a drop");
+    assert_eq!(s.count(), 1, "nor a sample");
+    assert_eq!(s.rtt(), RTT);
+}
