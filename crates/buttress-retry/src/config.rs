@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use buttress_core::classify::ErrorsAsFailures;
 use buttress_core::rng::FastRng;
+use buttress_core::telemetry::Name;
 
 use crate::backoff::{BackoffKind, Jitter, Random, Schedule};
 use crate::budget::{BudgetBuilder, KeyedBudgets, RetryBudget};
@@ -47,7 +48,7 @@ pub struct Builder<C = ErrorsAsFailures, R = CloneRequest> {
 /// setters that change those two types move the rest in one piece.
 #[derive(Clone)]
 struct Settings {
-    name: Arc<str>,
+    name: Name,
     kind: BackoffKind,
     jitter: Jitter,
     base: Duration,
@@ -83,18 +84,22 @@ impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for Builder<C, R> {
 }
 
 impl Default for Builder {
+    /// [`Builder::new`]: named after the caller's source line.
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl Builder {
-    /// A builder with every default.
+    /// A builder with every default, the policy named after the source line
+    /// that calls this (see [`name`](Self::name)).
     #[must_use]
+    #[track_caller]
     pub fn new() -> Self {
         Self {
             settings: Settings {
-                name: Arc::from("default"),
+                name: Name::caller(),
                 kind: BackoffKind::Exponential,
                 jitter: Jitter::Full,
                 base: Duration::from_millis(25),
@@ -116,10 +121,15 @@ impl Builder {
 }
 
 impl<C, R> Builder<C, R> {
-    /// The policy's name: the `retry` label on its metrics and the field on
-    /// its tracing events. Default: `"default"`.
+    /// The policy's name: the `name` label on its metrics, the `name` field
+    /// on its tracing events and attempt spans, and the name a
+    /// [`DeadlineExceeded`](crate::DeadlineExceeded) carries. A second live
+    /// retry policy asking for a name in use gets it with a `#2` suffix (see
+    /// [`RetryPolicy::name`]). Default: the source location (`file:line`)
+    /// of the [`RetryPolicy::builder`] call, so two unnamed policies never
+    /// share their series.
     #[must_use]
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.settings.name = name.into();
         self
     }
@@ -251,8 +261,11 @@ impl<C, R> Builder<C, R> {
     }
 
     /// Judges results with `classifier`: which are retryable, and after
-    /// what server-requested delay. It sees `Result<Response, BoxError>`.
-    /// Default: [`ErrorsAsFailures`] (every `Err` retryable, no `Ok`); for
+    /// what server-requested delay. It sees each attempt's result as the
+    /// inner service returned it, `Result<S::Response, S::Error>`, like the
+    /// breaker's and the limit's classifiers, so one classifier can serve
+    /// them all. Whatever it says, a buttress rejection is never retried
+    /// before its `retry_after` (see the [crate docs](crate)). Default: [`ErrorsAsFailures`] (every `Err` retryable, no `Ok`); for
     /// HTTP, `buttress_core::http::HttpClassifier` (429, 502, 503, 504 and
     /// transport errors, `Retry-After`); for gRPC,
     /// `buttress_core::grpc::GrpcClassifier`.
@@ -282,10 +295,13 @@ impl<C, R> Builder<C, R> {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the first bad setting: `max_attempts`
-    /// outside `1..=100`, a `max_delay` below the `base_delay`, a zero
+    /// A [`ConfigError`] naming the first bad setting: an empty `name`,
+    /// `max_attempts` outside `1..=100`, a `max_delay` below the `base_delay`, a zero
     /// `base_delay` with decorrelated jitter, or a zero `deadline`.
     pub fn build(self) -> Result<RetryPolicy<C, R>, ConfigError> {
+        if self.settings.name.as_str().is_empty() {
+            return Err(crate::error::config_error("name", "must not be empty"));
+        }
         if self.settings.max_attempts == 0 || self.settings.max_attempts > MAX_ATTEMPTS {
             return Err(crate::error::config_error(
                 "max_attempts",
@@ -368,8 +384,10 @@ impl<C, R> Builder<C, R> {
 }
 
 impl RetryPolicy {
-    /// A builder with every default.
+    /// A builder with every default, the policy named after the source line
+    /// that calls this unless [named](Builder::name).
     #[must_use]
+    #[track_caller]
     pub fn builder() -> Builder {
         Builder::new()
     }

@@ -46,7 +46,9 @@
 //! A failed attempt is retried when all of these hold:
 //!
 //! 1. its result is retryable by the [classifier](Builder::classifier)
-//!    from `buttress-core`: every `Err` by default; with the HTTP
+//!    from `buttress-core`, which judges the inner service's own
+//!    `Result<S::Response, S::Error>` (the same classifier serves the
+//!    breaker, the limit and hedging): every `Err` by default; with the HTTP
 //!    classifier, 429, 502, 503, 504 and transport errors; with the gRPC
 //!    classifier, `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` with a pushback;
 //! 2. the request could be copied: [`Replay`] decides, so requests need not
@@ -102,23 +104,33 @@
 //!
 //! # Telemetry
 //!
-//! Through the [`metrics`] facade, labelled `retry = name`:
-//! `buttress_retry_attempts_total` (first attempts and retries),
-//! `buttress_retry_retries_total`, `buttress_retry_budget_exhausted_total`,
-//! `buttress_retry_deadline_stops_total`; for hedging, labelled
-//! `hedge = name`: `buttress_retry_hedge_requests_total`,
-//! `buttress_retry_hedges_fired_total`, `buttress_retry_hedges_won_total`,
-//! `buttress_retry_hedge_budget_exhausted_total`. Handles are registered
-//! when the policy is built: install the recorder first. Decisions are also
-//! `tracing` events at `debug`.
+//! Every policy has a name ([`Builder::name`]; by default the source line
+//! that built it), the `name` label of its metrics. The retry counts its
+//! requests by outcome (`buttress_retry_requests_total{outcome=
+//! succeeded_first_try|succeeded_after_retry|failed_not_retried|failed_after_retry}`),
+//! its attempts, retries, budget refusals, deadline stops and deadline
+//! failures, and publishes its budget's level; hedging counts its requests
+//! by which attempt answered, the hedges it sent and refused, and
+//! publishes its current delay. [`METRICS`] lists them all. Counts are kept
+//! in the layer (per-thread stripes, no call touches the recorder) and
+//! published by `buttress_core::telemetry::flush` and its background
+//! thread, to the recorder in force then: a policy built before the
+//! recorder was installed reports into it. [`RetryPolicy::stats`] and
+//! [`HedgePolicy::stats`] read the same counts.
+//!
+//! Each attempt runs in a `buttress.retry.attempt` tracing span (fields
+//! `name` and `attempt`); decisions (retrying, and why not) are `debug`
+//! events with the field `name`.
 //!
 //! # Cost
 //!
 //! A request that succeeds first time costs tower's `Retry` (a clone of
 //! the inner service and of the policy, an `Arc`), one deposit into the
-//! budget (a load and a compare-and-swap; a clock read every 16 deposits)
-//! and the request copy made by [`Replay`]; no allocation and no lock. A
-//! deadline adds a clock read and a timer. See `docs/benchmarks.md`.
+//! budget (a load and a store; a clock read every 16 deposits), two counts
+//! into this thread's stripe (the attempt and the outcome), a disabled
+//! tracing span when nobody listens, and the request copy made by
+//! [`Replay`]; no allocation and no lock. A deadline adds a clock read, a
+//! timer and an `Arc` clone. See `docs/benchmarks.md`.
 //!
 //! # Features
 //!
@@ -129,6 +141,7 @@
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod attempt;
 mod backoff;
 mod budget;
 mod config;
@@ -139,17 +152,20 @@ mod layer;
 mod policy;
 mod replay;
 mod service;
+mod telemetry;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 
+pub use attempt::{AttemptRequest, Attempts};
 pub use backoff::{BackoffKind, Jitter, Random};
 pub use budget::{BudgetBuilder, MAX_BUDGET_PERCENT, RetryBudget};
 pub use config::{Builder, MAX_ATTEMPTS};
 pub use error::{BudgetExhausted, ConfigError, DeadlineExceeded};
-pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService};
+pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService, HedgeStats};
 pub use layer::RetryLayer;
 pub use policy::{RetryPolicy, RetryStats};
 pub use replay::{CloneRequest, Deadline, KeyedReplay, Replay};
-pub use service::{BoxErrors, RetryService, TowerPolicy};
+pub use service::{RetryService, TowerPolicy};
+pub use telemetry::METRICS;

@@ -1,21 +1,23 @@
 //! [`RetryPolicy`]: what to retry and when, its builder and its shared state.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use buttress_core::BoxError;
-use buttress_core::classify::{Classification, Classify, ErrorsAsFailures};
+use buttress_core::classify::{Classification, Classify, ErrorsAsFailures, Outcome};
 use buttress_core::reject::rejection;
+use buttress_core::telemetry::{Name, Publish, Registration};
 use buttress_core::time::Instant;
-use metrics::Counter;
 
+use crate::attempt::AttemptRequest;
 use crate::backoff::{Random, Schedule};
 use crate::budget::{KeyedBudgets, RetryBudget};
 use crate::error::{BudgetExhausted, Taken};
 use crate::future::Backoff;
 use crate::replay::{CloneRequest, Deadline, Replay, later};
+use crate::telemetry::{RetryCounts, RetryOutcome};
 
 /// A validated configuration: everything a [`RetryPolicy`] needs, built by
 /// [`Builder::build`](crate::Builder::build).
@@ -30,33 +32,8 @@ pub(crate) struct Config<C, R> {
     pub(crate) rng: Arc<dyn Random>,
     pub(crate) classifier: C,
     pub(crate) replay: R,
-    pub(crate) name: Arc<str>,
-}
-
-struct Telemetry {
-    attempts: Counter,
-    retries: Counter,
-    budget_exhausted: Counter,
-    deadline_stops: Counter,
-}
-
-impl Telemetry {
-    fn new(name: &str) -> Self {
-        let label = name.to_owned();
-        Self {
-            attempts: metrics::counter!("buttress_retry_attempts_total", "retry" => label.clone()),
-            retries: metrics::counter!("buttress_retry_retries_total", "retry" => label.clone()),
-            budget_exhausted: metrics::counter!("buttress_retry_budget_exhausted_total", "retry" => label.clone()),
-            deadline_stops: metrics::counter!("buttress_retry_deadline_stops_total", "retry" => label),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Stats {
-    retries: AtomicU64,
-    budget_exhausted: AtomicU64,
-    deadline_stops: AtomicU64,
+    /// The name asked for (the effective one may get a `#n` suffix).
+    pub(crate) name: Name,
 }
 
 pub(crate) struct Shared<C, R> {
@@ -70,9 +47,9 @@ pub(crate) struct Shared<C, R> {
     rng: Arc<dyn Random>,
     classifier: C,
     pub(crate) replay: R,
-    name: Arc<str>,
-    stats: Stats,
-    telemetry: Telemetry,
+    /// The effective name.
+    pub(crate) name: Name,
+    pub(crate) counts: Arc<RetryCounts>,
 }
 
 /// One request's state, from its first attempt to its last.
@@ -88,10 +65,24 @@ struct Session {
     key: Option<u64>,
 }
 
-/// Counts kept by a [`RetryPolicy`], read with [`RetryPolicy::stats`].
+/// Counts kept by a [`RetryPolicy`], read with [`RetryPolicy::stats`]:
+/// the figures its metrics publish.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryStats {
+    /// Requests that succeeded on their first attempt.
+    pub succeeded_first_try: u64,
+    /// Requests that succeeded after one retry or more.
+    pub succeeded_after_retry: u64,
+    /// Requests that failed without being retried: the failure was not
+    /// retryable, or could not be retried (budget, deadline, a request
+    /// that cannot be copied, a rejection with no wait to honour,
+    /// `max_attempts` of 1).
+    pub failed_not_retried: u64,
+    /// Requests that failed after one retry or more.
+    pub failed_after_retry: u64,
+    /// Attempts sent, first attempts and retries.
+    pub attempts: u64,
     /// Retries made.
     pub retries: u64,
     /// Retryable failures not retried because the budget was empty.
@@ -100,6 +91,10 @@ pub struct RetryStats {
     /// another attempt. (Requests cut short by their deadline fail with
     /// [`DeadlineExceeded`](crate::DeadlineExceeded) and are not counted here.)
     pub deadline_stops: u64,
+    /// Requests that failed with [`DeadlineExceeded`](crate::DeadlineExceeded):
+    /// the deadline passed while an attempt was in flight or the layer was
+    /// waiting to retry. They are in none of the four outcomes above.
+    pub deadline_exceeded: u64,
 }
 
 /// The retry policy: retries what its classifier calls retryable, with
@@ -120,14 +115,14 @@ pub struct RetryStats {
 /// the service it makes cannot be called.
 ///
 /// ```compile_fail,E0277
-/// use buttress_retry::{BoxErrors, RetryPolicy};
+/// use buttress_retry::RetryPolicy;
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # async fn f() {
 /// let policy = RetryPolicy::builder().build().unwrap();
 /// let svc = ServiceBuilder::new()
 ///     .retry(policy) // tower's method: use `RetryLayer::new(policy)`
-///     .service(BoxErrors::new(service_fn(|n: u32| async move { Ok::<_, &str>(n) })));
+///     .service(service_fn(|n: u32| async move { Ok::<_, tower::BoxError>(n) }));
 /// let _ = svc.oneshot(1).await;
 /// # }
 /// ```
@@ -163,9 +158,16 @@ impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for RetryPolicy<C, R> {
 }
 
 impl<C, R> RetryPolicy<C, R> {
-    /// The policy for a validated configuration.
+    /// The policy for a validated configuration: claims its name and
+    /// registers its counts for publication.
     pub(crate) fn from_config(c: Config<C, R>) -> Self {
-        let telemetry = Telemetry::new(&c.name);
+        buttress_core::telemetry::register_catalog(crate::METRICS);
+        let reg = Registration::new("retry", c.name);
+        let name = reg.name();
+        let counts = Arc::new(RetryCounts::new(reg, c.budget.clone()));
+        counts
+            .registration()
+            .attach(Arc::downgrade(&counts) as Weak<dyn Publish>);
         Self {
             shared: Arc::new(Shared {
                 schedule: c.schedule,
@@ -178,17 +180,21 @@ impl<C, R> RetryPolicy<C, R> {
                 rng: c.rng,
                 classifier: c.classifier,
                 replay: c.replay,
-                name: c.name,
-                stats: Stats::default(),
-                telemetry,
+                name,
+                counts,
             }),
             session: Session::default(),
         }
     }
-    /// The policy's name.
+    /// The policy's effective name: the one set with
+    /// [`Builder::name`](crate::Builder::name) (or the source line that
+    /// called [`RetryPolicy::builder`]), with a `#2`, `#3`… suffix when
+    /// another live retry policy already had it. It is the `name` label of
+    /// the policy's metrics, the `name` field of its tracing events and
+    /// spans, and the name in its [`DeadlineExceeded`](crate::DeadlineExceeded).
     #[must_use]
-    pub fn name(&self) -> &str {
-        &self.shared.name
+    pub fn name(&self) -> Name {
+        self.shared.name
     }
 
     /// How many per-key budgets exist (see
@@ -207,11 +213,17 @@ impl<C, R> RetryPolicy<C, R> {
     /// Counts since the policy was built.
     #[must_use]
     pub fn stats(&self) -> RetryStats {
-        let s = &self.shared.stats;
+        let c = &*self.shared.counts;
         RetryStats {
-            retries: s.retries.load(Ordering::Relaxed),
-            budget_exhausted: s.budget_exhausted.load(Ordering::Relaxed),
-            deadline_stops: s.deadline_stops.load(Ordering::Relaxed),
+            succeeded_first_try: c.outcome(RetryOutcome::SucceededFirstTry),
+            succeeded_after_retry: c.outcome(RetryOutcome::SucceededAfterRetry),
+            failed_not_retried: c.outcome(RetryOutcome::FailedNotRetried),
+            failed_after_retry: c.outcome(RetryOutcome::FailedAfterRetry),
+            attempts: c.attempts.get(),
+            retries: c.retries.load(Ordering::Relaxed),
+            budget_exhausted: c.budget_exhausted.load(Ordering::Relaxed),
+            deadline_stops: c.deadline_stops.load(Ordering::Relaxed),
+            deadline_exceeded: c.deadline_exceeded.load(Ordering::Relaxed),
         }
     }
 
@@ -225,14 +237,6 @@ impl<C, R> RetryPolicy<C, R> {
         (0..retries)
             .map(|n| self.shared.schedule.delay(n, &mut prev, &*self.shared.rng))
             .collect()
-    }
-
-    fn count_deadline_stop(&self) {
-        self.shared
-            .stats
-            .deadline_stops
-            .fetch_add(1, Ordering::Relaxed);
-        self.shared.telemetry.deadline_stops.increment(1);
     }
 
     /// Starts a session: deposits, counts, fixes the deadline.
@@ -261,7 +265,7 @@ impl<C, R> RetryPolicy<C, R> {
                 }
             }
         }
-        s.telemetry.attempts.increment(1);
+        s.counts.attempts.incr();
         // This runs on the service's own policy, which tower then copies
         // into the response future: write the session only when it
         // changes, so the copy does not wait on fresh narrow stores (a
@@ -282,55 +286,106 @@ impl<C, R> RetryPolicy<C, R> {
     }
 }
 
+/// One attempt's result as the policy sees it: the inner service's own
+/// `Result`, or, once the policy has needed it boxed (to look for a
+/// rejection in it, to wrap it in [`BudgetExhausted`]), its error boxed.
+pub(crate) type AttemptResult<Res, E> = Result<Result<Res, E>, BoxError>;
+
 impl<C, R> RetryPolicy<C, R> {
-    /// Whether, and after how long, to retry after `result`.
+    /// Whether, and after how long, to retry after `result`. Counts the
+    /// request's outcome when `result` is its last.
     #[inline]
-    pub(crate) fn retry<Req, Res>(
+    pub(crate) fn retry<Req, Res, E>(
         &mut self,
-        req: &mut Req,
-        result: &mut Result<Res, BoxError>,
+        req: &mut AttemptRequest<Req>,
+        result: &mut AttemptResult<Res, E>,
     ) -> Option<Backoff>
     where
-        C: Classify<Res, BoxError>,
+        C: Classify<Res, E>,
         R: Replay<Req>,
+        E: Into<BoxError>,
     {
-        let verdict = self.shared.classifier.classify(result);
+        let verdict = match result {
+            Ok(raw) => self.shared.classifier.classify(raw),
+            // Boxed only by this policy, after classifying: nothing to retry.
+            Err(_) => Classification::failure(),
+        };
         if !verdict.is_retryable() {
+            self.finish(verdict.outcome() == Outcome::Failure);
             return None;
         }
-        self.retry_slow(req, result, verdict)
+        let backoff = self.retry_slow(req, result, verdict);
+        if backoff.is_none() {
+            // A retryable result not retried: the request failed.
+            self.finish(true);
+        }
+        backoff
+    }
+
+    /// Counts the end of the request whose last result has come.
+    #[inline]
+    fn finish(&self, failed: bool) {
+        let retried = self.session.attempts > 0;
+        self.shared
+            .counts
+            .finished(RetryOutcome::of(failed, retried));
     }
 
     /// Starts a session on the first call, and copies `req` for another
-    /// attempt unless this is the last.
+    /// attempt unless this is the last. Always hands tower a request, an
+    /// empty one when there is no copy, so that tower shows the policy
+    /// every attempt's result, the last included.
     #[inline]
-    pub(crate) fn clone_request<Req>(&mut self, req: &Req) -> Option<Req>
+    pub(crate) fn clone_request<Req>(
+        &mut self,
+        req: &AttemptRequest<Req>,
+    ) -> Option<AttemptRequest<Req>>
     where
         R: Replay<Req>,
     {
+        let next = req.attempt.saturating_add(1);
+        let Some(inner) = &req.request else {
+            return Some(AttemptRequest::new(None, next));
+        };
         if self.session.attempts == 0 {
-            self.begin(req);
+            self.begin(inner);
         } else if self.session.deadline.is_some() {
             self.session.attempt_start = Some(Instant::now());
         }
         if self.session.attempts + 1 >= self.shared.max_attempts {
-            return None; // the last attempt: nothing to keep
+            // The last attempt: nothing to keep.
+            return Some(AttemptRequest::new(None, next));
         }
-        self.shared.replay.replay(req)
+        Some(AttemptRequest::new(self.shared.replay.replay(inner), next))
     }
+}
+
+/// `result`'s error boxed in place (a no-op when it is a response or is
+/// boxed already), and a reference to it when it is an error.
+fn boxed<Res, E: Into<BoxError>>(result: &mut AttemptResult<Res, E>) -> Option<&mut BoxError> {
+    if matches!(result, Ok(Err(_))) {
+        // A `Box` of a zero-sized type does not allocate.
+        let taken = std::mem::replace(result, Err(Box::new(Taken)));
+        *result = match taken {
+            Ok(Err(e)) => Err(e.into()),
+            other => other,
+        };
+    }
+    result.as_mut().err()
 }
 
 impl<C, R> RetryPolicy<C, R> {
     /// A retryable result: decide whether, and after how long.
     #[inline(never)]
-    fn retry_slow<Req, Res>(
+    fn retry_slow<Req, Res, E>(
         &mut self,
-        req: &mut Req,
-        result: &mut Result<Res, BoxError>,
+        req: &mut AttemptRequest<Req>,
+        result: &mut AttemptResult<Res, E>,
         verdict: Classification,
     ) -> Option<Backoff>
     where
         R: Replay<Req>,
+        E: Into<BoxError>,
     {
         let s = &*self.shared;
         // A buttress rejection (an open breaker, a shed or throttled call)
@@ -338,7 +393,7 @@ impl<C, R> RetryPolicy<C, R> {
         // none or when the wait is longer than `max_retry_after`, and (below)
         // not when the wait would pass the deadline.
         let mut asked = verdict.retry_after();
-        if let Err(e) = result
+        if let Some(e) = boxed(result)
             && let Some(rejected) = rejection(e)
         {
             match rejected.retry_after() {
@@ -346,18 +401,16 @@ impl<C, R> RetryPolicy<C, R> {
                     asked = Some(asked.map_or(after, |a| a.max(after)));
                 }
                 _ => {
-                    tracing::debug!(retry = %s.name, kind = ?rejected.kind(), "not retried: a rejection with no wait to honour");
+                    tracing::debug!(name = %s.name, kind = ?rejected.kind(), "not retried: a rejection with no wait to honour");
                     return None;
                 }
             }
         }
         let n = self.session.attempts;
-        self.session.attempts += 1;
-        if self.session.attempts >= s.max_attempts {
-            return None;
-        }
+        // No copy: the last attempt, or a request that must be sent once.
+        let req = req.request.as_mut()?;
         if !s.replay.can_replay(req) {
-            tracing::debug!(retry = %s.name, "not retried: the request cannot be replayed");
+            tracing::debug!(name = %s.name, "not retried: the request cannot be replayed");
             return None;
         }
         let delay = match asked {
@@ -365,7 +418,7 @@ impl<C, R> RetryPolicy<C, R> {
             None => s.schedule.delay(n, &mut self.session.prev, &*s.rng),
         };
         if !delay.is_zero() && tokio::runtime::Handle::try_current().is_err() {
-            tracing::warn!(retry = %s.name, "not retried: no tokio runtime to wait in");
+            tracing::warn!(name = %s.name, "not retried: no tokio runtime to wait in");
             return None;
         }
         let mut start = None;
@@ -378,8 +431,8 @@ impl<C, R> RetryPolicy<C, R> {
             let needed = previous.max(s.min_attempt_time);
             let at = later(now, delay);
             if later(at, needed) >= deadline {
-                self.count_deadline_stop();
-                tracing::debug!(retry = %s.name, ?delay, ?needed, "not retried: the deadline is too close");
+                s.counts.deadline_stops.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(name = %s.name, ?delay, ?needed, "not retried: the deadline is too close");
                 return None;
             }
             start = Some(at);
@@ -391,9 +444,8 @@ impl<C, R> RetryPolicy<C, R> {
         if let Some(budget) = keyed.as_ref().or(s.budget.as_ref())
             && !budget.withdraw()
         {
-            s.stats.budget_exhausted.fetch_add(1, Ordering::Relaxed);
-            s.telemetry.budget_exhausted.increment(1);
-            tracing::debug!(retry = %s.name, "not retried: retry budget exhausted");
+            s.counts.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(name = %s.name, "not retried: retry budget exhausted");
             if let Err(e) = result {
                 let last = std::mem::replace(e, Box::new(Taken));
                 *e = Box::new(BudgetExhausted::new(last));
@@ -403,10 +455,10 @@ impl<C, R> RetryPolicy<C, R> {
         if let (Some(deadline), Some(at)) = (self.session.deadline, start) {
             s.replay.stamp(req, Deadline::at(deadline), at);
         }
-        s.stats.retries.fetch_add(1, Ordering::Relaxed);
-        s.telemetry.retries.increment(1);
-        s.telemetry.attempts.increment(1);
-        tracing::debug!(retry = %s.name, attempt = n + 2, ?delay, "retrying");
+        self.session.attempts = n + 1;
+        s.counts.retries.fetch_add(1, Ordering::Relaxed);
+        s.counts.attempts.incr();
+        tracing::debug!(name = %s.name, attempt = n + 2, ?delay, "retrying");
         Some(if delay.is_zero() {
             Backoff::ready()
         } else {

@@ -1,6 +1,7 @@
-//! [`RetryService`] and [`BoxErrors`].
+//! [`RetryService`] and the [`TowerPolicy`] it drives tower's `Retry` with.
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use buttress_core::BoxError;
@@ -8,59 +9,10 @@ use buttress_core::classify::{Classify, ErrorsAsFailures};
 use buttress_core::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Backoff, BoxErrorsFuture, ResponseFuture};
-use crate::policy::RetryPolicy;
+use crate::attempt::{AttemptRequest, Attempts};
+use crate::future::{Backoff, ResponseFuture};
+use crate::policy::{AttemptResult, RetryPolicy};
 use crate::replay::{CloneRequest, Deadline, Replay, later};
-
-/// The inner service with its errors boxed into a [`BoxError`]: what the
-/// [`RetryPolicy`] sees, so it can wrap an error it gives up on in
-/// [`BudgetExhausted`](crate::BudgetExhausted).
-#[derive(Clone, Debug)]
-pub struct BoxErrors<S> {
-    inner: S,
-}
-
-impl<S> BoxErrors<S> {
-    /// Wraps `inner`.
-    pub const fn new(inner: S) -> Self {
-        Self { inner }
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, Req> Service<Req> for BoxErrors<S>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = BoxErrorsFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
-        BoxErrorsFuture::new(self.inner.call(req))
-    }
-}
 
 /// The [`tower::retry::Policy`] a [`RetryService`](crate::RetryService)
 /// drives tower's [`Retry`](tower::retry::Retry) with: its
@@ -81,20 +33,29 @@ impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for TowerPolicy<C, R> {
     }
 }
 
-impl<Req, Res, C, R> tower::retry::Policy<Req, Res, BoxError> for TowerPolicy<C, R>
+/// tower's `Retry` sees each attempt's result as the inner service's own
+/// `Result` (inside [`Attempts`]' `Ok`), so the classifier judges exactly
+/// what the inner service returned, as the breaker's and the limit's do.
+impl<Req, Res, E, C, R> tower::retry::Policy<AttemptRequest<Req>, Result<Res, E>, BoxError>
+    for TowerPolicy<C, R>
 where
-    C: Classify<Res, BoxError>,
+    C: Classify<Res, E>,
     R: Replay<Req>,
+    E: Into<BoxError>,
 {
     type Future = Backoff;
 
     #[inline]
-    fn retry(&mut self, req: &mut Req, result: &mut Result<Res, BoxError>) -> Option<Backoff> {
+    fn retry(
+        &mut self,
+        req: &mut AttemptRequest<Req>,
+        result: &mut AttemptResult<Res, E>,
+    ) -> Option<Backoff> {
         self.0.retry(req, result)
     }
 
     #[inline]
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+    fn clone_request(&mut self, req: &AttemptRequest<Req>) -> Option<AttemptRequest<Req>> {
         self.0.clone_request(req)
     }
 }
@@ -124,7 +85,7 @@ where
 /// future keeps a clone to retry on; put a `Buffer` under it otherwise).
 /// Clones share the policy: its budget, random source and counts.
 pub struct RetryService<S, C = ErrorsAsFailures, R = CloneRequest> {
-    inner: tower::retry::Retry<TowerPolicy<C, R>, BoxErrors<S>>,
+    inner: tower::retry::Retry<TowerPolicy<C, R>, Attempts<S>>,
     policy: RetryPolicy<C, R>,
 }
 
@@ -132,7 +93,10 @@ impl<S, C, R> RetryService<S, C, R> {
     /// Wraps `inner`, retrying by `policy`.
     pub fn new(inner: S, policy: RetryPolicy<C, R>) -> Self {
         Self {
-            inner: tower::retry::Retry::new(TowerPolicy(policy.clone()), BoxErrors::new(inner)),
+            inner: tower::retry::Retry::new(
+                TowerPolicy(policy.clone()),
+                Attempts::new(inner, policy.name()),
+            ),
             policy,
         }
     }
@@ -180,13 +144,14 @@ impl<S, C, R, Req> Service<Req> for RetryService<S, C, R>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError>,
+    C: Classify<S::Response, S::Error>,
     R: Replay<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future =
-        ResponseFuture<tower::retry::future::ResponseFuture<TowerPolicy<C, R>, BoxErrors<S>, Req>>;
+    type Future = ResponseFuture<
+        tower::retry::future::ResponseFuture<TowerPolicy<C, R>, Attempts<S>, AttemptRequest<Req>>,
+    >;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -197,7 +162,7 @@ where
     fn call(&mut self, mut req: Req) -> Self::Future {
         let shared = &*self.policy.shared;
         let Some(total) = shared.deadline else {
-            return ResponseFuture::plain(self.inner.call(req));
+            return ResponseFuture::plain(self.inner.call(AttemptRequest::first(req)));
         };
         let now = Instant::now();
         let mut deadline = later(now, total);
@@ -205,11 +170,15 @@ where
             deadline = deadline.min(upstream);
         }
         shared.replay.stamp(&mut req, Deadline::at(deadline), now);
-        let future = self.inner.call(req);
+        let future = self.inner.call(AttemptRequest::first(req));
         if tokio::runtime::Handle::try_current().is_err() {
             // No timer to arm: the policy still stops retrying in time.
             return ResponseFuture::plain(future);
         }
-        ResponseFuture::deadline(future, tokio::time::sleep_until(deadline))
+        ResponseFuture::deadline(
+            future,
+            tokio::time::sleep_until(deadline),
+            Arc::clone(&shared.counts),
+        )
     }
 }

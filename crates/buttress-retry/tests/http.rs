@@ -118,13 +118,15 @@ fn http_policy() -> buttress_retry::Builder<HttpClassifier, HttpReplay> {
 #[tokio::test(start_paused = true)]
 async fn a_post_is_sent_exactly_once() {
     let log = Log::default();
-    let svc = RetryLayer::new(http_policy().build().unwrap())
-        .layer(backend(log.clone(), |_| status(503)));
+    let policy = http_policy().build().unwrap();
+    let svc = RetryLayer::new(policy.clone()).layer(backend(log.clone(), |_| status(503)));
     let post = Request::post("http://svc/pay")
         .body(ReplayBody::new(Full::new(Bytes::from_static(b"{}"))))
         .unwrap();
     assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), 503);
     assert_eq!(log.lock().unwrap().len(), 1);
+    // Not copied, so never retried; the 503 still counts as a failure.
+    assert_eq!(policy.stats().failed_not_retried, 1);
 
     // With an Idempotency-Key it may be retried.
     log.lock().unwrap().clear();
@@ -151,7 +153,8 @@ async fn only_retryable_statuses_are_retried() {
         (504, 3),
     ] {
         let log = Log::default();
-        let svc = RetryLayer::new(http_policy().build().unwrap()).layer(backend(
+        let policy = http_policy().build().unwrap();
+        let svc = RetryLayer::new(policy.clone()).layer(backend(
             log.clone(),
             match code {
                 200 => |_| status(200),
@@ -174,6 +177,17 @@ async fn only_retryable_statuses_are_retried() {
             .unwrap();
         assert_eq!(res.status().as_u16(), code);
         assert_eq!(log.lock().unwrap().len(), attempts, "{code}");
+        // The classifier judges the response as the backend sent it: a 404
+        // is a success, a 500 a failure, a retryable status that is still
+        // there after the last attempt a failure after retries.
+        let s = policy.stats();
+        let outcome = match code {
+            200 | 404 => s.succeeded_first_try,
+            500 | 501 => s.failed_not_retried,
+            _ => s.failed_after_retry,
+        };
+        assert_eq!(outcome, 1, "{code}: {s:?}");
+        assert_eq!(s.attempts, attempts as u64, "{code}");
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buttress_core::BoxError;
-use buttress_core::reject::{CircuitOpen, Overloaded, Throttled};
+use buttress_core::reject::{CircuitOpen, Overloaded, Throttled, rejection};
+use buttress_core::telemetry::Name;
 use buttress_retry::{DeadlineExceeded, RetryPolicy};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
@@ -39,6 +40,11 @@ fn scripted(
     (svc, log)
 }
 
+/// The name of the layer below that rejected.
+fn n() -> Name {
+    Name::new("below")
+}
+
 fn policy() -> buttress_retry::Builder {
     RetryPolicy::builder().without_budget().jitter_seed(1)
 }
@@ -46,7 +52,7 @@ fn policy() -> buttress_retry::Builder {
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_is_retried_only_after_its_next_probe() {
     let (backend, log) = scripted(vec![|| {
-        Box::new(CircuitOpen::new(Some(Duration::from_millis(1_500))))
+        Box::new(CircuitOpen::new(n(), Some(Duration::from_millis(1_500))))
     }]);
     let svc = buttress_retry::RetryLayer::new(policy().build().unwrap()).layer(backend);
     assert_eq!(svc.oneshot(()).await.unwrap(), 1);
@@ -62,16 +68,21 @@ async fn an_open_breaker_is_retried_only_after_its_next_probe() {
 #[tokio::test(start_paused = true)]
 async fn a_rejection_without_a_wait_is_not_retried() {
     let cases: [fn() -> BoxError; 4] = [
-        || Box::new(CircuitOpen::new(None)),
-        || Box::new(Overloaded::new()),
-        || Box::new(Throttled::new()),
-        || Box::new(DeadlineExceeded::new()),
+        || Box::new(CircuitOpen::new(n(), None)),
+        || Box::new(Overloaded::new(n())),
+        || Box::new(Throttled::new(n())),
+        || Box::new(DeadlineExceeded::new(n())),
     ];
     for make in cases {
         let (backend, log) = scripted(vec![make, make, make]);
         let svc = buttress_retry::RetryLayer::new(policy().build().unwrap()).layer(backend);
         let err = svc.oneshot(()).await.unwrap_err();
         assert_eq!(err.to_string(), make().to_string(), "the rejection itself");
+        assert_eq!(
+            rejection(&err).unwrap().name(),
+            "below",
+            "names the layer below"
+        );
         assert_eq!(log.lock().unwrap().len(), 1, "{err}: one attempt");
     }
 }
@@ -80,7 +91,7 @@ async fn a_rejection_without_a_wait_is_not_retried() {
 async fn a_wait_too_long_or_past_the_deadline_is_not_retried() {
     // Longer than max_retry_after (30 s by default): not cut short, not retried.
     let (backend, log) = scripted(vec![|| {
-        Box::new(CircuitOpen::new(Some(Duration::from_secs(60))))
+        Box::new(CircuitOpen::new(n(), Some(Duration::from_secs(60))))
     }]);
     let svc = buttress_retry::RetryLayer::new(policy().build().unwrap()).layer(backend);
     assert!(svc.oneshot(()).await.unwrap_err().is::<CircuitOpen>());
@@ -88,7 +99,7 @@ async fn a_wait_too_long_or_past_the_deadline_is_not_retried() {
 
     // Within max_retry_after, but past the deadline.
     let (backend, log) = scripted(vec![|| {
-        Box::new(CircuitOpen::new(Some(Duration::from_secs(2))))
+        Box::new(CircuitOpen::new(n(), Some(Duration::from_secs(2))))
     }]);
     let p = policy().deadline(Duration::from_secs(1)).build().unwrap();
     let svc = buttress_retry::RetryLayer::new(p.clone()).layer(backend);

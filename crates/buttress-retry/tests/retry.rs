@@ -333,18 +333,31 @@ async fn deadline_is_never_overrun() {
 async fn deadline_cuts_a_hanging_attempt_short() {
     let backend = Backend::failing(0).slow(Duration::from_secs(3600));
     let policy = exact()
+        .name("hanging")
         .deadline(Duration::from_millis(250))
         .build()
         .unwrap();
     let start = Instant::now();
-    let err = RetryLayer::new(policy)
+    let err = RetryLayer::new(policy.clone())
         .layer(backend.service())
         .oneshot(0)
         .await
         .unwrap_err();
-    assert!(err.is::<DeadlineExceeded>());
+    let exceeded = err.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert_eq!(
+        exceeded.name(),
+        "hanging",
+        "names the retry whose deadline passed"
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(250));
     assert_eq!(backend.calls(), 1);
+    let stats = policy.stats();
+    assert_eq!((stats.deadline_exceeded, stats.attempts), (1, 1));
+    assert_eq!(
+        stats.failed_not_retried + stats.failed_after_retry,
+        0,
+        "a request cut short is counted as deadline_exceeded only"
+    );
 }
 
 #[tokio::test(start_paused = true)]

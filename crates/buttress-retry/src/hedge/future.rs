@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use super::HedgeShared;
 use crate::replay::Replay;
+use crate::telemetry::HedgeOutcome;
 
 pin_project! {
     /// The future of a [`HedgeService`](super::HedgeService) call: the
@@ -108,6 +109,7 @@ where
                     if let Some(start) = this.start {
                         this.shared.record(start.elapsed());
                     }
+                    this.shared.finished(HedgeOutcome::PrimaryWon);
                     return Poll::Ready(result);
                 }
                 *this.primary_done = true;
@@ -117,7 +119,7 @@ where
             while i < this.hedges.len() {
                 match this.hedges[i].as_mut().poll(cx) {
                     Poll::Ready(result) if wins(&this.shared.classifier, &result) => {
-                        this.shared.won();
+                        this.shared.finished(HedgeOutcome::HedgeWon);
                         if let Some(start) = this.start {
                             this.shared.record(start.elapsed());
                         }
@@ -134,6 +136,7 @@ where
                 && this.hedges.is_empty()
                 && let Some(last) = this.last.take()
             {
+                this.shared.finished(HedgeOutcome::AllFailed);
                 return Poll::Ready(last);
             }
             // Every attempt in flight has been polled (and will wake us).
@@ -184,7 +187,7 @@ where
                 *this.request = this.shared.replay.replay(&request);
             }
             this.hedges.push(Box::pin(service.call(request)));
-            this.shared.fired();
+            this.shared.fired(*this.fired);
         }
     }
 }

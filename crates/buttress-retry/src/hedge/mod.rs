@@ -45,14 +45,14 @@ mod future;
 mod histogram;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use buttress_core::classify::{Classify, ErrorsAsFailures};
+use buttress_core::telemetry::{Name, Publish, Registration};
 use buttress_core::time::Instant;
-use metrics::Counter;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -61,6 +61,7 @@ use self::histogram::Histogram;
 use crate::budget::RetryBudget;
 use crate::error::ConfigError;
 use crate::replay::{CloneRequest, Replay};
+use crate::telemetry::{HedgeOutcome, HedgeState, UNKNOWN_DELAY};
 
 /// The most extra attempts per request.
 pub const MAX_HEDGES: u32 = 16;
@@ -85,7 +86,7 @@ pub enum HedgeDelay {
 /// Builds a [`HedgePolicy`]; [`build`](Self::build) validates.
 #[derive(Clone, Debug)]
 pub struct HedgeBuilder<R = CloneRequest, C = ErrorsAsFailures> {
-    name: Arc<str>,
+    name: Name,
     delay: HedgeDelay,
     max_hedges: u32,
     min_samples: u64,
@@ -95,17 +96,21 @@ pub struct HedgeBuilder<R = CloneRequest, C = ErrorsAsFailures> {
 }
 
 impl Default for HedgeBuilder {
+    /// [`HedgeBuilder::new`]: named after the caller's source line.
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl HedgeBuilder {
-    /// A builder with every default.
+    /// A builder with every default, the policy named after the source line
+    /// that calls this (see [`name`](Self::name)).
     #[must_use]
+    #[track_caller]
     pub fn new() -> Self {
         Self {
-            name: Arc::from("default"),
+            name: Name::caller(),
             delay: HedgeDelay::Percentile(95.0),
             max_hedges: 1,
             min_samples: 100,
@@ -117,9 +122,13 @@ impl HedgeBuilder {
 }
 
 impl<R, C> HedgeBuilder<R, C> {
-    /// The name: the `hedge` label on metrics. Default: `"default"`.
+    /// The policy's name: the `name` label on its metrics and the `name`
+    /// field on its tracing events. A second live hedge policy asking for a
+    /// name in use gets it with a `#2` suffix (see [`HedgePolicy::name`]).
+    /// Default: the source location (`file:line`) of the
+    /// [`HedgePolicy::builder`] call.
     #[must_use]
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.name = name.into();
         self
     }
@@ -194,9 +203,13 @@ impl<R, C> HedgeBuilder<R, C> {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming `delay` (a percentile outside `0.0..=100.0`
-    /// or a zero fixed delay) or `max_hedges` (outside `1..=16`).
+    /// A [`ConfigError`] naming `name` (empty), `delay` (a percentile
+    /// outside `0.0..=100.0` or a zero fixed delay) or `max_hedges`
+    /// (outside `1..=16`).
     pub fn build(self) -> Result<HedgePolicy<R, C>, ConfigError> {
+        if self.name.as_str().is_empty() {
+            return Err(crate::error::config_error("name", "must not be empty"));
+        }
         match self.delay {
             HedgeDelay::Percentile(p) if !(0.0..=100.0).contains(&p) => {
                 return Err(crate::error::config_error(
@@ -225,14 +238,20 @@ impl<R, C> HedgeBuilder<R, C> {
                 .min_per_second(0)
                 .build()?,
         };
-        let label = self.name.to_string();
         let fixed = match self.delay {
             HedgeDelay::Fixed(d) => buttress_core::time::saturating_nanos(d),
-            HedgeDelay::Percentile(_) => UNKNOWN,
+            HedgeDelay::Percentile(_) => UNKNOWN_DELAY,
         };
+        buttress_core::telemetry::register_catalog(crate::METRICS);
+        let reg = Registration::new("hedge", self.name);
+        let name = reg.name();
+        let state = Arc::new(HedgeState::new(reg, fixed, budget.clone()));
+        state
+            .registration()
+            .attach(Arc::downgrade(&state) as Weak<dyn Publish>);
         Ok(HedgePolicy {
             shared: Arc::new(HedgeShared {
-                delay_nanos: AtomicU64::new(fixed),
+                state,
                 recorded: AtomicU64::new(0),
                 histogram: matches!(self.delay, HedgeDelay::Percentile(_)).then(Histogram::new),
                 delay: self.delay,
@@ -241,33 +260,15 @@ impl<R, C> HedgeBuilder<R, C> {
                 budget,
                 replay: self.replay,
                 classifier: self.classifier,
-                fired: AtomicU64::new(0),
-                won: AtomicU64::new(0),
-                exhausted: AtomicU64::new(0),
-                telemetry: HedgeTelemetry {
-                    requests: metrics::counter!("buttress_retry_hedge_requests_total", "hedge" => label.clone()),
-                    fired: metrics::counter!("buttress_retry_hedges_fired_total", "hedge" => label.clone()),
-                    won: metrics::counter!("buttress_retry_hedges_won_total", "hedge" => label.clone()),
-                    exhausted: metrics::counter!("buttress_retry_hedge_budget_exhausted_total", "hedge" => label),
-                },
-                name: self.name,
+                name,
             }),
         })
     }
 }
 
-const UNKNOWN: u64 = u64::MAX;
-
-struct HedgeTelemetry {
-    requests: Counter,
-    fired: Counter,
-    won: Counter,
-    exhausted: Counter,
-}
-
 pub(crate) struct HedgeShared<R, C> {
-    /// The current hedge delay in nanoseconds, or `UNKNOWN`.
-    delay_nanos: AtomicU64,
+    /// Counts and the current delay, published under the policy's name.
+    state: Arc<HedgeState>,
     recorded: AtomicU64,
     histogram: Option<Histogram>,
     delay: HedgeDelay,
@@ -276,20 +277,13 @@ pub(crate) struct HedgeShared<R, C> {
     pub(crate) budget: RetryBudget,
     pub(crate) replay: R,
     pub(crate) classifier: C,
-    fired: AtomicU64,
-    won: AtomicU64,
-    exhausted: AtomicU64,
-    telemetry: HedgeTelemetry,
-    name: Arc<str>,
+    name: Name,
 }
 
 impl<R, C> HedgeShared<R, C> {
     #[inline]
     pub(crate) fn current_delay(&self) -> Option<Duration> {
-        match self.delay_nanos.load(Ordering::Relaxed) {
-            UNKNOWN => None,
-            n => Some(Duration::from_nanos(n)),
-        }
+        self.state.delay()
     }
 
     #[inline]
@@ -315,7 +309,9 @@ impl<R, C> HedgeShared<R, C> {
         };
         if let Some((nanos, total)) = h.percentile(p) {
             if total >= self.min_samples {
-                self.delay_nanos.store(nanos.max(1), Ordering::Relaxed);
+                self.state
+                    .delay_nanos
+                    .store(nanos.max(1), Ordering::Relaxed);
             }
             if total >= DECAY_AT {
                 h.decay();
@@ -323,31 +319,36 @@ impl<R, C> HedgeShared<R, C> {
         }
     }
 
-    pub(crate) fn fired(&self) {
-        self.fired.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.fired.increment(1);
+    pub(crate) fn fired(&self, hedge: u32) {
+        self.state.fired.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(name = %self.name, hedge, "hedge sent");
     }
 
-    pub(crate) fn won(&self) {
-        self.won.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.won.increment(1);
+    /// Counts a finished request.
+    #[inline]
+    pub(crate) fn finished(&self, outcome: HedgeOutcome) {
+        self.state.finished(outcome);
     }
 
     pub(crate) fn exhausted(&self) {
-        self.exhausted.fetch_add(1, Ordering::Relaxed);
-        self.telemetry.exhausted.increment(1);
-        tracing::debug!(hedge = %self.name, "hedge not sent: hedge budget exhausted");
+        self.state.exhausted.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(name = %self.name, "hedge not sent: hedge budget exhausted");
     }
 }
 
-/// Counts kept by a [`HedgePolicy`].
+/// Counts kept by a [`HedgePolicy`], read with [`HedgePolicy::stats`]:
+/// the figures its metrics publish.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HedgeStats {
-    /// Hedges sent.
-    pub fired: u64,
+    /// Requests answered by their first attempt.
+    pub primary_won: u64,
     /// Requests answered by a hedge rather than the first attempt.
     pub won: u64,
+    /// Requests whose every attempt failed (the last failure was returned).
+    pub all_failed: u64,
+    /// Hedges sent.
+    pub fired: u64,
     /// Hedges not sent because the hedge budget was empty.
     pub budget_exhausted: u64,
 }
@@ -385,14 +386,25 @@ impl<R: fmt::Debug, C: fmt::Debug> fmt::Debug for HedgePolicy<R, C> {
 }
 
 impl HedgePolicy {
-    /// A builder with every default.
+    /// A builder with every default, the policy named after the source line
+    /// that calls this unless [named](HedgeBuilder::name).
     #[must_use]
+    #[track_caller]
     pub fn builder() -> HedgeBuilder {
         HedgeBuilder::new()
     }
 }
 
 impl<R, C> HedgePolicy<R, C> {
+    /// The policy's effective name: the one set with
+    /// [`HedgeBuilder::name`] (or the source line that called
+    /// [`HedgePolicy::builder`]), with a `#2`, `#3`… suffix when another
+    /// live hedge policy already had it; the `name` label of its metrics.
+    #[must_use]
+    pub fn name(&self) -> Name {
+        self.shared.name
+    }
+
     /// The delay after which a hedge is sent now, if known.
     #[must_use]
     pub fn current_delay(&self) -> Option<Duration> {
@@ -408,10 +420,12 @@ impl<R, C> HedgePolicy<R, C> {
     /// Counts since the policy was built.
     #[must_use]
     pub fn stats(&self) -> HedgeStats {
-        let s = &self.shared;
+        let s = &self.shared.state;
         HedgeStats {
+            primary_won: s.outcome(HedgeOutcome::PrimaryWon),
+            won: s.outcome(HedgeOutcome::HedgeWon),
+            all_failed: s.outcome(HedgeOutcome::AllFailed),
             fired: s.fired.load(Ordering::Relaxed),
-            won: s.won.load(Ordering::Relaxed),
             budget_exhausted: s.exhausted.load(Ordering::Relaxed),
         }
     }
@@ -508,7 +522,6 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &self.policy.shared;
         shared.budget.deposit();
-        shared.telemetry.requests.increment(1);
         let delay = shared.current_delay();
         let copy = match delay {
             Some(_) => shared.replay.replay(&req),

@@ -1,0 +1,130 @@
+//! [`Attempts`] and [`AttemptRequest`]: the service and the request type
+//! tower's `Retry` drives inside a [`RetryService`](crate::RetryService).
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use buttress_core::BoxError;
+use buttress_core::telemetry::Name;
+use tower_service::Service;
+
+use crate::future::AttemptFuture;
+
+/// One attempt's request, as tower's `Retry` carries it inside a
+/// [`RetryService`](crate::RetryService): the request (`None` once there
+/// is no copy left to send: the request could not be copied, or this is
+/// the last attempt) and the attempt's number.
+///
+/// The policy always hands tower one, so that tower shows it every
+/// attempt's result, the last included; it appears only in the service's
+/// future type.
+pub struct AttemptRequest<Req> {
+    pub(crate) request: Option<Req>,
+    pub(crate) attempt: u32,
+}
+
+impl<Req> AttemptRequest<Req> {
+    /// The first attempt of `request`.
+    #[inline]
+    pub(crate) const fn first(request: Req) -> Self {
+        Self {
+            request: Some(request),
+            attempt: 1,
+        }
+    }
+
+    /// The attempt number `attempt` of `request` (`None`: nothing to send).
+    #[inline]
+    pub(crate) const fn new(request: Option<Req>, attempt: u32) -> Self {
+        Self { request, attempt }
+    }
+
+    /// The attempt's number, from 1.
+    #[must_use]
+    pub const fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+impl<Req> fmt::Debug for AttemptRequest<Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptRequest")
+            .field("attempt", &self.attempt)
+            .field("has_request", &self.request.is_some())
+            .finish()
+    }
+}
+
+/// The inner service as tower's `Retry` drives it inside a
+/// [`RetryService`](crate::RetryService): each attempt runs in a
+/// `buttress.retry.attempt` tracing span (fields `name` and `attempt`),
+/// and its result comes back as the inner service's own `Result`, which
+/// the policy classifies as it is; errors of `poll_ready` are boxed.
+#[derive(Clone, Debug)]
+pub struct Attempts<S> {
+    inner: S,
+    name: Name,
+}
+
+impl<S> Attempts<S> {
+    /// Wraps `inner`, naming its attempts' spans after the retry policy `name`.
+    pub(crate) const fn new(inner: S, name: Name) -> Self {
+        Self { inner, name }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<AttemptRequest<Req>> for Attempts<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Result<S::Response, S::Error>;
+    type Error = BoxError;
+    type Future = AttemptFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: AttemptRequest<Req>) -> Self::Future {
+        // One load and compare when nobody listens at `debug`: no span is
+        // built, entered or dropped.
+        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            attempt_span(self.name, req.attempt)
+        } else {
+            None
+        };
+        let future = req.request.map(|request| {
+            let _entered = span.as_deref().map(tracing::Span::enter);
+            self.inner.call(request)
+        });
+        AttemptFuture::new(future, span)
+    }
+}
+
+/// The span of attempt number `attempt` of the retry `name`, if a
+/// subscriber wants it; boxed, so that an attempt's future is only one word
+/// larger than the inner one.
+#[cold]
+#[inline(never)]
+fn attempt_span(name: Name, attempt: u32) -> Option<Box<tracing::Span>> {
+    let span = tracing::debug_span!("buttress.retry.attempt", name = %name, attempt);
+    (!span.is_disabled()).then(|| Box::new(span))
+}
