@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use buttress_core::BoxError;
 use buttress_core::classify::{Classify, Outcome};
+use buttress_core::reject::rejection;
 
 use crate::entry::Tag;
 
@@ -304,8 +305,13 @@ impl<P, N, C> Rules<P, N, C> {
                 } else {
                     None
                 };
+                let error: BoxError = error.into();
+                // A buttress rejection (an open breaker, a shed, a passed
+                // deadline) is about the moment, not the key: never cached,
+                // whatever the error policy says.
+                let cache = cache.filter(|_| rejection(&error).is_none());
                 Loaded::Error {
-                    error: error.into(),
+                    error,
                     failed,
                     cache,
                 }

@@ -309,3 +309,38 @@ fn the_layer_with_an_error_policy_is_send_and_sync() {
     send_sync::<L>();
     send_sync::<<L as Layer<Db>>::Service>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_is_never_cached_whatever_the_error_policy_says() {
+    use buttress_core::reject::CircuitOpen;
+    use buttress_core::telemetry::Name;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (c, o) = (Arc::clone(&calls), Arc::clone(&open));
+    // A breaker inside the cache, open for the first call.
+    let backend = tower::service_fn(move |k: u64| {
+        let n = c.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+        let refused = o.load(Ordering::SeqCst);
+        async move {
+            if refused {
+                Err(CircuitOpen::new(Name::new("inner-breaker"), None))
+            } else {
+                Ok::<Answer, CircuitOpen>((k, n))
+            }
+        }
+    });
+    let cache = builder().build().unwrap();
+    let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k))
+        .cache_errors(|_: &CircuitOpen| Some(Duration::from_secs(60)))
+        .layer(backend);
+    let err = get(&svc, 1).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+    open.store(false, Ordering::SeqCst);
+    assert_eq!(
+        get(&svc, 1).await.unwrap(),
+        (1, 2),
+        "the rejection was not cached"
+    );
+    assert_eq!(cache.stats().errors_served, 0);
+}
