@@ -56,6 +56,12 @@ impl<C, R> RetryLayer<C, R> {
     }
 }
 
+impl<C, R> From<RetryPolicy<C, R>> for RetryLayer<C, R> {
+    fn from(policy: RetryPolicy<C, R>) -> Self {
+        Self::new(policy)
+    }
+}
+
 impl<S, C, R> Layer<S> for RetryLayer<C, R> {
     type Service = RetryService<S, C, R>;
 

@@ -453,6 +453,12 @@ impl<R, C> HedgeLayer<R, C> {
     }
 }
 
+impl<R, C> From<HedgePolicy<R, C>> for HedgeLayer<R, C> {
+    fn from(policy: HedgePolicy<R, C>) -> Self {
+        Self::new(policy)
+    }
+}
+
 impl<S, R, C> Layer<S> for HedgeLayer<R, C> {
     type Service = HedgeService<S, R, C>;
 
