@@ -33,7 +33,9 @@ pin_project! {
     #[derive(Debug)]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { error: Option<CircuitOpen> },
+        // Boxed when the call is rejected, the one allocation a rejection
+        // costs either way: the future stays as small as the inner one.
+        Rejected { error: Option<Box<CircuitOpen>> },
     }
 }
 
@@ -48,7 +50,9 @@ impl<F, C> ResponseFuture<F, C> {
 
     pub(crate) fn rejected(error: CircuitOpen, classifier: C) -> Self {
         Self {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                error: Some(Box::new(error)),
+            },
             permit: None,
             classifier,
         }
@@ -71,17 +75,16 @@ where
                 let result = ready!(future.poll(cx));
                 let outcome = this.classifier.classify(&result).outcome();
                 let result = result.map_err(Into::into);
-                if let Some(permit) = this.permit.take() {
+                // Recorded in place: taking the permit out would copy it.
+                if let Some(permit) = this.permit {
                     // Another layer's refusal is not the dependency's failure.
-                    permit.record(accounted(outcome, result.as_ref().err()));
+                    permit.finish(accounted(outcome, result.as_ref().err()));
                 }
                 Poll::Ready(result)
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(
-                error
-                    .take()
-                    .expect("ResponseFuture polled after completion"),
-            ))),
+            KindProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

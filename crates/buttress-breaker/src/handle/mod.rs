@@ -11,7 +11,7 @@ use std::time::Duration;
 use buttress_core::classify::Outcome;
 use buttress_core::rng::FastRng;
 use buttress_core::telemetry::{Emit, Name, Publish, Registration, register_catalog};
-use buttress_core::time::{Instant, Origin};
+use buttress_core::time::Origin;
 
 use crate::config::{Builder, Config};
 use crate::error::CircuitOpen;
@@ -35,6 +35,42 @@ pub(crate) enum Admit {
     Probe(u64),
     /// Forced closed: pass, count nothing.
     Unguarded,
+}
+
+impl Admit {
+    const KIND: u64 = 3 << 62;
+    const PROBE: u64 = 1 << 62;
+    const UNGUARDED: u64 = 2 << 62;
+    /// What a recorded [`Permit`] holds: nothing left to record.
+    pub(crate) const DONE: u64 = 3 << 62;
+
+    /// One word (an epoch has 31 bits), so a permit is three words and
+    /// moves as such.
+    pub(crate) fn pack(self) -> u64 {
+        match self {
+            Self::Closed(epoch) => epoch,
+            Self::Probe(epoch) => epoch | Self::PROBE,
+            Self::Unguarded => Self::UNGUARDED,
+        }
+    }
+
+    /// The admission `pack` made `bits` from (not [`DONE`](Self::DONE)).
+    pub(crate) fn unpack(bits: u64) -> Self {
+        match bits & Self::KIND {
+            0 => Self::Closed(bits),
+            Self::PROBE => Self::Probe(bits & !Self::KIND),
+            _ => Self::Unguarded,
+        }
+    }
+}
+
+/// A call's start on the breaker's clock, when slow calls are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Start(u64);
+
+impl Start {
+    /// Not timed.
+    pub(crate) const NONE: Self = Self(u64::MAX);
 }
 
 struct Control {
@@ -367,8 +403,12 @@ impl Inner {
 
     /// The call's start time, read only when slow calls are tracked.
     #[inline]
-    pub(crate) fn start(&self) -> Option<Instant> {
-        self.config.slow_call_nanos.map(|_| Instant::now())
+    pub(crate) fn start(&self) -> Start {
+        if self.config.slow_call_nanos.is_some() {
+            Start(self.now())
+        } else {
+            Start::NONE
+        }
     }
 
     /// Decides whether a call may go ahead.
@@ -481,15 +521,15 @@ impl Inner {
     /// Records a finished (or abandoned) call. A call the window records
     /// is counted by the window alone; every other one in the tally.
     #[inline]
-    pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
+    pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Start) {
         let failure = match outcome {
             Outcome::Success => Some(false),
             Outcome::Failure => Some(true),
             _ => None,
         };
-        let slow = match (self.config.slow_call_nanos, start) {
-            (Some(limit), Some(start)) if failure.is_some() => {
-                buttress_core::time::saturating_nanos(start.elapsed()) >= limit
+        let slow = match self.config.slow_call_nanos {
+            Some(limit) if start != Start::NONE && failure.is_some() => {
+                self.now().saturating_sub(start.0) >= limit
             }
             _ => false,
         };
@@ -575,6 +615,26 @@ impl Inner {
                 }
                 Err(actual) => w = Word(actual),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admissions_pack_into_one_word() {
+        let top = word::EPOCH_MASK;
+        for admit in [
+            Admit::Closed(0),
+            Admit::Closed(top),
+            Admit::Probe(0),
+            Admit::Probe(top),
+            Admit::Unguarded,
+        ] {
+            assert_ne!(admit.pack(), Admit::DONE);
+            assert_eq!(Admit::unpack(admit.pack()), admit);
         }
     }
 }

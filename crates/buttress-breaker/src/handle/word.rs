@@ -15,7 +15,7 @@ pub(super) const PERMITS_SHIFT: u32 = 3;
 pub(super) const SUCC_SHIFT: u32 = PERMITS_SHIFT + FIELD_BITS;
 pub(super) const FAIL_SHIFT: u32 = SUCC_SHIFT + FIELD_BITS;
 const EPOCH_SHIFT: u32 = FAIL_SHIFT + FIELD_BITS;
-const EPOCH_MASK: u64 = (1 << (64 - EPOCH_SHIFT)) - 1;
+pub(super) const EPOCH_MASK: u64 = (1 << (64 - EPOCH_SHIFT)) - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Word(pub(super) u64);
