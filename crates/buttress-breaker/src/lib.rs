@@ -99,7 +99,7 @@
 //! `Result<S::Response, S::Error>`, with a
 //! [`Classify`](buttress_core::classify::Classify) classifier set by
 //! [`CircuitBreakerLayer::classifier`] (and
-//! [`KeyedCircuitBreakerLayer::classifier`]): [`ErrorsAsFailures`] by
+//! `KeyedCircuitBreakerLayer::classifier`): [`ErrorsAsFailures`] by
 //! default, `buttress_core::http::HttpClassifier` or
 //! `buttress_core::grpc::GrpcClassifier` with the `http` and `grpc`
 //! features, or a closure returning a
@@ -132,7 +132,7 @@
 //! forced open, 4 forced closed), `buttress_breaker_failure_rate` and
 //! `buttress_breaker_slow_call_rate` (0 to 1, over the current window), and
 //! for a keyed set `buttress_breaker_keys`, `buttress_breaker_open_keys` and
-//! the opt-in per-key gauges (see [`KeyedCircuitBreaker`]).
+//! the opt-in per-key gauges (see `KeyedCircuitBreaker`, feature `keyed`).
 //!
 //! Transitions are `tracing` events (`warn` when opening, `info`
 //! otherwise) with the fields `name`, `key` (a keyed set's breaker),

@@ -50,8 +50,7 @@ const fn metric(
 /// [name](crate::CircuitBreaker::name) (a keyed set's name for a keyed
 /// set). A breaker emits the first six; a keyed set emits the three
 /// counters (summed over its keys, evicted ones included), `keys` and
-/// `open_keys`, and, with
-/// [`per_key_metrics`](crate::KeyedCircuitBreaker::per_key_metrics), the
+/// `open_keys`, and, with `KeyedCircuitBreaker::per_key_metrics`, the
 /// three `key_` gauges per key. Rates and states have no unit; they are
 /// listed with [`Unit::Count`].
 pub static METRICS: &[MetricInfo] = &[
