@@ -11,6 +11,8 @@
 //!
 //! - `closed/<subject>` and `open/<subject>`: ns per call on one thread;
 //! - `ref/instant-now`: one `Instant::now()`, for scale;
+//! - `…+prometheus`: the same subjects with `metrics-exporter-prometheus`'s
+//!   recorder installed, run last;
 //! - `threads-1/<subject>` and `threads-2/<subject>`: one or two threads each
 //!   driving its own clone of one service (so one shared breaker), timed as
 //!   wall time / total calls. Criterion's figure is therefore inverse
@@ -86,6 +88,27 @@ fn breaker(c: &mut Criterion) {
     contended(&mut group, "tower-resilience", subjects::tower_resilience());
     contended(&mut group, "failsafe-sync", subjects::failsafe_sync());
     contended(&mut group, "failsafe-futures", subjects::failsafe_futures());
+
+    // The same breaker with metrics-exporter-prometheus's recorder
+    // installed (and buttress's publisher writing to it every second): a
+    // call never touches the recorder, so these should match the rows
+    // above. Last, since a global recorder cannot be removed.
+    harness::install_prometheus();
+    single(
+        &mut group,
+        "closed/buttress+prometheus",
+        subjects::buttress_default(),
+    );
+    single(
+        &mut group,
+        "open/buttress+prometheus",
+        subjects::buttress_tripped(),
+    );
+    contended(
+        &mut group,
+        "buttress+prometheus",
+        subjects::buttress_default(),
+    );
 
     group.finish();
 }

@@ -275,6 +275,20 @@ fn cache(c: &mut Criterion) {
     contended(&mut group, "buttress-moka", moka_layer());
     contended(&mut group, "tower-resilience", tower_resilience_layer());
 
+    // With metrics-exporter-prometheus's recorder installed (last: a
+    // global recorder cannot be removed). A hit never touches it.
+    let _recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    hits(
+        &mut group,
+        "hit/buttress-quick_cache+prometheus",
+        quick_cache_layer(),
+    );
+    contended(
+        &mut group,
+        "buttress-quick_cache+prometheus",
+        quick_cache_layer(),
+    );
+
     group.finish();
 }
 

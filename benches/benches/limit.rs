@@ -150,6 +150,16 @@ fn limit(c: &mut Criterion) {
         tower_resilience_bulkhead(),
     );
 
+    // With metrics-exporter-prometheus's recorder installed (last: a
+    // global recorder cannot be removed).
+    harness::install_prometheus();
+    single(
+        &mut group,
+        "under/buttress-vegas+prometheus",
+        buttress_vegas(),
+    );
+    single(&mut group, "reject/buttress+prometheus", buttress_full());
+    contended(&mut group, "buttress-vegas+prometheus", buttress_vegas());
     group.finish();
 }
 

@@ -257,11 +257,23 @@ fn body(group: &mut BenchmarkGroup<'_, WallTime>) {
     });
 }
 
+/// The success path with metrics-exporter-prometheus's recorder installed
+/// (last: a global recorder cannot be removed).
+fn with_prometheus(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let _recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    single(
+        group,
+        "no-retry/buttress+prometheus",
+        RetryLayer::new(RetryPolicy::builder().build().expect("valid policy")).layer(noop()),
+    );
+}
+
 fn retry(c: &mut Criterion) {
     let mut group = c.benchmark_group("retry");
     no_retry(&mut group);
     hedge(&mut group);
     body(&mut group);
+    with_prometheus(&mut group);
     group.finish();
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use buttress::BoxError;
 use buttress::ServiceBuilderExt;
-use buttress::cache::Cache;
 use buttress::cache::store::QuickCacheStore;
+use buttress::cache::{Cache, CacheLayer};
 use buttress::core::rng::FastRng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -138,7 +138,7 @@ pub(crate) async fn run() -> Result<String, BoxError> {
         .build()?;
     let cached_svc: Svc = BoxCloneService::new(
         ServiceBuilder::new()
-            .cache(cache.clone(), |id: &u64| Some(*id))
+            .cache(CacheLayer::new(cache.clone(), |id: &u64| Some(*id)))
             .service(backend(Arc::clone(&calls))),
     );
     let cached = drive(cached_svc, Arc::clone(&keys), calls).await;
@@ -184,7 +184,7 @@ pub(crate) async fn run() -> Result<String, BoxError> {
         .xfetch_beta(None)
         .build()?;
     let mut svc = ServiceBuilder::new()
-        .cache(cache.clone(), |id: &u64| Some(*id))
+        .cache(CacheLayer::new(cache.clone(), |id: &u64| Some(*id)))
         .service(backend(Arc::clone(&calls)));
     svc.ready().await?.call(1).await?;
     tokio::time::sleep(Duration::from_millis(250)).await; // expired

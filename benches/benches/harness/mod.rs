@@ -76,3 +76,21 @@ where
         });
     }
 }
+
+/// Installs `metrics-exporter-prometheus`'s recorder as the global recorder
+/// (once per process) and returns its handle, for the `…+prometheus` rows:
+/// the same subjects with the recorder a production service runs with.
+/// Rows after the first call run with it installed (a global recorder
+/// cannot be removed), so each bench adds these rows last.
+#[allow(dead_code)] // not every bench that includes the harness has recorder rows
+pub(crate) fn install_prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    use std::sync::OnceLock;
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other global recorder in a bench binary")
+        })
+        .clone()
+}

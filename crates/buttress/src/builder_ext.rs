@@ -9,17 +9,14 @@
 use tower_layer::Stack;
 
 #[cfg(feature = "breaker")]
-use buttress_breaker::{CircuitBreaker, CircuitBreakerLayer};
+use buttress_breaker::CircuitBreakerLayer;
 #[cfg(feature = "limit")]
-use buttress_limit::{
-    AdaptiveLimit, AdaptiveLimitLayer,
-    throttle::{AdaptiveThrottle, ThrottleLayer},
-};
+use buttress_limit::{AdaptiveLimitLayer, throttle::ThrottleLayer};
 
 #[cfg(feature = "cache")]
-use buttress_cache::{Cache, CacheLayer};
+use buttress_cache::CacheLayer;
 #[cfg(feature = "retry")]
-use buttress_retry::{HedgeLayer, HedgePolicy, RetryLayer, RetryPolicy};
+use buttress_retry::{HedgeLayer, RetryLayer};
 
 mod sealed {
     pub trait Sealed {}
@@ -28,34 +25,60 @@ mod sealed {
 
 /// Adds one method per buttress layer to [`tower::ServiceBuilder`].
 ///
+/// Each method takes the layer itself, configured as you like (a
+/// classifier, partitions, a cache policy), or anything that converts into
+/// it: a breaker, limit or throttle handle, or a retry or hedge policy,
+/// which then gets the layer's defaults.
+///
+/// ```
+/// use buttress::ServiceBuilderExt;
+/// use buttress::breaker::{CircuitBreaker, CircuitBreakerLayer};
+/// use buttress::core::classify::{Classification, ErrorsAsFailures};
+/// use tower::ServiceBuilder;
+///
+/// # fn main() -> Result<(), buttress::BoxError> {
+/// let breaker = CircuitBreaker::builder().name("backend").build()?;
+/// // The handle: `Err` counts as a failure.
+/// let _plain = ServiceBuilder::new().circuit_breaker(breaker.clone());
+/// // A configured layer: here, only 5xx-like answers count.
+/// let _custom = ServiceBuilder::new().circuit_breaker(
+///     CircuitBreakerLayer::new(breaker).classifier(|r: &Result<u16, std::io::Error>| match r {
+///         Ok(code) if *code >= 500 => Classification::failure(),
+///         Ok(_) => Classification::success(),
+///         Err(_) => Classification::failure(),
+///     }),
+/// );
+/// # let _ = ErrorsAsFailures::new();
+/// # Ok(())
+/// # }
+/// ```
+///
 /// Sealed: implemented for `ServiceBuilder` only, so new methods can be
 /// added without breaking anyone.
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
-    /// Adds a [`CircuitBreakerLayer`] around `breaker`, counting `Err` as
-    /// failure. For another classifier, use
-    /// `.layer(CircuitBreakerLayer::new(breaker).classifier(..))`.
+    /// Adds a [`CircuitBreakerLayer`]: a configured one, or a
+    /// [`CircuitBreaker`](buttress_breaker::CircuitBreaker) (counting `Err` as failure).
     #[cfg(feature = "breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
-    fn circuit_breaker(
+    fn circuit_breaker<C>(
         self,
-        breaker: CircuitBreaker,
-    ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
+        layer: impl Into<CircuitBreakerLayer<C>>,
+    ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
 
-    /// Adds a read-through [`CacheLayer`] over `cache`, keyed by
-    /// `key_extractor` (a closure `Fn(&Req) -> Option<K>`; `None` bypasses
-    /// the cache), caching every success for the cache's TTL. For another
-    /// policy, use `.layer(CacheLayer::new(cache, key).policy(..))`.
+    /// Adds a read-through [`CacheLayer`] (built with
+    /// [`CacheLayer::new`]`(cache, key_extractor)`, where the extractor is
+    /// a closure `Fn(&Req) -> Option<K>` and `None` bypasses the cache).
     ///
     /// ```
     /// use buttress::ServiceBuilderExt;
-    /// use buttress::cache::{Cache, store::QuickCacheStore};
+    /// use buttress::cache::{Cache, CacheLayer, store::QuickCacheStore};
     /// use tower::{ServiceBuilder, ServiceExt, service_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower::BoxError> {
     /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
     /// let svc = ServiceBuilder::new()
-    ///     .cache(cache.clone(), |id: &u32| Some(*id))
+    ///     .cache(CacheLayer::new(cache.clone(), |id: &u32| Some(*id)))
     ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
     /// assert_eq!(svc.clone().oneshot(21).await?, 42);
     /// assert_eq!(svc.oneshot(21).await?, 42);
@@ -65,14 +88,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// ```
     #[cfg(feature = "cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-    fn cache<K, V, St, X>(
+    #[allow(clippy::type_complexity)]
+    fn cache<K, V, St, X, P, N, C>(
         self,
-        cache: Cache<K, V, St>,
-        key_extractor: X,
-    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>>;
+        layer: impl Into<CacheLayer<K, V, St, X, P, N, C>>,
+    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X, P, N, C>, L>>;
 
-    /// Adds a [`RetryLayer`] driven by `policy` (its classifier, request
-    /// replay, budget and deadline come with it).
+    /// Adds a [`RetryLayer`]: a [`RetryPolicy`](buttress_retry::RetryPolicy) (its classifier, request
+    /// replay, budget and deadline come with it) or the layer itself.
     ///
     /// Named `retries` because tower's `ServiceBuilder` already has an
     /// inherent `retry` (tower's own layer, which would win the call). A
@@ -99,17 +122,20 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
     fn retries<C, R>(
         self,
-        policy: RetryPolicy<C, R>,
+        layer: impl Into<RetryLayer<C, R>>,
     ) -> tower::ServiceBuilder<Stack<RetryLayer<C, R>, L>>;
 
-    /// Adds a [`HedgeLayer`] driven by `policy`.
+    /// Adds a [`HedgeLayer`]: a [`HedgePolicy`](buttress_retry::HedgePolicy) (with its classifier) or
+    /// the layer itself.
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-    fn hedge<R>(self, policy: HedgePolicy<R>) -> tower::ServiceBuilder<Stack<HedgeLayer<R>, L>>;
+    fn hedge<R, C>(
+        self,
+        layer: impl Into<HedgeLayer<R, C>>,
+    ) -> tower::ServiceBuilder<Stack<HedgeLayer<R, C>, L>>;
 
-    /// Adds an [`AdaptiveLimitLayer`] around `limit`, counting `Err` as a
-    /// drop. For another classifier or partitions, use
-    /// `.layer(AdaptiveLimitLayer::new(limit).classifier(..).partition_by(..))`.
+    /// Adds an [`AdaptiveLimitLayer`]: a configured one (a classifier,
+    /// partitions), or an [`AdaptiveLimit`](buttress_limit::AdaptiveLimit) (counting `Err` as a drop).
     ///
     /// ```
     /// use buttress::ServiceBuilderExt;
@@ -129,65 +155,67 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// ```
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-    fn adaptive_limit(
+    fn adaptive_limit<C, P>(
         self,
-        limit: AdaptiveLimit,
-    ) -> tower::ServiceBuilder<Stack<AdaptiveLimitLayer, L>>;
+        layer: impl Into<AdaptiveLimitLayer<C, P>>,
+    ) -> tower::ServiceBuilder<Stack<AdaptiveLimitLayer<C, P>, L>>;
 
-    /// Adds a client-side [`ThrottleLayer`] around `throttle`, counting
-    /// `Ok` as accepted.
+    /// Adds a client-side [`ThrottleLayer`]: a configured one, or an
+    /// [`AdaptiveThrottle`](buttress_limit::throttle::AdaptiveThrottle) (counting `Ok` as accepted).
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-    fn adaptive_throttle(
+    fn adaptive_throttle<C>(
         self,
-        throttle: AdaptiveThrottle,
-    ) -> tower::ServiceBuilder<Stack<ThrottleLayer, L>>;
+        layer: impl Into<ThrottleLayer<C>>,
+    ) -> tower::ServiceBuilder<Stack<ThrottleLayer<C>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
     #[cfg(feature = "breaker")]
-    fn circuit_breaker(
+    fn circuit_breaker<C>(
         self,
-        breaker: CircuitBreaker,
-    ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
-        self.layer(CircuitBreakerLayer::new(breaker))
+        layer: impl Into<CircuitBreakerLayer<C>>,
+    ) -> tower::ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "cache")]
-    fn cache<K, V, St, X>(
+    fn cache<K, V, St, X, P, N, C>(
         self,
-        cache: Cache<K, V, St>,
-        key_extractor: X,
-    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X>, L>> {
-        self.layer(CacheLayer::new(cache, key_extractor))
+        layer: impl Into<CacheLayer<K, V, St, X, P, N, C>>,
+    ) -> tower::ServiceBuilder<Stack<CacheLayer<K, V, St, X, P, N, C>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "retry")]
     fn retries<C, R>(
         self,
-        policy: RetryPolicy<C, R>,
+        layer: impl Into<RetryLayer<C, R>>,
     ) -> tower::ServiceBuilder<Stack<RetryLayer<C, R>, L>> {
-        self.layer(RetryLayer::new(policy))
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "retry")]
-    fn hedge<R>(self, policy: HedgePolicy<R>) -> tower::ServiceBuilder<Stack<HedgeLayer<R>, L>> {
-        self.layer(HedgeLayer::new(policy))
+    fn hedge<R, C>(
+        self,
+        layer: impl Into<HedgeLayer<R, C>>,
+    ) -> tower::ServiceBuilder<Stack<HedgeLayer<R, C>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "limit")]
-    fn adaptive_limit(
+    fn adaptive_limit<C, P>(
         self,
-        limit: AdaptiveLimit,
-    ) -> tower::ServiceBuilder<Stack<AdaptiveLimitLayer, L>> {
-        self.layer(AdaptiveLimitLayer::new(limit))
+        layer: impl Into<AdaptiveLimitLayer<C, P>>,
+    ) -> tower::ServiceBuilder<Stack<AdaptiveLimitLayer<C, P>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "limit")]
-    fn adaptive_throttle(
+    fn adaptive_throttle<C>(
         self,
-        throttle: AdaptiveThrottle,
-    ) -> tower::ServiceBuilder<Stack<ThrottleLayer, L>> {
-        self.layer(ThrottleLayer::new(throttle))
+        layer: impl Into<ThrottleLayer<C>>,
+    ) -> tower::ServiceBuilder<Stack<ThrottleLayer<C>, L>> {
+        self.layer(layer.into())
     }
 }

@@ -15,8 +15,9 @@
 //! use buttress::BoxError;
 //! use buttress::core::grpc::GrpcCode;
 //! use buttress::core::reject::CircuitOpen;
+//! use buttress::core::telemetry::Name;
 //!
-//! let err: BoxError = Box::new(CircuitOpen::new(Some(Duration::from_millis(1_500))));
+//! let err: BoxError = Box::new(CircuitOpen::new(Name::new("b"), Some(Duration::from_millis(1_500))));
 //! let status = buttress::grpc::status(&err).unwrap();
 //! assert_eq!(status.code(), GrpcCode::Unavailable);
 //! assert_eq!(status.pushback(), Some(Duration::from_millis(1_500)));
@@ -92,6 +93,7 @@ mod tests {
     use buttress_core::classify::{Classify, Outcome};
     use buttress_core::grpc::GrpcClassifier;
     use buttress_core::reject::{CircuitOpen, DeadlineExceeded, Overloaded, Throttled};
+    use buttress_core::telemetry::Name;
 
     use super::*;
 
@@ -99,23 +101,30 @@ mod tests {
     fn each_rejection_has_its_status_and_a_client_reads_it_back() {
         let cases: [(BoxError, GrpcCode, bool); 5] = [
             (
-                Box::new(CircuitOpen::new(Some(Duration::from_micros(2_500)))),
+                Box::new(CircuitOpen::new(
+                    Name::new("b"),
+                    Some(Duration::from_micros(2_500)),
+                )),
                 GrpcCode::Unavailable,
                 true,
             ),
             (
-                Box::new(CircuitOpen::new(None)),
+                Box::new(CircuitOpen::new(Name::new("b"), None)),
                 GrpcCode::Unavailable,
                 true,
             ),
             (
-                Box::new(Overloaded::new()),
+                Box::new(Overloaded::new(Name::new("l"))),
                 GrpcCode::ResourceExhausted,
                 false,
             ),
-            (Box::new(Throttled::new()), GrpcCode::Unavailable, true),
             (
-                Box::new(DeadlineExceeded::new()),
+                Box::new(Throttled::new(Name::new("t"))),
+                GrpcCode::Unavailable,
+                true,
+            ),
+            (
+                Box::new(DeadlineExceeded::new(Name::new("r"))),
                 GrpcCode::DeadlineExceeded,
                 false,
             ),
@@ -129,7 +138,10 @@ mod tests {
             assert_eq!(verdict.is_retryable(), retryable, "{err}");
         }
         // A pushback is rounded up to whole milliseconds.
-        let err: BoxError = Box::new(CircuitOpen::new(Some(Duration::from_micros(2_500))));
+        let err: BoxError = Box::new(CircuitOpen::new(
+            Name::new("b"),
+            Some(Duration::from_micros(2_500)),
+        ));
         let res: Response<()> = status(&err).unwrap().to_response();
         assert_eq!(res.headers()["grpc-retry-pushback-ms"], "3");
         assert!(status(&"refused".into()).is_none());

@@ -251,27 +251,29 @@ mod tests {
     use std::time::Duration;
 
     use buttress_core::reject::{CircuitOpen, DeadlineExceeded, Overloaded, Throttled};
+    use buttress_core::telemetry::Name;
 
     use super::*;
 
     #[test]
     fn each_rejection_has_its_answer() {
         let res = |err: BoxError| error_response::<()>(&err);
-        let open = res(Box::new(CircuitOpen::new(Some(Duration::from_millis(
-            1_200,
-        )))))
+        let open = res(Box::new(CircuitOpen::new(
+            Name::new("b"),
+            Some(Duration::from_millis(1_200)),
+        )))
         .unwrap();
         assert_eq!(open.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(open.headers()[RETRY_AFTER], "2");
-        let forced = res(Box::new(CircuitOpen::new(None))).unwrap();
+        let forced = res(Box::new(CircuitOpen::new(Name::new("b"), None))).unwrap();
         assert!(forced.headers().get(RETRY_AFTER).is_none());
         for shed in [
-            Box::new(Overloaded::new()) as BoxError,
-            Box::new(Throttled::new()),
+            Box::new(Overloaded::new(Name::new("l"))) as BoxError,
+            Box::new(Throttled::new(Name::new("t"))),
         ] {
             assert_eq!(res(shed).unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
         }
-        let late = res(Box::new(DeadlineExceeded::new())).unwrap();
+        let late = res(Box::new(DeadlineExceeded::new(Name::new("r")))).unwrap();
         assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(res("connection reset".into()).is_none());
     }

@@ -39,6 +39,11 @@
 pub use buttress_core as core;
 pub use buttress_core::BoxError;
 
+/// Instance names and metric publication shared by every layer: see
+/// [`buttress_core::telemetry`] and `docs/observability.md`. Call
+/// [`telemetry::flush`] in your `/metrics` handler before rendering.
+pub use buttress_core::telemetry;
+
 /// The circuit breaker: see [`buttress_breaker`].
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
@@ -92,4 +97,23 @@ mod guides {
 
     #[doc = include_str!("../../../docs/benchmarks.md")]
     struct Benchmarks;
+
+    #[cfg(all(
+        feature = "breaker",
+        feature = "cache",
+        feature = "retry",
+        feature = "limit",
+        feature = "http"
+    ))]
+    #[doc = include_str!("../../../docs/ordering.md")]
+    struct Ordering;
+
+    #[cfg(all(
+        feature = "breaker",
+        feature = "cache",
+        feature = "retry",
+        feature = "limit"
+    ))]
+    #[doc = include_str!("../../../docs/observability.md")]
+    struct Observability;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use buttress::ServiceBuilderExt;
 use buttress::breaker::{CircuitBreaker, CircuitOpen, State};
-use buttress::cache::{Cache, store::QuickCacheStore};
+use buttress::cache::{Cache, CacheLayer, store::QuickCacheStore};
 use buttress::core::error::find;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -45,7 +45,7 @@ async fn stale_entries_are_served_while_the_breaker_is_open() {
         .build()
         .unwrap();
     let svc = ServiceBuilder::new()
-        .cache(cache.clone(), |id: &u64| Some(*id))
+        .cache(CacheLayer::new(cache.clone(), |id: &u64| Some(*id)))
         .circuit_breaker(breaker.clone())
         .service(backend);
 
