@@ -35,12 +35,17 @@
 //! [buttress]: https://docs.rs/buttress
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod classify;
 pub mod error;
+pub mod histogram;
 pub mod key;
 pub mod reject;
 pub mod rng;
 pub mod stripe;
+pub mod sync;
 pub mod telemetry;
 pub mod time;
 
@@ -53,6 +58,12 @@ pub mod http;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+
+/// Re-exports for the macros (not public API).
+#[doc(hidden)]
+pub mod __private {
+    pub use pin_project_lite::pin_project;
+}
 
 /// The boxed error type every buttress layer that adds a failure returns,
 /// the same as [`tower::BoxError`](https://docs.rs/tower/latest/tower/type.BoxError.html).

@@ -7,9 +7,10 @@
 //! [`Padded`] lines, and each thread writes the copy at
 //! [`thread_stripe()`] (masked by the stripe count); readers sum the copies.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A value on 128 bytes of its own: two cache lines, since adjacent-line
 /// prefetch pairs them on x86.
@@ -28,24 +29,155 @@ pub fn stripes() -> usize {
     })
 }
 
+thread_local! {
+    /// This thread's stripe number (`usize::MAX` until assigned) and call
+    /// count (wrapping).
+    static LOCAL: Cell<(usize, u32)> = const { Cell::new((usize::MAX, 0)) };
+}
+
+fn assign() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// This thread's stripe number, before masking: assigned round-robin the
 /// first time a thread asks, then one thread-local read.
 #[inline]
 #[must_use]
 pub fn thread_stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
+    LOCAL.with(|l| {
+        let (stripe, tick) = l.get();
+        if stripe != usize::MAX {
+            return stripe;
         }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        s.set(v);
-        v
+        let stripe = assign();
+        l.set((stripe, tick));
+        stripe
     })
+}
+
+/// [`thread_stripe`] and this thread's call count (wrapping, from 1),
+/// in one thread-local access: what a layer that samples one call in
+/// N per thread needs on its hot path.
+#[inline]
+#[must_use]
+pub fn thread_stripe_and_tick() -> (usize, u32) {
+    LOCAL.with(|l| {
+        let (mut stripe, tick) = l.get();
+        if stripe == usize::MAX {
+            stripe = assign();
+        }
+        let tick = tick.wrapping_add(1);
+        l.set((stripe, tick));
+        (stripe, tick)
+    })
+}
+
+/// A counter that each thread adds to with a plain load and store of a
+/// cell of its own: no read-modify-write, so no locked instruction (which
+/// waits for every earlier store to drain) and no cache line shared with
+/// another thread, whatever the number of threads.
+///
+/// Each thread that counts gets a cell, registered once in the counter's
+/// list and kept in a thread-local table keyed by the counter's id.
+/// Readers sum the cells. A cell whose thread has exited (its table was
+/// dropped) is folded into `retired`; a table entry whose counter was
+/// dropped is pruned when that thread next registers a cell.
+#[derive(Debug)]
+pub struct PerThread {
+    id: u64,
+    cells: Mutex<Vec<Arc<AtomicU64>>>,
+    /// The counts of cells whose thread has exited.
+    retired: AtomicU64,
+}
+
+thread_local! {
+    /// This thread's cells: (counter id, cell).
+    static CELLS: RefCell<Vec<(u64, Arc<AtomicU64>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Default for PerThread {
+    fn default() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            cells: Mutex::new(Vec::new()),
+            retired: AtomicU64::new(0),
+        }
+    }
+}
+
+impl PerThread {
+    #[inline]
+    /// Adds `n` to this thread's cell.
+    pub fn add(&self, n: u64) {
+        let counted = CELLS
+            .try_with(|cells| {
+                let Ok(cells) = cells.try_borrow() else {
+                    return false;
+                };
+                for (id, cell) in cells.iter() {
+                    if *id == self.id {
+                        // Only this thread writes this cell.
+                        cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+                        return true;
+                    }
+                }
+                false
+            })
+            .unwrap_or(false);
+        if !counted {
+            self.add_slow(n);
+        }
+    }
+
+    #[cold]
+    fn add_slow(&self, n: u64) {
+        // Registers a cell for this thread; when the thread-local table is
+        // gone (the thread is exiting) or busy, the count goes straight
+        // to `retired`.
+        let cell = Arc::new(AtomicU64::new(n));
+        let registered = CELLS
+            .try_with(|cells| {
+                let Ok(mut cells) = cells.try_borrow_mut() else {
+                    return false;
+                };
+                // Counters dropped since: only this table holds their cell.
+                cells.retain(|(_, c)| Arc::strong_count(c) > 1);
+                cells.push((self.id, Arc::clone(&cell)));
+                true
+            })
+            .unwrap_or(false);
+        if !registered {
+            self.retired.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let mut list = crate::sync::lock(&self.cells);
+        self.fold_exited(&mut list);
+        list.push(cell);
+    }
+
+    /// Moves the counts of exited threads' cells into `retired`.
+    fn fold_exited(&self, list: &mut Vec<Arc<AtomicU64>>) {
+        list.retain(|c| {
+            if Arc::strong_count(c) > 1 {
+                return true;
+            }
+            // The thread's table is gone: nobody writes this cell.
+            self.retired
+                .fetch_add(c.load(Ordering::Relaxed), Ordering::Relaxed);
+            false
+        });
+    }
+
+    /// The total over every thread, exited ones included.
+    #[must_use]
+    pub fn sum(&self) -> u64 {
+        let mut list = crate::sync::lock(&self.cells);
+        self.fold_exited(&mut list);
+        self.retired.load(Ordering::Relaxed)
+            + list.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>()
+    }
 }
 
 #[cfg(test)]
@@ -61,5 +193,40 @@ mod tests {
         let there = std::thread::spawn(thread_stripe).join().unwrap();
         assert_ne!(here, there, "threads get their own stripe numbers");
         assert_eq!(std::mem::align_of::<Padded<u8>>(), 128);
+    }
+
+    #[test]
+    fn per_thread_counts_survive_exited_threads_and_dropped_counters() {
+        let a = Arc::new(PerThread::default());
+        let b = PerThread::default();
+        a.add(1);
+        b.add(5);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let a = Arc::clone(&a);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        a.add(1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Four exited threads' cells are folded, none is lost.
+        assert_eq!(a.sum(), 4001);
+        assert_eq!(
+            crate::sync::lock(&a.cells).len(),
+            1,
+            "only this thread's cell is left"
+        );
+        assert_eq!(b.sum(), 5);
+        drop(b);
+        // A new counter on this thread prunes the dropped one's cell.
+        let c = PerThread::default();
+        c.add(2);
+        assert_eq!(CELLS.with(|cells| cells.borrow().len()), 2);
+        assert_eq!((a.sum(), c.sum()), (4001, 2));
     }
 }
