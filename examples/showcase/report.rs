@@ -202,8 +202,7 @@ pub(crate) fn summary(timeline: &Timeline, runs: &[Run]) -> String {
         let _ = writeln!(
             out,
             "  now {}, {} calls rejected in all (the breaker's own count)",
-            snapshot.state(),
-            snapshot.rejected()
+            snapshot.state, snapshot.rejected
         );
     }
 

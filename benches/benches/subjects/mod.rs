@@ -69,7 +69,7 @@ pub(crate) fn drive<S: Service<()>>(svc: &mut S) -> Result<S::Response, S::Error
 
 /// buttress's breaker around the no-op, from `builder` (closed).
 pub(crate) fn buttress(
-    builder: buttress_breaker::Builder,
+    builder: buttress_breaker::CircuitBreakerBuilder,
 ) -> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
     let breaker = builder.build().expect("valid breaker configuration");
     buttress_breaker::CircuitBreakerLayer::new(breaker).layer(noop())

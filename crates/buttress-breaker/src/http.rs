@@ -62,8 +62,7 @@ mod tests {
 
     #[test]
     fn retry_after_saturates_for_the_longest_duration() {
-        // Regression (#9, 8): `as_secs() + 1` overflowed for `Duration::MAX`
-        // (a panic in debug builds, `Retry-After: 0` in release).
+        // Rounding up must not overflow at the longest durations.
         let res: Response<()> = open(Some(Duration::MAX)).to_response();
         assert_eq!(res.headers()[RETRY_AFTER], u64::MAX.to_string().as_str());
         let whole: Response<()> = open(Some(Duration::from_secs(u64::MAX))).to_response();

@@ -21,7 +21,7 @@ use crate::service::CircuitBreakerService;
 ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
 ///
 /// assert_eq!(service.oneshot(21).await?, 42);
-/// assert_eq!(breaker.snapshot().calls(), 1);
+/// assert_eq!(breaker.snapshot().calls, 1);
 /// # Ok(())
 /// # }
 /// ```

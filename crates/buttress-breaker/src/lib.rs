@@ -46,25 +46,25 @@
 //! - **Closed**: every call passes; its outcome, judged by a classifier
 //!   from `buttress-core` ([`ErrorsAsFailures`] by default, or the HTTP and
 //!   gRPC classifiers), goes into a sliding window: the last N calls
-//!   ([`count_window`](Builder::count_window), the default, 100 calls) or
-//!   the last T seconds in buckets ([`time_window`](Builder::time_window)).
-//!   Once the window holds [`minimum_calls`](Builder::minimum_calls), the
+//!   ([`count_window`](CircuitBreakerBuilder::count_window), the default, 100 calls) or
+//!   the last T seconds in buckets ([`time_window`](CircuitBreakerBuilder::time_window)).
+//!   Once the window holds [`minimum_calls`](CircuitBreakerBuilder::minimum_calls), the
 //!   breaker trips when the failure rate reaches
-//!   [`failure_rate_threshold`](Builder::failure_rate_threshold), when the
+//!   [`failure_rate_threshold`](CircuitBreakerBuilder::failure_rate_threshold), when the
 //!   slow-call rate reaches its threshold (if
-//!   [`slow_call_duration`](Builder::slow_call_duration) is set), or after
-//!   [`consecutive_failures`](Builder::consecutive_failures) failures in a
+//!   [`slow_call_duration`](CircuitBreakerBuilder::slow_call_duration) is set), or after
+//!   [`consecutive_failures`](CircuitBreakerBuilder::consecutive_failures) failures in a
 //!   row (if set). Ignored outcomes (a cancelled call, a status the
 //!   classifier ignores) count nowhere.
 //! - **Open**: calls are rejected at once with [`CircuitOpen`], which
 //!   carries the time until the next probe. The open duration grows with
 //!   each consecutive trip (×2 by default, capped, jittered).
-//! - **Half-open**: [`half_open_probes`](Builder::half_open_probes) calls
+//! - **Half-open**: [`half_open_probes`](CircuitBreakerBuilder::half_open_probes) calls
 //!   pass; as soon as their failures reach the failure-rate threshold the
 //!   breaker re-opens, and as soon as they no longer can, it closes. A
 //!   probe that is cancelled (its future dropped) gives its permit back.
 //!   If every probe is out and no verdict comes within
-//!   [`half_open_max_wait`](Builder::half_open_max_wait) (60 s by
+//!   [`half_open_max_wait`](CircuitBreakerBuilder::half_open_max_wait) (60 s by
 //!   default), the outstanding probes count as failed and the breaker
 //!   re-opens, so a hung probe cannot hold it half-open.
 //!
@@ -84,14 +84,26 @@
 //! when it ends. Put retries *outside* it, so a retry after a rejection
 //! does not hammer an open breaker (and see `CircuitOpen::retry_after`).
 //!
-//! # Cost
+//! # Cost, and what is lock-free
 //!
-//! A closed call takes no lock, allocates nothing and, with the default
-//! count window and no slow-call tracking, reads no clock. Per-thread
-//! stripes keep threads off each other's cache lines on the success path,
-//! and its metrics cost it nothing: the window's counters are its totals.
-//! See `docs/benchmarks.md` for figures against tower-resilience and
-//! failsafe.
+//! The closed path is lock-free: a closed call is admitted with one atomic
+//! load and recorded with one `fetch_add` into a per-thread stripe of the
+//! window; it allocates nothing and, with the default count window and no
+//! slow-call tracking, reads no clock. Per-thread stripes keep threads off
+//! each other's cache lines on the success path, and its metrics cost it
+//! nothing: the window's counters are its totals. A half-open probe takes
+//! its permit with a compare-and-swap.
+//!
+//! State changes are not lock-free: a trip, the move to half-open, a close,
+//! and [`force_open`](CircuitBreaker::force_open),
+//! [`force_closed`](CircuitBreaker::force_closed) and
+//! [`reset`](CircuitBreaker::reset) take a short per-breaker mutex, so
+//! concurrent changes are serialized. Only the call that causes a change
+//! (the failure that trips the breaker, the first call after the open
+//! duration, the probe that decides) takes it, once per change; no other
+//! call waits on it. A keyed set's lookup also takes a read lock on one
+//! shard of its map (a write lock when a key is created or evicted). See
+//! `docs/benchmarks.md` for figures against tower-resilience and failsafe.
 //!
 //! # Classification
 //!
@@ -112,7 +124,7 @@
 //!
 //! # Telemetry
 //!
-//! A breaker is named with [`Builder::name`] (default: the line that
+//! A breaker is named with [`CircuitBreakerBuilder::name`] (default: the line that
 //! called [`CircuitBreaker::builder`]); two live breakers never share a
 //! name (the second `"db"` is `"db#2"`). The name labels its metrics
 //! (`name`), its tracing events (field `name`) and its rejections
@@ -140,10 +152,11 @@
 //!
 //! # Features
 //!
-//! - `http`: [`CircuitOpen::to_response`] (503 with `Retry-After`) and the
+//! - `http`: `CircuitOpen::to_response` (503 with `Retry-After`) and the
 //!   HTTP classifier.
 //! - `grpc`: the gRPC classifier.
-//! - `keyed`: [`KeyedCircuitBreaker`], a breaker per host, route or tenant.
+//! - `keyed`: `KeyedCircuitBreaker`, a breaker per host, route or tenant,
+//!   with a cap on the keys it holds and eviction of idle keys.
 //!
 //! [tower]: https://docs.rs/tower
 //! [`ErrorsAsFailures`]: buttress_core::classify::ErrorsAsFailures
@@ -166,13 +179,18 @@ pub mod http;
 #[cfg(feature = "keyed")]
 mod keyed;
 
-pub use config::{Builder, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, MAX_TIME_BUCKETS, WindowKind};
+pub use config::{
+    CircuitBreakerBuilder, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, MAX_TIME_BUCKETS, WindowKind,
+};
 pub use error::{CircuitOpen, ConfigError};
 pub use handle::{CircuitBreaker, Permit};
 #[cfg(feature = "keyed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
-pub use keyed::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
+pub use keyed::{
+    DEFAULT_IDLE_TIMEOUT, KeyedCircuitBreaker, KeyedCircuitBreakerBuilder,
+    KeyedCircuitBreakerLayer, KeyedCircuitBreakerService, KeyedCircuitBreakerSnapshot,
+};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;
-pub use state::{Snapshot, State, StateTransition, TransitionReason};
+pub use state::{CircuitBreakerSnapshot, State, StateTransition, TransitionReason};
 pub use telemetry::METRICS;

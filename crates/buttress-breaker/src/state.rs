@@ -88,7 +88,7 @@ pub enum TransitionReason {
     /// Too many half-open probes failed.
     ProbesFailed,
     /// The half-open state lasted
-    /// [`half_open_max_wait`](crate::Builder::half_open_max_wait) with
+    /// [`half_open_max_wait`](crate::CircuitBreakerBuilder::half_open_max_wait) with
     /// every probe out and no verdict: the outstanding probes are taken as
     /// failed.
     ProbesTimedOut,
@@ -101,7 +101,7 @@ pub enum TransitionReason {
 }
 
 /// One state change, handed to the listener set with
-/// [`on_state_change`](crate::Builder::on_state_change).
+/// [`on_state_change`](crate::CircuitBreakerBuilder::on_state_change).
 #[derive(Clone, Debug)]
 pub struct StateTransition {
     pub(crate) name: Name,
@@ -160,48 +160,37 @@ impl StateTransition {
 
 /// A point-in-time view of a breaker, from
 /// [`CircuitBreaker::snapshot`](crate::CircuitBreaker::snapshot).
+///
+/// ```
+/// use buttress_breaker::{CircuitBreaker, State};
+/// use buttress_core::classify::Outcome;
+///
+/// let breaker = CircuitBreaker::builder().name("snapshot-doc").build().unwrap();
+/// breaker.try_acquire().unwrap().record(Outcome::Failure);
+/// breaker.try_acquire().unwrap().record(Outcome::Success);
+/// let s = breaker.snapshot();
+/// assert_eq!((s.state, s.calls, s.failures), (State::Closed, 2, 1));
+/// assert_eq!(s.failure_rate(), 0.5);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Snapshot {
-    pub(crate) state: State,
-    pub(crate) time_in_state: Duration,
-    pub(crate) calls: u64,
-    pub(crate) failures: u64,
-    pub(crate) slow_calls: u64,
-    pub(crate) rejected: u64,
-}
-
-impl Snapshot {
+#[non_exhaustive]
+pub struct CircuitBreakerSnapshot {
     /// The current state.
-    #[must_use]
-    pub fn state(&self) -> State {
-        self.state
-    }
-
+    pub state: State,
     /// How long the breaker has been in it.
-    #[must_use]
-    pub fn time_in_state(&self) -> Duration {
-        self.time_in_state
-    }
-
+    pub time_in_state: Duration,
     /// Calls in the window (closed state; zero in other states, whose
     /// probes are not part of the window).
-    #[must_use]
-    pub fn calls(&self) -> u64 {
-        self.calls
-    }
-
+    pub calls: u64,
     /// Failed calls in the window.
-    #[must_use]
-    pub fn failures(&self) -> u64 {
-        self.failures
-    }
-
+    pub failures: u64,
     /// Slow calls in the window.
-    #[must_use]
-    pub fn slow_calls(&self) -> u64 {
-        self.slow_calls
-    }
+    pub slow_calls: u64,
+    /// Calls rejected since the breaker was built.
+    pub rejected: u64,
+}
 
+impl CircuitBreakerSnapshot {
     /// Failures over calls in the window (0 with no calls).
     #[must_use]
     pub fn failure_rate(&self) -> f64 {
@@ -212,12 +201,6 @@ impl Snapshot {
     #[must_use]
     pub fn slow_call_rate(&self) -> f64 {
         ratio(self.slow_calls, self.calls)
-    }
-
-    /// Calls rejected since the breaker was built.
-    #[must_use]
-    pub fn rejected(&self) -> u64 {
-        self.rejected
     }
 }
 

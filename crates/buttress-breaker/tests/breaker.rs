@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use buttress_breaker::{
-    Builder, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, State, TransitionReason,
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerLayer, CircuitOpen, State,
+    TransitionReason,
 };
 use buttress_core::classify::{Classification, Outcome};
 use tokio::time::{advance, sleep};
@@ -22,7 +23,7 @@ fn backend()
     service_fn(|n: i64| async move { if n >= 0 { Ok(n) } else { Err("backend failed") } })
 }
 
-fn no_jitter() -> Builder {
+fn no_jitter() -> CircuitBreakerBuilder {
     CircuitBreaker::builder().open_duration_jitter(0.0)
 }
 
@@ -51,7 +52,7 @@ async fn trips_at_the_failure_rate_after_minimum_calls() {
         assert!(is_open(&run(&svc, -1).await.unwrap_err()).is_none());
     }
     assert_eq!(breaker.state(), State::Closed);
-    assert_eq!(breaker.snapshot().failures(), 9);
+    assert_eq!(breaker.snapshot().failures, 9);
     // The tenth call completes the minimum: 10/10 failed.
     run(&svc, -1).await.unwrap_err();
     assert_eq!(breaker.state(), State::Open);
@@ -59,24 +60,21 @@ async fn trips_at_the_failure_rate_after_minimum_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn old_calls_leave_the_count_window() {
-    // Regression: after 1,000 successes, a burst of failures trips as soon
-    // as the window's failure rate crosses the threshold (50 of the last
-    // 100 calls), not after another 1,000 failures.
+    // After 1,000 successes, a burst of failures trips as soon as the
+    // window's failure rate crosses the threshold (50 of the last 100
+    // calls): old successes leave the window.
     let breaker = no_jitter().count_window(100).build().unwrap();
     let svc = CircuitBreakerLayer::new(breaker.clone()).layer(backend());
     for i in 0..1000 {
         run(&svc, i).await.unwrap();
     }
-    assert_eq!(breaker.snapshot().calls(), 100);
-    assert_eq!(breaker.snapshot().failures(), 0);
+    assert_eq!(breaker.snapshot().calls, 100);
+    assert_eq!(breaker.snapshot().failures, 0);
     for _ in 0..49 {
         run(&svc, -1).await.unwrap_err();
     }
     let s = breaker.snapshot();
-    assert_eq!(
-        (s.state(), s.calls(), s.failures()),
-        (State::Closed, 100, 49)
-    );
+    assert_eq!((s.state, s.calls, s.failures), (State::Closed, 100, 49));
     assert!((s.failure_rate() - 0.49).abs() < 1e-9);
     run(&svc, -1).await.unwrap_err();
     assert_eq!(
@@ -116,7 +114,7 @@ async fn open_rejects_at_once_without_touching_the_backend() {
             .is_pending(),
         "no request reached the backend"
     );
-    assert_eq!(breaker.snapshot().rejected(), 1);
+    assert_eq!(breaker.snapshot().rejected, 1);
 
     // A tripped (not forced) breaker names the time to the next probe.
     breaker.reset();
@@ -294,9 +292,9 @@ async fn slow_calls_trip_and_time_windows_forget() {
     for _ in 0..4 {
         run(&svc, -1).await.unwrap_err();
     }
-    assert_eq!(breaker.snapshot().failures(), 4);
+    assert_eq!(breaker.snapshot().failures, 4);
     advance(Duration::from_secs(11)).await;
-    assert_eq!(breaker.snapshot().calls(), 0, "old buckets left the window");
+    assert_eq!(breaker.snapshot().calls, 0, "old buckets left the window");
     run(&svc, -1).await.unwrap_err();
     assert_eq!(
         breaker.state(),
@@ -311,7 +309,7 @@ async fn slow_calls_trip_and_time_windows_forget() {
     assert_eq!(breaker.state(), State::Closed);
     run(&svc, 500).await.unwrap();
     let s = breaker.snapshot();
-    assert_eq!(s.state(), State::Open, "{s:?}");
+    assert_eq!(s.state, State::Open, "{s:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -351,7 +349,7 @@ async fn ignored_outcomes_and_classifiers() {
     for _ in 0..20 {
         ignore_all.clone().oneshot(-1).await.unwrap_err();
     }
-    assert_eq!(breaker.snapshot().calls(), 0, "ignored calls count nowhere");
+    assert_eq!(breaker.snapshot().calls, 0, "ignored calls count nowhere");
     run(&svc, 1).await.unwrap();
     run(&svc, -1).await.unwrap_err();
     assert_eq!(breaker.state(), State::Open, "1 of 2 failed: 50 %");
@@ -381,7 +379,7 @@ async fn http_4xx_are_successes_and_5xx_failures() {
         svc.clone().oneshot(404).await.unwrap();
     }
     assert_eq!(breaker.state(), State::Closed);
-    assert_eq!(breaker.snapshot().failures(), 0);
+    assert_eq!(breaker.snapshot().failures, 0);
     for _ in 0..5 {
         svc.clone().oneshot(503).await.unwrap();
     }
@@ -407,8 +405,8 @@ async fn calls_admitted_before_a_transition_do_not_count_after_it() {
     breaker.try_acquire().unwrap().record(Outcome::Success);
     assert_eq!(breaker.state(), State::Closed);
     straggler.record(Outcome::Failure);
-    assert_eq!(breaker.snapshot().failures(), 0);
-    assert_eq!(breaker.snapshot().calls(), 0);
+    assert_eq!(breaker.snapshot().failures, 0);
+    assert_eq!(breaker.snapshot().calls, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -436,9 +434,9 @@ async fn forced_states() {
     );
     breaker.reset();
     let s = breaker.snapshot();
-    assert_eq!((s.state(), s.calls(), s.rejected()), (State::Closed, 0, 1));
+    assert_eq!((s.state, s.calls, s.rejected), (State::Closed, 0, 1));
     advance(Duration::from_secs(2)).await;
-    assert_eq!(breaker.snapshot().time_in_state(), Duration::from_secs(2));
+    assert_eq!(breaker.snapshot().time_in_state, Duration::from_secs(2));
 }
 
 #[test]
@@ -465,7 +463,7 @@ fn contexts_are_not_needed_for_the_handle() {
     let breaker = CircuitBreaker::builder().build().unwrap();
     let _ = Context::from_waker(std::task::Waker::noop());
     breaker.try_acquire().unwrap().record(Outcome::Success);
-    assert_eq!(breaker.snapshot().calls(), 1);
+    assert_eq!(breaker.snapshot().calls, 1);
 }
 
 #[test]
@@ -484,7 +482,7 @@ fn concurrent_recording_loses_nothing() {
             });
         }
     });
-    assert_eq!(breaker.snapshot().calls(), 40_000);
+    assert_eq!(breaker.snapshot().calls, 40_000);
 
     let breaker = CircuitBreaker::builder()
         .count_window(1000)
@@ -507,11 +505,11 @@ fn concurrent_recording_loses_nothing() {
         }
     });
     let s = breaker.snapshot();
-    assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.calls(), 1000);
+    assert_eq!(s.state, State::Closed);
+    assert_eq!(s.calls, 1000);
     // A quarter of all calls failed; the last 1,000 are interleaved, so
     // allow for the threads' phase, not for lost updates.
-    assert!((150..=350).contains(&s.failures()), "{s:?}");
+    assert!((150..=350).contains(&s.failures), "{s:?}");
 }
 
 #[cfg(feature = "keyed")]
@@ -519,8 +517,9 @@ fn concurrent_recording_loses_nothing() {
 async fn keyed_breakers_are_independent_and_capped() {
     use buttress_breaker::{KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
 
-    let breakers =
-        KeyedCircuitBreaker::new(no_jitter().count_window(4).minimum_calls(4), 8).unwrap();
+    let breakers = KeyedCircuitBreaker::builder(no_jitter().count_window(4).minimum_calls(4), 8)
+        .build()
+        .unwrap();
     // Requests are (host, n); n < 0 fails.
     let svc = KeyedCircuitBreakerLayer::new(breakers.clone(), |r: &(&'static str, i64)| {
         (!r.0.is_empty()).then(|| r.0.to_string())
@@ -539,25 +538,29 @@ async fn keyed_breakers_are_independent_and_capped() {
         svc.clone().oneshot(("", -1)).await.unwrap_err().to_string(),
         "failed"
     );
-    assert_eq!(breakers.len(), 2);
+    assert_eq!(breakers.snapshot().keys, 2);
     // The cap holds under many keys.
     for i in 0..100 {
         breakers.get(&format!("host-{i}"));
     }
-    assert!(breakers.len() <= 8, "{}", breakers.len());
-    assert!(
-        KeyedCircuitBreaker::<String>::new(CircuitBreaker::builder(), 0)
+    let s = breakers.snapshot();
+    assert!(s.keys <= 8, "{s:?}");
+    assert_eq!(s.cap_evictions, 102 - s.keys as u64, "{s:?}");
+    assert_eq!(s.idle_evictions, 0);
+    assert_eq!(
+        KeyedCircuitBreaker::<String>::builder(CircuitBreaker::builder(), 0)
+            .build()
             .unwrap_err()
-            .field()
-            == "max_keys"
+            .field(),
+        "max_keys"
     );
 }
 
 #[test]
 fn concurrent_pushes_never_trip_below_the_threshold() {
-    // Regression: with k equal to the window size, a push in flight could
-    // overwrite the ring slot being judged with a newer failure and trip a
-    // breaker whose window was three-quarters successes.
+    // With k equal to the window size, a push in flight can overwrite the
+    // ring slot being judged with a newer failure; the breaker must still
+    // not trip on a window of three-quarters successes.
     for round in 0..20 {
         let breaker = CircuitBreaker::builder()
             .count_window(64)
@@ -609,8 +612,8 @@ async fn another_layers_refusal_is_not_a_failure_but_its_deadline_is() {
         State::Closed,
         "a shed is not the dependency failing"
     );
-    assert_eq!(breaker.snapshot().failures(), 0);
-    assert_eq!(breaker.snapshot().calls(), 0, "not counted at all");
+    assert_eq!(breaker.snapshot().failures, 0);
+    assert_eq!(breaker.snapshot().calls, 0, "not counted at all");
 
     // A passed deadline is the dependency being too slow: it counts.
     let late = service_fn(|()| async {

@@ -7,14 +7,16 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
-use buttress_breaker::{Builder, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, State};
+use buttress_breaker::{
+    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerLayer, CircuitOpen, State,
+};
 use buttress_core::classify::{Classification, Outcome};
 use tokio::time::{advance, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn no_jitter() -> Builder {
+fn no_jitter() -> CircuitBreakerBuilder {
     CircuitBreaker::builder().open_duration_jitter(0.0)
 }
 
@@ -43,9 +45,9 @@ fn sleepy() -> impl Service<
 
 #[tokio::test(start_paused = true)]
 async fn idle_services_polled_ready_in_half_open_hold_no_probe() {
-    // Regression (#9, 7a): two services polled ready while half-open used
-    // to reserve both probe permits and, left idle, reject all other
-    // traffic for as long as they idled.
+    // Services polled ready while half-open reserve no probe permit, so
+    // two of them left idle cannot make the breaker reject all other
+    // traffic for as long as they idle.
     let breaker = no_jitter()
         .open_duration(Duration::from_secs(1))
         .half_open_probes(2)
@@ -76,8 +78,8 @@ async fn idle_services_polled_ready_in_half_open_hold_no_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn force_open_applies_to_a_call_already_polled_ready() {
-    // Regression (#9, 7b): a service polled ready while closed let one call
-    // through after `force_open()`.
+    // `force_open()` applies to the next call, even on a service polled
+    // ready while closed.
     let breaker = no_jitter().build().unwrap();
     let (mock, mut handle) = tower_test::mock::pair::<u64, u64>();
     let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(mock);
@@ -96,7 +98,7 @@ async fn force_open_applies_to_a_call_already_polled_ready() {
             .is_pending(),
         "no request reached the backend"
     );
-    assert_eq!(breaker.snapshot().rejected(), 1);
+    assert_eq!(breaker.snapshot().rejected, 1);
 
     // And the other way: readiness answered while forced open (without
     // polling the backend) still rejects after a reset, since the backend
@@ -116,8 +118,8 @@ async fn force_open_applies_to_a_call_already_polled_ready() {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_that_never_completes_does_not_hold_half_open() {
-    // Regression: a half-open probe whose backend hangs held its permit, and
-    // the breaker stayed half-open, rejecting everything, forever.
+    // A half-open probe whose backend hangs must not hold its permit, and
+    // the breaker half-open and rejecting everything, forever.
     let breaker = no_jitter()
         .open_duration(Duration::from_secs(10))
         .half_open_probes(1)

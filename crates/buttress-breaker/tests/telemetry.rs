@@ -192,7 +192,7 @@ async fn a_breaker_built_before_the_recorder_publishes_every_series() {
     assert_eq!(transitions(&s, "forced_open"), Some(0.0), "zeros too");
     assert_eq!(value(&s, "buttress_breaker_state", &[]), Some(0.0));
     assert_eq!(value(&s, "buttress_breaker_failure_rate", &[]), Some(0.0));
-    assert_eq!(breaker.snapshot().rejected(), 2);
+    assert_eq!(breaker.snapshot().rejected, 2);
 
     // Every metric of a single breaker, and nothing else.
     let expected: BTreeSet<&str> = METRICS
@@ -264,23 +264,24 @@ fn unnamed_breakers_are_named_after_their_line_and_live_names_are_unique() {
 #[cfg(feature = "keyed")]
 #[test]
 fn keyed_sets_publish_totals_over_every_key_in_a_bounded_number_of_series() {
-    // Regression (#9, 3): every new key registered seven series of its own,
-    // never removed on eviction.
+    // New keys register no series of their own: the set's series stay a
+    // fixed dozen however many keys come and go.
     use buttress_breaker::KeyedCircuitBreaker;
 
-    let breakers = KeyedCircuitBreaker::new(
+    let breakers = KeyedCircuitBreaker::builder(
         CircuitBreaker::builder()
             .name("upstream")
             .count_window(4)
             .minimum_calls(2),
         100,
     )
+    .build()
     .unwrap();
     for key in 0..100_000_u32 {
         let breaker = breakers.get(&key);
         breaker.try_acquire().unwrap().record(Outcome::Success);
     }
-    assert!(breakers.len() <= 100);
+    assert!(breakers.snapshot().keys <= 100);
     let s = published("upstream");
     assert_eq!(
         s.len(),
@@ -293,7 +294,7 @@ fn keyed_sets_publish_totals_over_every_key_in_a_bounded_number_of_series() {
         "evicted keys' calls included"
     );
     #[allow(clippy::cast_precision_loss)]
-    let held = breakers.len() as f64;
+    let held = breakers.snapshot().keys as f64;
     assert_eq!(value(&s, "buttress_breaker_keys", &[]), Some(held));
     assert_eq!(value(&s, "buttress_breaker_open_keys", &[]), Some(0.0));
 }
@@ -304,17 +305,16 @@ fn keyed_sets_count_open_keys_and_cap_opt_in_per_key_series() {
     use buttress_breaker::KeyedCircuitBreaker;
 
     let single = CircuitBreaker::builder().name("solo").build().unwrap();
-    let breakers = KeyedCircuitBreaker::new(
+    let breakers = KeyedCircuitBreaker::builder(
         CircuitBreaker::builder()
             .name("hosts")
             .count_window(4)
             .minimum_calls(2),
         10,
     )
+    .per_key_metrics(true)
+    .build()
     .unwrap();
-    // Keys that exist before per-key metrics are turned on get them too.
-    breakers.get(&"a".to_owned());
-    let breakers = breakers.per_key_metrics(true);
     let trip = |key: &str| {
         let breaker = breakers.get(&key.to_owned());
         while breaker.state() == State::Closed {
@@ -391,15 +391,16 @@ fn keyed_sets_count_open_keys_and_cap_opt_in_per_key_series() {
 fn an_evicted_open_key_leaves_its_counts_in_the_set_and_reads_closed() {
     use buttress_breaker::KeyedCircuitBreaker;
 
-    let breakers = KeyedCircuitBreaker::new(
+    let breakers = KeyedCircuitBreaker::builder(
         CircuitBreaker::builder()
             .name("four-slots")
             .count_window(2)
             .minimum_calls(2),
         4,
     )
-    .unwrap()
-    .per_key_metrics(true);
+    .per_key_metrics(true)
+    .build()
+    .unwrap();
     let x = breakers.get(&"x".to_owned());
     x.try_acquire().unwrap().record(Outcome::Failure);
     x.try_acquire().unwrap().record(Outcome::Failure);
@@ -417,7 +418,7 @@ fn an_evicted_open_key_leaves_its_counts_in_the_set_and_reads_closed() {
     assert_eq!(calls(&s, "failure"), Some(2.0), "evicted, still counted");
     assert_eq!(transitions(&s, "open"), Some(1.0));
     #[allow(clippy::cast_precision_loss)]
-    let held = breakers.len() as f64;
+    let held = breakers.snapshot().keys as f64;
     assert_eq!(value(&s, "buttress_breaker_keys", &[]), Some(held));
     assert_eq!(value(&s, "buttress_breaker_open_keys", &[]), Some(0.0));
     let key_state = |key| value(&s, "buttress_breaker_key_state", &[("key", key)]);

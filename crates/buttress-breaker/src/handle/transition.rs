@@ -2,9 +2,10 @@
 //! under the control lock, growing the open duration, and telling the
 //! transition counts, the log and the listener.
 
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use buttress_core::sync::lock;
 
 use super::{Inner, Word};
 use crate::state::{State, StateTransition, TransitionReason};
@@ -33,7 +34,7 @@ impl Inner {
     fn transition(&self, from: Option<Word>, to: State, reason: TransitionReason) {
         let event;
         {
-            let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut control = lock(&self.control);
             let current = self.word();
             if let Some(from) = from
                 && (current.state() != from.state() || current.epoch() != from.epoch())
