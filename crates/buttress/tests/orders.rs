@@ -241,7 +241,7 @@ async fn a_shed_is_a_503_never_retried_nor_counted_by_the_breaker_in_every_order
         assert_eq!(s.retry.stats().retries, retries, "{order:?}: not retried");
         assert_eq!(s.breaker.state(), State::Closed, "{order:?}");
         assert_eq!(
-            s.breaker.snapshot().failures(),
+            s.breaker.snapshot().failures,
             0,
             "{order:?}: not a failure"
         );
