@@ -132,7 +132,10 @@ pub(crate) async fn run() -> Result<String, BoxError> {
 
     // With it.
     let calls = Arc::new(AtomicU64::new(0));
-    let cache = Cache::builder(QuickCacheStore::new(16 << 20, KEYS))
+    let store = QuickCacheStore::builder(16 << 20)
+        .estimated_entries(KEYS)
+        .build()?;
+    let cache = Cache::builder(store)
         .name("showcase")
         .ttl(Duration::from_secs(60))
         .build()?;
@@ -142,7 +145,7 @@ pub(crate) async fn run() -> Result<String, BoxError> {
             .service(backend(Arc::clone(&calls))),
     );
     let cached = drive(cached_svc, Arc::clone(&keys), calls).await;
-    let stats = cache.stats();
+    let stats = cache.snapshot();
 
     writeln!(
         out,
@@ -177,7 +180,10 @@ pub(crate) async fn run() -> Result<String, BoxError> {
 
     // A stampede at expiry: one hot key expires while 1,000 callers want it.
     let calls = Arc::new(AtomicU64::new(0));
-    let cache = Cache::builder(QuickCacheStore::new(1 << 20, 16))
+    let store = QuickCacheStore::builder(1 << 20)
+        .estimated_entries(16)
+        .build()?;
+    let cache = Cache::builder(store)
         .name("stampede")
         .ttl(Duration::from_millis(200))
         .ttl_jitter(0.0)

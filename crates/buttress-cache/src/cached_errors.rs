@@ -5,9 +5,9 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use buttress_core::sync::lock;
 use buttress_core::time::Instant;
 
-use crate::handle::lock;
 use crate::policy::MakeError;
 
 /// The most errors cached at once (see

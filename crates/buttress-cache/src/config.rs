@@ -1,35 +1,41 @@
-//! The cache's builder and validated configuration.
+//! The cache's builder and its validated configuration.
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use buttress_core::telemetry::{Name, Registration, register_catalog};
+use buttress_core::telemetry::{Histogram, Name, Registration, register_catalog};
 
 use crate::entry::MAX_WINDOW;
 use crate::error::{ConfigError, config_error};
-use crate::handle::Cache;
 use crate::store::Store;
+use crate::telemetry::{LOAD_SECONDS, METRICS};
+use crate::weigh::{Weigh, measure};
 
-pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 
 /// What an entry costs beyond its key and value, added by the default
 /// weigher. Measured on `QuickCacheStore` with `u64` keys and `Arc`
-/// values: 72 bytes of the store's slot (the 56-byte `Entry` header and
-/// quick_cache's own fields; a slot is 88 bytes), about 12 for its hash
-/// index and ghost entries, and about 24 for an `Arc`'s counts and the
-/// allocator's rounding of its block, since `size_of::<V>()` counts only
-/// the pointer. moka's per-entry bookkeeping is larger.
-pub const ENTRY_OVERHEAD_BYTES: u32 = 112;
+/// values: 72 bytes of the store's slot beyond the key and the value (the
+/// 56-byte `Entry` header and quick_cache's own fields), about 12 for its
+/// hash index and ghost entries, and about 8 for the allocator's rounding
+/// of the value's heap block (an `Arc`'s counts are its own weight, see
+/// [`Weigh`]). moka's per-entry bookkeeping is larger.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 92;
 
 /// The layer kind the cache registers its name as.
-pub(crate) const KIND: &str = "cache";
+const KIND: &str = "cache";
 
-/// The validated configuration.
+/// The validated configuration: everything the handle needs.
 pub(crate) struct Config<K, V> {
     /// The effective name (after [`Registration`]).
     pub(crate) name: Name,
+    /// The cache's claim on its name; the handle attaches its counters.
+    pub(crate) registration: Registration,
+    /// `buttress_cache_load_seconds`, recorded once per load.
+    pub(crate) load_seconds: Histogram,
     pub(crate) ttl: Duration,
     pub(crate) ttl_jitter: f64,
     pub(crate) negative_ttl: Duration,
@@ -42,24 +48,47 @@ pub(crate) struct Config<K, V> {
     pub(crate) seed: Option<u64>,
 }
 
-/// Builds a [`Cache`] handle around a [`Store`]. Every setter documents its
+/// How entries are weighed.
+enum Weighing<K, V> {
+    /// The default: through [`Weigh`] where the crate implements it, by
+    /// size elsewhere.
+    Default,
+    /// Through `V`'s [`Weigh`] ([`CacheBuilder::weigh_values`]).
+    Values(fn(&V) -> u64),
+    /// The user's weigher.
+    Custom(Weigher<K, V>),
+}
+
+impl<K, V> Weighing<K, V> {
+    fn describe(&self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Values(_) => "values' Weigh",
+            Self::Custom(_) => "custom",
+        }
+    }
+}
+
+/// Builds a [`Cache`](crate::Cache) handle around a [`Store`], from
+/// [`Cache::builder`](crate::Cache::builder). Every setter documents its
 /// default and where it comes from; [`build`](Self::build) validates them.
 ///
 /// ```
 /// use std::time::Duration;
 /// use buttress_cache::{Cache, store::QuickCacheStore};
 ///
-/// let cache = Cache::<u64, String, _>::builder(QuickCacheStore::new(64 << 20, 10_000))
+/// let store = QuickCacheStore::builder(64 << 20).estimated_entries(10_000).build()?;
+/// let cache = Cache::<u64, String, _>::builder(store)
 ///     .name("users")
 ///     .ttl(Duration::from_secs(30))
 ///     .stale_while_revalidate(Duration::from_secs(10))
 ///     .stale_if_error(Duration::from_secs(300))
-///     .build()
-///     .expect("valid configuration");
+///     .build()?;
 /// assert_eq!(cache.name(), "users");
+/// # Ok::<(), buttress_cache::ConfigError>(())
 /// ```
 #[must_use]
-pub struct Builder<K, V, St> {
+pub struct CacheBuilder<K, V, St> {
     store: St,
     name: Name,
     ttl: Duration,
@@ -70,14 +99,14 @@ pub struct Builder<K, V, St> {
     xfetch_beta: Option<f64>,
     load_timeout: Duration,
     max_entry_bytes: u32,
-    weigher: Option<Weigher<K, V>>,
+    weighing: Weighing<K, V>,
     seed: Option<u64>,
     _types: PhantomData<fn(K, V)>,
 }
 
-impl<K, V, St: fmt::Debug> fmt::Debug for Builder<K, V, St> {
+impl<K, V, St: fmt::Debug> fmt::Debug for CacheBuilder<K, V, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("CacheBuilder")
             .field("store", &self.store)
             .field("name", &self.name)
             .field("ttl", &self.ttl)
@@ -88,13 +117,13 @@ impl<K, V, St: fmt::Debug> fmt::Debug for Builder<K, V, St> {
             .field("xfetch_beta", &self.xfetch_beta)
             .field("load_timeout", &self.load_timeout)
             .field("max_entry_bytes", &self.max_entry_bytes)
-            .field("weigher", &self.weigher.as_ref().map(|_| ".."))
+            .field("weigher", &self.weighing.describe())
             .field("seed", &self.seed)
             .finish()
     }
 }
 
-impl<K, V, St> Builder<K, V, St>
+impl<K, V, St> CacheBuilder<K, V, St>
 where
     K: Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
@@ -113,7 +142,7 @@ where
             xfetch_beta: Some(1.0),
             load_timeout: Duration::from_secs(30),
             max_entry_bytes: 1 << 20,
-            weigher: None,
+            weighing: Weighing::Default,
             seed: None,
             _types: PhantomData,
         }
@@ -122,10 +151,11 @@ where
     /// The cache's name: the `name` label on its metrics, the `name` field
     /// of its `tracing` spans and events, and the name its
     /// [`LoadTimedOut`](crate::LoadTimedOut) carries. Default: the source
-    /// location of the [`Cache::builder`] call (`"src/main.rs:12"`,
-    /// [`Name::caller`]), stable from run to run. While another cache of
-    /// the same name is alive, this one is named `name#2` (then `#3`, …):
-    /// [`Cache::name`] gives the name it got.
+    /// location of the [`Cache::builder`](crate::Cache::builder) call
+    /// (`"src/main.rs:12"`, [`Name::caller`]), stable from run to run.
+    /// While another cache of the same name is alive, this one is named
+    /// `name#2` (then `#3`, …): [`Cache::name`](crate::Cache::name) gives
+    /// the name it got.
     pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.name = name.into();
         self
@@ -210,19 +240,40 @@ where
         self
     }
 
-    /// Responses weighing more than this are not cached (counted as
-    /// `oversized`). Default: 1 MiB.
+    /// Responses whose entry weighs more than this (by the
+    /// [weigher](Self::weigher)) are returned but not cached (counted as
+    /// `oversized`), so one huge response cannot push out a store's worth
+    /// of small ones. Default: 1 MiB.
     pub fn max_entry_bytes(mut self, bytes: u32) -> Self {
         self.max_entry_bytes = bytes;
         self
     }
 
-    /// How much an entry weighs, in bytes: stores are bounded by the sum.
-    /// Default: `size_of::<K>() + size_of::<V>() +`
-    /// [`ENTRY_OVERHEAD_BYTES`], which ignores heap data: set a weigher
-    /// for values with heap data (`|_, v: &Bytes| v.len() as u32`).
-    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
-        self.weigher = Some(Arc::new(weigher));
+    /// How much an entry weighs, in bytes: stores hold at most their
+    /// capacity's worth, and an entry heavier than
+    /// [`max_entry_bytes`](Self::max_entry_bytes) is not cached.
+    ///
+    /// Default: [`ENTRY_OVERHEAD_BYTES`] plus the key's and the value's
+    /// weight, each measured through [`Weigh`] when its type is one this
+    /// crate implements it for (`Bytes`, `String`, `Vec<u8>`, `Arc<str>`,
+    /// `Arc`/`Box`/`Option` of those, integers, `http::Response<Bytes>`
+    /// with the `http` feature: see [`Weigh`]), and by its `size_of`
+    /// otherwise, which ignores heap data: for a type of your own,
+    /// implement [`Weigh`] and call [`weigh_values`](Self::weigh_values),
+    /// or set a weigher here.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weighing = Weighing::Custom(Arc::new(weigher));
+        self
+    }
+
+    /// Weighs values through their own [`Weigh`] implementation (keys and
+    /// the per-entry overhead as by default): for a value type of your
+    /// own, which the default weigher cannot see (see [`Weigh`]).
+    pub fn weigh_values(mut self) -> Self
+    where
+        V: Weigh,
+    {
+        self.weighing = Weighing::Values(|v: &V| v.weight());
         self
     }
 
@@ -233,15 +284,9 @@ where
         self
     }
 
-    /// Validates the configuration and builds the handle.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] naming the field when `name` is empty, `ttl`,
-    /// `negative_ttl` or `load_timeout` is zero, `ttl_jitter` is outside `[0, 1)`,
-    /// `xfetch_beta` is not positive and finite, or `max_entry_bytes` is
-    /// zero.
-    pub fn build(self) -> Result<Cache<K, V, St>, ConfigError> {
+    /// Checks every setting, then claims the name: the store and the
+    /// validated configuration, for [`build`](Self::build).
+    pub(crate) fn validate(self) -> Result<(St, Config<K, V>), ConfigError> {
         if self.name.as_str().is_empty() {
             return Err(config_error("name", "must not be empty"));
         }
@@ -271,16 +316,18 @@ where
         if self.max_entry_bytes == 0 {
             return Err(config_error("max_entry_bytes", "must be at least 1"));
         }
-        let weigher = self.weigher.unwrap_or_else(|| {
-            let fixed = u32::try_from(size_of::<K>() + size_of::<V>())
-                .unwrap_or(u32::MAX)
-                .saturating_add(ENTRY_OVERHEAD_BYTES);
-            Arc::new(move |_: &K, _: &V| fixed)
-        });
-        register_catalog(crate::METRICS);
+        let weigher = match self.weighing {
+            Weighing::Custom(weigher) => weigher,
+            Weighing::Values(value) => default_weigher(Some(value)),
+            Weighing::Default => default_weigher(None),
+        };
+        register_catalog(METRICS);
         let registration = Registration::new(KIND, self.name);
+        let name = registration.name();
         let config = Config {
-            name: registration.name(),
+            name,
+            registration,
+            load_seconds: Histogram::new(LOAD_SECONDS, name),
             ttl: self.ttl,
             ttl_jitter: self.ttl_jitter,
             negative_ttl: self.negative_ttl,
@@ -292,6 +339,31 @@ where
             weigher,
             seed: self.seed,
         };
-        Ok(Cache::from_parts(self.store, config, registration))
+        Ok((self.store, config))
     }
+}
+
+/// The default weigher: [`ENTRY_OVERHEAD_BYTES`], plus the key and the
+/// value each measured through [`Weigh`] when its type is one the crate
+/// implements it for, else by its size; `value` overrides the value's
+/// measure ([`CacheBuilder::weigh_values`]).
+fn default_weigher<K: Any, V: Any>(value: Option<fn(&V) -> u64>) -> Weigher<K, V> {
+    let key = measure::<K>();
+    let measured = measure::<V>();
+    let mut fixed = ENTRY_OVERHEAD_BYTES;
+    if key.is_none() {
+        fixed = fixed.saturating_add(size_of::<K>() as u64);
+    }
+    if value.is_none() && measured.is_none() {
+        fixed = fixed.saturating_add(size_of::<V>() as u64);
+    }
+    Arc::new(move |k: &K, v: &V| {
+        let k = key.map_or(0, |m| m(k));
+        let v = match (value, measured) {
+            (Some(weigh), _) => weigh(v),
+            (None, Some(m)) => m(v),
+            (None, None) => 0,
+        };
+        fixed.saturating_add(k).saturating_add(v)
+    })
 }

@@ -37,18 +37,13 @@ pub type Tag = std::sync::Arc<str>;
 /// - `revalidate_until <= now < stale_until`: served only if the backend
 ///   fails (stale-if-error);
 /// - `stale_until <= now`: never served.
-// Layout, for the hit path: a store's `get` clones the entry into its
-// caller's frame, which moves it again, and the store keeps one per key,
-// so it is kept to 56 bytes of plain data (an `Entry<Arc<T>>` is one
-// 64-byte cache line). The one bound a fresh hit reads, `early_from`, is
-// an `Instant`, compared inline with the clock's reading; the others are
-// `u64` nanoseconds on the crate's clock ([`Ticks`]), converted to only
-// off the common path; the version's top bit is the negative flag and the
-// load time is kept in microseconds. The plain data sits in one `Copy`
-// block, first (`repr(C)`), which the clone copies in 16-byte pieces at
-// the same offsets the move reads them (cloned field by field, the narrow
-// stores of the clone could not be forwarded to the wide loads of the
-// move: a stall per 16 bytes); the value comes last.
+// Layout, for the hit path: a hit clones the entry out of the store and
+// moves it, so its plain data is kept to 56 bytes (an `Entry<Arc<T>>` is
+// one 64-byte cache line). A fresh hit reads one bound, `early_from`, an
+// `Instant` compared with the clock's reading; the others are `Ticks`.
+// The plain data is one `Copy` block placed first (`repr(C)`), so the
+// clone writes it in the same wide pieces the move reads, which the CPU
+// can forward from store to load without a stall.
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct Entry<V> {

@@ -49,7 +49,7 @@ impl Error for CoalescedError {
 }
 
 /// A load did not finish within the cache's
-/// [`load_timeout`](crate::Builder::load_timeout): the backend call (or
+/// [`load_timeout`](crate::CacheBuilder::load_timeout): the backend call (or
 /// the store's write of its result) was dropped, the key freed so that
 /// the next request asks the backend again, and every caller waiting on
 /// that load got this error (or a stale value, under stale-if-error). A

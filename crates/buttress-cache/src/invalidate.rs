@@ -1,16 +1,14 @@
 //! `InvalidateLayer`: drop cache entries when a write succeeds.
 
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::entry::Tag;
+use crate::future::{InvalidateFuture, Pending};
 use crate::handle::Cache;
 use crate::store::Store;
 
@@ -68,7 +66,7 @@ impl<K> Invalidation<K> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower::BoxError> {
-/// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 100)).build()?;
+/// let cache = Cache::builder(QuickCacheStore::builder(1 << 20).build()?).build()?;
 /// let read = CacheLayer::new(cache.clone(), |id: &u64| Some(*id))
 ///     .layer(service_fn(|id: u64| async move { Ok::<_, std::io::Error>(id) }));
 /// let write = InvalidateLayer::new(cache.clone(), |(id, _): &(u64, String)| {
@@ -136,20 +134,7 @@ pub struct InvalidateService<S, K, V, St, F> {
 }
 
 impl<S, K, V, St, F> InvalidateService<S, K, V, St, F> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    buttress_core::define_inner_service_accessors!();
 }
 
 impl<S: Clone, K, V, St, F: Clone> Clone for InvalidateService<S, K, V, St, F> {
@@ -202,71 +187,6 @@ where
                 }
             }))
         };
-        InvalidateFuture {
-            state: State::Calling {
-                future: self.inner.call(req),
-                invalidate,
-            },
-        }
-    }
-}
-
-type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-pin_project! {
-    /// The future of an [`InvalidateService`] call: the write, then (on
-    /// success) the invalidation, boxed (a write path, not a hit path).
-    pub struct InvalidateFuture<Fut, T> {
-        #[pin]
-        state: State<Fut, T>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<Fut, T> {
-        Calling { #[pin] future: Fut, invalidate: Option<Pending> },
-        Invalidating { invalidate: Pending, response: Option<T> },
-    }
-}
-
-impl<Fut, T> fmt::Debug for InvalidateFuture<Fut, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InvalidateFuture").finish_non_exhaustive()
-    }
-}
-
-impl<Fut, T, E> Future for InvalidateFuture<Fut, T>
-where
-    Fut: Future<Output = Result<T, E>>,
-{
-    type Output = Result<T, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future, invalidate } => {
-                    let response = ready!(future.poll(cx))?;
-                    match invalidate.take() {
-                        None => return Poll::Ready(Ok(response)),
-                        Some(invalidate) => this.state.set(State::Invalidating {
-                            invalidate,
-                            response: Some(response),
-                        }),
-                    }
-                }
-                StateProj::Invalidating {
-                    invalidate,
-                    response,
-                } => {
-                    ready!(invalidate.as_mut().poll(cx));
-                    return match response.take() {
-                        Some(response) => Poll::Ready(Ok(response)),
-                        None => Poll::Pending,
-                    };
-                }
-            }
-        }
+        InvalidateFuture::new(self.inner.call(req), invalidate)
     }
 }

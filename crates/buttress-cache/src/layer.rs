@@ -28,7 +28,7 @@ use crate::service::CacheService;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower::BoxError> {
-/// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+/// let cache = Cache::builder(QuickCacheStore::builder(1 << 20).build()?).build()?;
 /// let users = ServiceBuilder::new()
 ///     .layer(
 ///         CacheLayer::new(cache.clone(), |id: &u64| Some(*id))
@@ -44,7 +44,7 @@ use crate::service::CacheService;
 ///
 /// assert_eq!(users.clone().oneshot(1).await?.as_deref(), Some("ada"));
 /// assert_eq!(users.clone().oneshot(1).await?.as_deref(), Some("ada"));
-/// assert_eq!(cache.stats().hits, 1);
+/// assert_eq!(cache.snapshot().hits, 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -120,7 +120,7 @@ impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), tower::BoxError> {
-    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let cache = Cache::builder(QuickCacheStore::builder(1 << 20).build()?).build()?;
     /// let users = ServiceBuilder::new()
     ///     .layer(
     ///         CacheLayer::new(cache.clone(), |id: &u64| Some(*id)).cache_errors(|e: &DbError| {
@@ -133,7 +133,7 @@ impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     ///     let err = users.clone().oneshot(9).await.unwrap_err();
     ///     assert_eq!(err.downcast_ref::<DbError>(), Some(&DbError::NotFound));
     /// }
-    /// let stats = cache.stats();
+    /// let stats = cache.snapshot();
     /// assert_eq!((stats.loads, stats.errors_served), (1, 1)); // one backend call
     /// # Ok(())
     /// # }
@@ -173,7 +173,7 @@ impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     ///   as without this. The table holds at most 10,000 errors (a
     ///   constant); when it is full after dropping expired ones, a new
     ///   error is not cached. A served error counts as a hit and in
-    ///   [`Stats::errors_served`](crate::Stats::errors_served).
+    ///   [`CacheSnapshot::errors_served`](crate::CacheSnapshot::errors_served).
     #[must_use]
     pub fn cache_errors<N2>(self, policy: N2) -> CacheLayer<K, V, St, X, P, N2, C> {
         CacheLayer {
@@ -204,7 +204,7 @@ impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     /// | `Err` | success | as [`cache_errors`](Self::cache_errors) says | no |
     /// | `Err` | ignored | never | no |
     ///
-    /// A failure counts in [`Stats::load_failures`](crate::Stats::load_failures).
+    /// A failure counts in [`CacheSnapshot::load_failures`](crate::CacheSnapshot::load_failures).
     /// An error from the inner service's `poll_ready` is not classified:
     /// it is always a failure that is never cached. The classifier sees
     /// loads only: a hit never calls it.
@@ -221,7 +221,7 @@ impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), tower::BoxError> {
-    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let cache = Cache::builder(QuickCacheStore::builder(1 << 20).build()?).build()?;
     /// let svc = ServiceBuilder::new()
     ///     .layer(
     ///         CacheLayer::new(cache.clone(), |id: &u64| Some(*id)).classifier(
@@ -238,8 +238,8 @@ impl<K, V, St, X, P, N, C> CacheLayer<K, V, St, X, P, N, C> {
     ///
     /// assert_eq!(svc.clone().oneshot(1).await?, 503);
     /// assert_eq!(svc.clone().oneshot(1).await?, 503);
-    /// assert_eq!(cache.stats().loads, 2, "a 503 is not cached");
-    /// assert_eq!(cache.stats().load_failures, 2);
+    /// assert_eq!(cache.snapshot().loads, 2, "a 503 is not cached");
+    /// assert_eq!(cache.snapshot().load_failures, 2);
     /// # Ok(())
     /// # }
     /// ```

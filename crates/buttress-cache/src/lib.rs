@@ -10,7 +10,10 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), tower::BoxError> {
-//! let cache = Cache::builder(QuickCacheStore::new(64 << 20, 10_000))
+//! let store = QuickCacheStore::builder(64 << 20) // bytes
+//!     .estimated_entries(10_000)
+//!     .build()?;
+//! let cache = Cache::builder(store)
 //!     .name("prices")
 //!     .ttl(Duration::from_secs(30))
 //!     .stale_while_revalidate(Duration::from_secs(10))
@@ -24,9 +27,9 @@
 //!
 //! assert_eq!(prices.clone().oneshot(7).await?, 700); // miss: backend
 //! assert_eq!(prices.clone().oneshot(7).await?, 700); // hit
-//! let stats = cache.stats();
-//! assert_eq!((stats.hits, stats.misses, stats.loads), (1, 1, 1));
-//! assert_eq!(stats.hit_ratio(), 0.5);
+//! let counts = cache.snapshot();
+//! assert_eq!((counts.hits, counts.misses, counts.loads), (1, 1, 1));
+//! assert_eq!(counts.hit_ratio(), 0.5);
 //! # Ok(())
 //! # }
 //! ```
@@ -36,7 +39,11 @@
 //! - **Store**: entries live in a [`Store`](store::Store): by default a
 //!   [`QuickCacheStore`](store::QuickCacheStore) (quick_cache 0.7), or a
 //!   [`MokaStore`](store::MokaStore) (feature `moka`). Both are bounded by
-//!   bytes through a weigher ([`Builder::weigher`]). Each [`Entry`]
+//!   bytes through a weigher ([`CacheBuilder::weigher`]), which by default
+//!   measures `Bytes`, `String`, `Vec<u8>`, `Arc<str>`, `Arc`s of those
+//!   and `http::Response<Bytes>` (feature `http`), so a large response
+//!   weighs what it holds; for types of your own, implement [`Weigh`].
+//!   Each [`Entry`]
 //!   carries its own fresh-until, revalidate-until and stale-until
 //!   instants (tokio's clock, so paused-time tests drive them) and its
 //!   measured load time. `docs/cache.md` explains why quick_cache is the
@@ -54,7 +61,7 @@
 //!   leading caller's future is dropped, a waiter takes over with its own
 //!   request.
 //! - **Bounded loads**: every load, background refreshes included, is
-//!   dropped after [`Builder::load_timeout`] (30 s by default); its key is
+//!   dropped after [`CacheBuilder::load_timeout`] (30 s by default); its key is
 //!   freed for the next request and its callers get [`LoadTimedOut`] (or
 //!   a stale value under stale-if-error). No caller waits longer than the
 //!   bound for a load, and an invalidation cancels a refresh of the keys
@@ -85,8 +92,9 @@
 //!   traffic with bounded concurrency.
 //! - **Bad input**: a key extractor returning `None` sends the request
 //!   straight to the backend (counted as `bypassed`); a response weighing
-//!   more than [`Builder::max_entry_bytes`] is returned but not cached
-//!   (counted as `oversized`).
+//!   more than [`CacheBuilder::max_entry_bytes`] (1 MiB by default) is
+//!   returned but not cached (counted as `oversized`); a store's size or
+//!   a setting that makes no sense is a [`ConfigError`] naming it.
 //!
 //! # Background work needs a runtime
 //!
@@ -98,7 +106,7 @@
 //!
 //! # Telemetry
 //!
-//! Every cache has a name ([`Builder::name`]; by default the source line
+//! Every cache has a name ([`CacheBuilder::name`]; by default the source line
 //! of its [`Cache::builder`] call, and `name#2` while another live cache
 //! has the same one). Its metrics, listed in [`METRICS`], carry it as the
 //! `name` label: `buttress_cache_requests_total` (with `outcome` = `hit`,
@@ -118,13 +126,14 @@
 //! Each load runs in a `tracing` span `buttress.cache.load` (debug level,
 //! fields `name` and `refresh`); failed loads, timeouts, dropped refreshes
 //! and invalidations are debug events with the field `name`; hits emit
-//! nothing. [`Cache::stats`] gives the same counters and the hit ratio.
+//! nothing. [`Cache::snapshot`] gives the same counters and the hit ratio.
 //!
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cached_errors;
 mod config;
+mod counters;
 mod entry;
 mod error;
 pub mod future;
@@ -133,19 +142,20 @@ mod invalidate;
 mod layer;
 mod policy;
 mod service;
-mod stats;
 pub mod store;
 mod tags;
 mod telemetry;
+mod weigh;
 
-pub use config::{Builder, ENTRY_OVERHEAD_BYTES};
+pub use config::{CacheBuilder, ENTRY_OVERHEAD_BYTES};
+pub use counters::CacheSnapshot;
 pub use entry::{Entry, Tag};
 pub use error::{CoalescedError, ConfigError, LoadTimedOut};
 pub use handle::Cache;
-pub use invalidate::{InvalidateFuture, InvalidateLayer, InvalidateService, Invalidation};
+pub use invalidate::{InvalidateLayer, InvalidateService, Invalidation};
 pub use layer::CacheLayer;
 pub use policy::{CacheNoErrors, CachePolicy, CacheSuccesses, ErrorPolicy, ErrorVerdict, Verdict};
 pub use service::{CacheService, WarmReport};
-pub use stats::Stats;
 pub use store::Evictions;
 pub use telemetry::METRICS;
+pub use weigh::Weigh;

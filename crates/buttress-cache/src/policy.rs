@@ -45,7 +45,7 @@ impl Verdict {
         }
     }
 
-    /// Cache it for the cache's TTL ([`Builder::ttl`](crate::Builder::ttl)).
+    /// Cache it for the cache's TTL ([`CacheBuilder::ttl`](crate::CacheBuilder::ttl)).
     pub fn cache() -> Self {
         Self {
             kind: Kind::Cache,
@@ -63,7 +63,7 @@ impl Verdict {
     }
 
     /// Cache it as a negative answer ("not found") for the cache's negative
-    /// TTL ([`Builder::negative_ttl`](crate::Builder::negative_ttl)). A
+    /// TTL ([`CacheBuilder::negative_ttl`](crate::CacheBuilder::negative_ttl)). A
     /// negative entry has no stale window: it is never served stale, by
     /// stale-while-revalidate or stale-if-error.
     pub fn negative() -> Self {

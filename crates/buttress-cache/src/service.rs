@@ -99,20 +99,7 @@ impl<S, K, V, St, X, P, N, C> CacheService<S, K, V, St, X, P, N, C> {
         &self.cache
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    buttress_core::define_inner_service_accessors!();
 }
 
 impl<S: Clone, K, V, St, X: Clone, P: Clone, N: Clone, C: Clone> Clone

@@ -38,10 +38,10 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use buttress_core::sync::lock;
 use buttress_core::time::Instant;
 
 use crate::entry::{Entry, Tag};
-use crate::handle::lock;
 use crate::store::Store;
 
 /// A sweep starts when the index holds more than twice

@@ -1,34 +1,25 @@
-//! The cache's metrics: the catalog, and the publication of its counts.
-//!
-//! A request never touches the recorder: hits and stale reads count in
-//! per-thread cells, the rest in plain atomics, and the totals reach the
-//! recorder when [`buttress_core::telemetry`] publishes them (every second
-//! in the background, or on [`flush`](buttress_core::telemetry::flush)).
-//! Only the load-time histogram is recorded where it happens, once per
-//! load.
+//! The cache's metrics: their names and the catalog ([`METRICS`]). The
+//! handle publishes its counts under these names (`handle/publish.rs`).
 
-use buttress_core::telemetry::{Emit, MetricInfo, MetricKind, Publish, Unit};
+use buttress_core::telemetry::{MetricInfo, MetricKind, Unit};
 
-use crate::handle::Shared;
-use crate::store::Store;
-
-const REQUESTS: &str = "buttress_cache_requests_total";
-const ERRORS_SERVED: &str = "buttress_cache_errors_served_total";
-const ENTRIES: &str = "buttress_cache_entries";
-const WEIGHTED_SIZE: &str = "buttress_cache_weighted_size";
-const TAG_INDEX_PAIRS: &str = "buttress_cache_tag_index_pairs";
-const EVICTIONS: &str = "buttress_cache_evictions_total";
-const LOADS: &str = "buttress_cache_loads_total";
-const LOAD_FAILURES: &str = "buttress_cache_load_failures_total";
-const LOAD_TIMEOUTS: &str = "buttress_cache_load_timeouts_total";
-const LOADS_IN_FLIGHT: &str = "buttress_cache_loads_in_flight";
+pub(crate) const REQUESTS: &str = "buttress_cache_requests_total";
+pub(crate) const ERRORS_SERVED: &str = "buttress_cache_errors_served_total";
+pub(crate) const ENTRIES: &str = "buttress_cache_entries";
+pub(crate) const WEIGHTED_SIZE: &str = "buttress_cache_weighted_size";
+pub(crate) const TAG_INDEX_PAIRS: &str = "buttress_cache_tag_index_pairs";
+pub(crate) const EVICTIONS: &str = "buttress_cache_evictions_total";
+pub(crate) const LOADS: &str = "buttress_cache_loads_total";
+pub(crate) const LOAD_FAILURES: &str = "buttress_cache_load_failures_total";
+pub(crate) const LOAD_TIMEOUTS: &str = "buttress_cache_load_timeouts_total";
+pub(crate) const LOADS_IN_FLIGHT: &str = "buttress_cache_loads_in_flight";
 pub(crate) const LOAD_SECONDS: &str = "buttress_cache_load_seconds";
-const COALESCED: &str = "buttress_cache_coalesced_waiters_total";
-const REFRESHES: &str = "buttress_cache_refreshes_total";
-const REFRESHES_DROPPED: &str = "buttress_cache_refreshes_dropped_total";
-const STALE_IF_ERROR: &str = "buttress_cache_stale_if_error_total";
-const OVERSIZED: &str = "buttress_cache_oversized_total";
-const INVALIDATIONS: &str = "buttress_cache_invalidations_total";
+pub(crate) const COALESCED: &str = "buttress_cache_coalesced_waiters_total";
+pub(crate) const REFRESHES: &str = "buttress_cache_refreshes_total";
+pub(crate) const REFRESHES_DROPPED: &str = "buttress_cache_refreshes_dropped_total";
+pub(crate) const STALE_IF_ERROR: &str = "buttress_cache_stale_if_error_total";
+pub(crate) const OVERSIZED: &str = "buttress_cache_oversized_total";
+pub(crate) const INVALIDATIONS: &str = "buttress_cache_invalidations_total";
 
 const fn counter(name: &'static str, help: &'static str) -> MetricInfo {
     MetricInfo {
@@ -41,7 +32,7 @@ const fn counter(name: &'static str, help: &'static str) -> MetricInfo {
 }
 
 /// Every metric a cache emits, each labelled `name` with the cache's
-/// [name](crate::Builder::name).
+/// [name](crate::CacheBuilder::name).
 pub static METRICS: &[MetricInfo] = &[
     MetricInfo {
         name: REQUESTS,
@@ -133,43 +124,3 @@ pub static METRICS: &[MetricInfo] = &[
         "Invalidation calls (by key, tag or predicate).",
     ),
 ];
-
-impl<K, V, St> Publish for Shared<K, V, St>
-where
-    K: Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-    St: Store<K, V>,
-{
-    fn publish(&self, out: &mut Emit<'_>) {
-        let c = self.counters.snapshot(
-            self.store.evictions(),
-            self.tag_index_pairs(),
-            // Not published (loads in flight says more): no lock taken.
-            0,
-        );
-        for (outcome, n) in [
-            ("hit", c.hits),
-            ("stale", c.stale_served),
-            ("miss", c.misses),
-            ("bypass", c.bypassed),
-        ] {
-            out.counter_with(REQUESTS, &[("outcome", outcome)], n);
-        }
-        out.counter(ERRORS_SERVED, c.errors_served);
-        out.gauge(ENTRIES, self.store.len() as f64);
-        out.gauge(WEIGHTED_SIZE, self.store.weighted_size() as f64);
-        out.gauge(TAG_INDEX_PAIRS, c.tag_index_pairs as f64);
-        out.counter_with(EVICTIONS, &[("cause", "size")], c.evictions.size);
-        out.counter_with(EVICTIONS, &[("cause", "expired")], c.evictions.expired);
-        out.counter(LOADS, c.loads);
-        out.counter(LOAD_FAILURES, c.load_failures);
-        out.counter(LOAD_TIMEOUTS, c.timeouts);
-        out.gauge(LOADS_IN_FLIGHT, c.loads_in_flight as f64);
-        out.counter(COALESCED, c.coalesced_waiters);
-        out.counter(REFRESHES, c.refreshes);
-        out.counter(REFRESHES_DROPPED, c.refreshes_dropped);
-        out.counter(STALE_IF_ERROR, c.stale_if_error);
-        out.counter(OVERSIZED, c.oversized);
-        out.counter(INVALIDATIONS, c.invalidations);
-    }
-}

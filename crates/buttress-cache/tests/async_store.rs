@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use buttress_cache::{Builder, Cache, CacheLayer, CacheService};
+use buttress_cache::{Cache, CacheBuilder, CacheLayer, CacheService};
 use buttress_core::time::Instant;
 use common::{Answer, AsyncOnly, Backend, assert_xfetch_keeps_hot_keys_fresh, get, settle};
 use tokio::time::advance;
@@ -18,7 +18,7 @@ fn by_key(k: &u64) -> Option<u64> {
 }
 
 /// No jitter, no XFetch, seeded.
-fn builder() -> Builder<u64, Answer, AsyncOnly> {
+fn builder() -> CacheBuilder<u64, Answer, AsyncOnly> {
     Cache::builder(AsyncOnly::new(1 << 20))
         .ttl_jitter(0.0)
         .xfetch_beta(None)
@@ -51,7 +51,7 @@ async fn stale_while_revalidate_answers_at_once_on_an_async_only_store() {
     );
     settle().await;
     assert_eq!(backend.started(), 2, "one background refresh");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!(
         (stats.stale_served, stats.refreshes, stats.misses),
         (1, 1, 1)
@@ -66,7 +66,7 @@ async fn stale_while_revalidate_answers_at_once_on_an_async_only_store() {
     advance(Duration::from_secs(1)).await;
     settle().await;
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 1), "refreshed");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.hits, stats.stale_served, stats.refreshes), (1, 2, 1));
 
     // Past the revalidate window a read is a miss that waits, as on a
@@ -76,7 +76,7 @@ async fn stale_while_revalidate_answers_at_once_on_an_async_only_store() {
     let before = Instant::now();
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 2));
     assert_eq!(Instant::now() - before, Duration::from_secs(1));
-    assert_eq!(cache.stats().misses, 2);
+    assert_eq!(cache.snapshot().misses, 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
 use buttress_cache::{
-    Builder, Cache, CacheLayer, CacheService, CoalescedError, Entry, InvalidateLayer, Invalidation,
-    Verdict,
+    Cache, CacheBuilder, CacheLayer, CacheService, CoalescedError, Entry, InvalidateLayer,
+    Invalidation, Verdict,
 };
 use buttress_core::time::Instant;
 use common::{Answer, Backend, assert_xfetch_keeps_hot_keys_fresh, get, settle};
@@ -24,11 +24,16 @@ fn by_key(k: &u64) -> Option<u64> {
 }
 
 /// No jitter, no XFetch, seeded: every figure below is exact.
-fn builder() -> Builder<u64, Answer, Quick> {
-    Cache::builder(QuickCacheStore::new(1 << 20, 1000))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .seed(1)
+fn builder() -> CacheBuilder<u64, Answer, Quick> {
+    Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(1000)
+            .build()
+            .unwrap(),
+    )
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .seed(1)
 }
 
 fn layer(cache: &Cache<u64, Answer, Quick>, backend: &Backend) -> Svc {
@@ -60,16 +65,21 @@ async fn a_hit_is_served_without_calling_or_readying_the_backend() {
         polls,
         "a hit never polls the inner service's readiness"
     );
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.hits, stats.misses, stats.loads), (10, 1, 1));
     assert!((stats.hit_ratio() - 10.0 / 11.0).abs() < 1e-9);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hits_share_the_value_instead_of_copying_it() {
-    let cache = Cache::builder(QuickCacheStore::new(1 << 20, 100))
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .build()
+    .unwrap();
     let svc = CacheLayer::new(cache, |k: &u64| Some(*k)).layer(service_fn(|k: u64| async move {
         Ok::<_, io::Error>(Arc::<str>::from(format!("value {k}")))
     }));
@@ -152,7 +162,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     advance(Duration::from_secs(1)).await;
     settle().await;
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 1), "refreshed");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.refreshes, stats.stale_served), (1, 5));
 
     // Past the revalidate window a read is a plain (synchronous) miss.
@@ -187,7 +197,7 @@ async fn a_refresh_is_dropped_when_the_entry_changed_meanwhile() {
     advance(Duration::from_secs(1)).await;
     settle().await;
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 99), "the newer write wins");
-    assert_eq!(cache.stats().refreshes_dropped, 1);
+    assert_eq!(cache.snapshot().refreshes_dropped, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,7 +222,7 @@ async fn stale_if_error_serves_stale_up_to_its_bound_and_never_caches_the_error(
         err.downcast_ref::<io::Error>().is_some(),
         "the backend's own error: {err}"
     );
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.stale_if_error, stats.load_failures), (2, 3));
 
     backend.set_failing(false);
@@ -295,7 +305,7 @@ async fn a_stampede_of_10_000_makes_one_backend_call() {
         assert_eq!(task.await.unwrap().unwrap(), (7, 0));
     }
     assert_eq!(backend.started(), 1);
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.misses, stats.coalesced_waiters), (10_000, 9_999));
 }
 
@@ -311,7 +321,7 @@ async fn a_stampede_survives_its_leader_being_cancelled() {
     let waiters: Vec<_> = (0..9_999)
         .map(|_| tokio::spawn(svc.clone().oneshot(7)))
         .collect();
-    while cache.stats().coalesced_waiters < 9_999 {
+    while cache.snapshot().coalesced_waiters < 9_999 {
         tokio::task::yield_now().await;
     }
     leader.abort();
@@ -371,7 +381,7 @@ async fn invalidation_by_key_tag_and_predicate() {
     cache.invalidate_where(|k, _| *k == 5).await;
     assert!(cache.peek(&5).is_none());
     assert!(cache.peek(&3).is_some());
-    assert_eq!(cache.stats().invalidations, 3);
+    assert_eq!(cache.snapshot().invalidations, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -457,7 +467,7 @@ async fn requests_without_a_key_bypass_and_oversized_values_are_not_cached() {
     get(&svc, 1).await.unwrap();
     get(&svc, 1).await.unwrap();
     assert_eq!(backend.started(), 5);
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.bypassed, stats.oversized, stats.hits), (2, 2, 1));
 }
 
@@ -481,7 +491,7 @@ async fn warming_loads_every_key_with_bounded_concurrency() {
 
 #[test]
 fn build_names_the_bad_field() {
-    let field = |b: Builder<u64, Answer, Quick>| b.build().unwrap_err().field();
+    let field = |b: CacheBuilder<u64, Answer, Quick>| b.build().unwrap_err().field();
     assert_eq!(field(builder().ttl(Duration::ZERO)), "ttl");
     assert_eq!(field(builder().ttl_jitter(1.0)), "ttl_jitter");
     assert_eq!(field(builder().xfetch_beta(Some(f64::NAN))), "xfetch_beta");
@@ -497,6 +507,29 @@ fn build_names_the_bad_field() {
     let err = builder().ttl(Duration::ZERO).build().unwrap_err();
     assert_eq!(err.layer(), "cache");
     assert!(err.to_string().contains("`ttl`"), "{err}");
+}
+
+#[test]
+fn store_builders_refuse_zero_and_swapped_bounds() {
+    let quick = |max_bytes: u64, entries: Option<usize>| {
+        let builder = QuickCacheStore::<u64, Answer>::builder(max_bytes);
+        let builder = match entries {
+            Some(n) => builder.estimated_entries(n),
+            None => builder,
+        };
+        builder.build().map(|_| ()).map_err(|e| e.field())
+    };
+    assert_eq!(quick(0, None), Err("max_bytes"));
+    assert_eq!(quick(0, Some(10)), Err("max_bytes"));
+    assert_eq!(quick(1 << 20, Some(0)), Err("estimated_entries"));
+    // `builder(10_000).estimated_entries(64 << 20)`: the two swapped.
+    assert_eq!(quick(10_000, Some(64 << 20)), Err("estimated_entries"));
+    assert_eq!(quick(64 << 20, Some(10_000)), Ok(()));
+    assert_eq!(quick(1, None), Ok(()), "the default estimate is at least 1");
+    let err = QuickCacheStore::<u64, Answer>::builder(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.layer(), "quick_cache store");
 }
 
 #[test]

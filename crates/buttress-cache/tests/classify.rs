@@ -85,13 +85,18 @@ fn http_like(result: &Result<u16, ApiError>) -> Classification {
 type Quick = QuickCacheStore<u64, u16>;
 
 fn cache() -> Cache<u64, u16, Quick> {
-    Cache::builder(QuickCacheStore::new(1 << 20, 100))
-        .ttl(Duration::from_secs(10))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .stale_if_error(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .ttl(Duration::from_secs(10))
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .stale_if_error(Duration::from_secs(60))
+    .build()
+    .unwrap()
 }
 
 type Svc = tower::util::BoxCloneService<u64, u16, BoxError>;
@@ -123,14 +128,14 @@ async fn a_response_classified_as_a_failure_is_not_cached_and_stale_answers_for_
     assert_eq!(get(&svc, 1).await.unwrap(), 503);
     assert_eq!(api.calls(), 2, "a 503 is not cached");
     assert!(cache.peek(&1).is_none());
-    assert_eq!(cache.stats().load_failures, 2);
+    assert_eq!(cache.snapshot().load_failures, 2);
 
     api.answer(Ok(200));
     assert_eq!(get(&svc, 1).await.unwrap(), 200);
     advance(Duration::from_secs(20)).await; // stale, within stale-if-error
     api.answer(Ok(503));
     assert_eq!(get(&svc, 1).await.unwrap(), 200, "stale-if-error");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.stale_if_error, stats.load_failures), (1, 3));
     assert_eq!(api.calls(), 4);
 }
@@ -143,7 +148,7 @@ async fn coalesced_waiters_get_a_failed_response_and_nothing_is_cached() {
     let (a, b) = tokio::join!(get(&svc, 1), get(&svc, 1));
     assert_eq!((a.unwrap(), b.unwrap()), (502, 502));
     assert_eq!(api.calls(), 1, "one load");
-    assert_eq!(cache.stats().coalesced_waiters, 1);
+    assert_eq!(cache.snapshot().coalesced_waiters, 1);
     assert!(cache.peek(&1).is_none());
 }
 
@@ -166,7 +171,7 @@ async fn an_ignored_result_is_never_cached_nor_a_failure() {
     assert_eq!(err.downcast_ref::<ApiError>(), Some(&ApiError::Cancelled));
     get(&svc, 2).await.unwrap_err();
     assert_eq!(api.calls(), 4, "neither is cached");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.load_failures, stats.stale_if_error), (0, 0));
     assert_eq!(stats.errors_served, 0, "an ignored error is not cached");
 }
@@ -192,7 +197,7 @@ async fn errors_are_cached_as_the_error_policy_says_unless_ignored() {
         assert_eq!(err.downcast_ref::<ApiError>(), Some(&ApiError::Down));
     }
     assert_eq!(api.calls(), 3, "both errors cached");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!(stats.errors_served, 2);
     assert_eq!(stats.load_failures, 1, "`Gone` is not a failure");
 }
@@ -209,5 +214,5 @@ async fn without_a_classifier_errors_fail_and_responses_are_cached() {
     svc.clone().oneshot(2).await.unwrap_err();
     svc.clone().oneshot(2).await.unwrap_err();
     assert_eq!(api.calls(), 3, "no error is cached by default");
-    assert_eq!(cache.stats().load_failures, 2);
+    assert_eq!(cache.snapshot().load_failures, 2);
 }

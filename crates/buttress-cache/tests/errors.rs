@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
-use buttress_cache::{Builder, Cache, CacheLayer, CoalescedError, Entry};
+use buttress_cache::{Cache, CacheBuilder, CacheLayer, CoalescedError, Entry};
 use common::{Answer, get};
 use tokio::time::advance;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -87,12 +87,17 @@ impl Service<u64> for Db {
     }
 }
 
-fn builder() -> Builder<u64, Answer, Quick> {
-    Cache::builder(QuickCacheStore::new(1 << 20, 1000))
-        .ttl(Duration::from_secs(60))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .seed(1)
+fn builder() -> CacheBuilder<u64, Answer, Quick> {
+    Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(1000)
+            .build()
+            .unwrap(),
+    )
+    .ttl(Duration::from_secs(60))
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .seed(1)
 }
 
 /// `NotFound` is cached for 5 s, `Timeout` never.
@@ -139,7 +144,7 @@ async fn a_chosen_error_is_served_from_cache_for_its_ttl_then_reloaded() {
     assert_eq!(get(&svc, 4).await.unwrap(), (4, 3), "reloaded");
     assert_eq!(get(&svc, 4).await.unwrap(), (4, 3), "the value is a hit");
     assert_eq!(db.calls(), 3);
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!(stats.errors_served, 3);
     assert_eq!(stats.load_failures, 1);
     assert_eq!(stats.hits, 4, "3 cached errors + 1 value");
@@ -156,7 +161,7 @@ async fn an_unchosen_error_is_never_cached() {
         assert_eq!(db_error(&err), &DbError::Timeout(4));
         assert_eq!(db.calls(), n, "every request calls the backend");
     }
-    assert_eq!(cache.stats().errors_served, 0);
+    assert_eq!(cache.snapshot().errors_served, 0);
 
     // Without `cache_errors`, even a `NotFound` is not cached.
     let plain = CacheLayer::new(cache.clone(), |k: &u64| Some(*k)).layer(db.clone());
@@ -241,7 +246,7 @@ async fn coalesced_waiters_all_see_a_cached_error() {
         assert_eq!(db_error(&err), &DbError::NotFound(7), "not wrapped");
     }
     assert_eq!(db.calls(), 1);
-    assert_eq!(cache.stats().coalesced_waiters, 99);
+    assert_eq!(cache.snapshot().coalesced_waiters, 99);
     get(&svc, 7).await.unwrap_err();
     assert_eq!(db.calls(), 1, "and it is cached");
 
@@ -272,7 +277,7 @@ async fn stale_if_error_comes_before_caching_the_error() {
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 1), "stale on error");
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 1));
     assert_eq!(db.calls(), 3, "the error was not cached");
-    assert_eq!(cache.stats().stale_if_error, 2);
+    assert_eq!(cache.snapshot().stale_if_error, 2);
 
     // Past the stale bound, the error is the answer, and is cached.
     advance(Duration::from_secs(60)).await;
@@ -342,5 +347,5 @@ async fn a_rejection_is_never_cached_whatever_the_error_policy_says() {
         (1, 2),
         "the rejection was not cached"
     );
-    assert_eq!(cache.stats().errors_served, 0);
+    assert_eq!(cache.snapshot().errors_served, 0);
 }

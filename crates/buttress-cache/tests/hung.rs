@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use buttress_cache::store::QuickCacheStore;
-use buttress_cache::{Builder, Cache, CacheLayer, CacheService, LoadTimedOut, Verdict};
+use buttress_cache::{Cache, CacheBuilder, CacheLayer, CacheService, LoadTimedOut, Verdict};
 use buttress_core::reject::{RejectionKind, rejection};
 use buttress_core::time::Instant;
 use common::{Answer, Backend, get, settle};
@@ -21,12 +21,17 @@ fn by_key(k: &u64) -> Option<u64> {
 }
 
 /// No jitter, no XFetch, seeded, loads bounded at 5 s.
-fn builder() -> Builder<u64, Answer, Quick> {
-    Cache::builder(QuickCacheStore::new(1 << 20, 1000))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .seed(1)
-        .load_timeout(BOUND)
+fn builder() -> CacheBuilder<u64, Answer, Quick> {
+    Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(1000)
+            .build()
+            .unwrap(),
+    )
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .seed(1)
+    .load_timeout(BOUND)
 }
 
 const BOUND: Duration = Duration::from_secs(5);
@@ -52,7 +57,7 @@ fn assert_deadline_of(result: &Result<Answer, tower::BoxError>, cache: &str) {
 
 /// Nothing runs and nothing is waited for once the cache is idle.
 fn assert_idle(cache: &Cache<u64, Answer, Quick>, backend: &Backend) {
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!(
         (stats.loads_in_flight, stats.keys_loading),
         (0, 0),
@@ -77,12 +82,17 @@ const NEVER: Duration = Duration::from_secs(3600);
 #[tokio::test(start_paused = true)]
 async fn a_hung_stale_while_revalidate_refresh_does_not_wedge_the_key() {
     let backend = Backend::default();
-    let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000))
-        .ttl(Duration::from_secs(1))
-        .ttl_jitter(0.0)
-        .stale_while_revalidate(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(1000)
+            .build()
+            .unwrap(),
+    )
+    .ttl(Duration::from_secs(1))
+    .ttl_jitter(0.0)
+    .stale_while_revalidate(Duration::from_secs(10))
+    .build()
+    .unwrap();
     let svc = layer(&cache, &backend);
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 0));
 
@@ -127,7 +137,7 @@ async fn a_foreground_load_whose_backend_hangs_times_out_and_frees_the_key() {
     assert!(is_timeout(&result), "{result:?}");
     assert_eq!(Instant::now() - started, BOUND);
     assert_idle(&cache, &backend);
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!((stats.timeouts, stats.load_failures), (1, 1));
 
     backend.set_hanging(false);
@@ -147,7 +157,7 @@ async fn a_waiter_joining_a_hung_load_is_answered_when_it_times_out() {
     advance(Duration::from_secs(2)).await;
     let waiter = tokio::spawn(timed(svc.clone().oneshot(1)));
     settle().await;
-    assert_eq!(cache.stats().coalesced_waiters, 1);
+    assert_eq!(cache.snapshot().coalesced_waiters, 1);
 
     let (leader, leader_took) = tokio::time::timeout(NEVER, leader)
         .await
@@ -190,11 +200,11 @@ async fn a_hung_refresh_is_bounded_and_a_read_past_the_stale_window_asks_again()
     advance(Duration::from_millis(1500)).await;
     assert_eq!(get(&svc, 1).await.unwrap(), (1, 0), "stale, at once");
     settle().await;
-    assert_eq!(cache.stats().loads_in_flight, 1, "the refresh runs");
+    assert_eq!(cache.snapshot().loads_in_flight, 1, "the refresh runs");
     advance(BOUND).await;
     settle().await;
     assert_idle(&cache, &backend);
-    assert_eq!(cache.stats().timeouts, 1);
+    assert_eq!(cache.snapshot().timeouts, 1);
 
     backend.set_hanging(false);
     backend.set_version(1);
@@ -218,15 +228,23 @@ async fn a_hung_xfetch_refresh_is_bounded_and_the_backend_is_asked_again() {
 
     backend.set_hanging(true);
     for _ in 0..90 {
-        if cache.stats().refreshes > 0 {
+        if cache.snapshot().refreshes > 0 {
             break;
         }
         advance(Duration::from_millis(100)).await;
         assert_eq!(get(&svc, 1).await.unwrap(), (1, 0), "a fresh hit");
     }
-    assert_eq!(cache.stats().refreshes, 1, "drawn before expiry (seeded)");
+    assert_eq!(
+        cache.snapshot().refreshes,
+        1,
+        "drawn before expiry (seeded)"
+    );
     settle().await;
-    assert_eq!(cache.stats().loads_in_flight, 1, "the early refresh runs");
+    assert_eq!(
+        cache.snapshot().loads_in_flight,
+        1,
+        "the early refresh runs"
+    );
     assert_eq!(backend.running(), 1);
 
     // Long past expiry: the read does not join the hung refresh.
@@ -242,7 +260,7 @@ async fn a_hung_xfetch_refresh_is_bounded_and_the_backend_is_asked_again() {
     assert_eq!(again.unwrap(), (1, 1));
     assert_eq!(Instant::now() - started, Duration::from_secs(1), "one load");
     assert_eq!(backend.started(), 3);
-    assert_eq!(cache.stats().timeouts, 1);
+    assert_eq!(cache.snapshot().timeouts, 1);
 }
 
 /// Waiters bound their own wait: when a leader's caller goes away, a
@@ -304,7 +322,10 @@ async fn invalidation_cancels_an_in_flight_refresh() {
         advance(Duration::from_millis(1500)).await;
         get(&svc, 1).await.unwrap();
         settle().await;
-        assert_eq!((backend.running(), cache.stats().loads_in_flight), (1, 1));
+        assert_eq!(
+            (backend.running(), cache.snapshot().loads_in_flight),
+            (1, 1)
+        );
         // Past the stale window (3 s), inside the refresh's bound (6.5 s),
         // a reader joins the refresh.
         advance(Duration::from_secs(2)).await;
@@ -334,7 +355,7 @@ async fn invalidation_cancels_an_in_flight_refresh() {
             "by {how}: at once, not at the timeout"
         );
         assert_idle(&cache, &backend);
-        assert_eq!(cache.stats().timeouts, 0);
+        assert_eq!(cache.snapshot().timeouts, 0);
         cache.invalidate_all().await;
     }
 }

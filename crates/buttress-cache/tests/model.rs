@@ -64,14 +64,19 @@ impl std::error::Error for Failed {}
 
 async fn run(ops: Vec<Op>, failing_every: u64) {
     let backend = Backend::new(Duration::from_millis(50));
-    let cache = Cache::builder(QuickCacheStore::new(4096, 16))
-        .ttl(TTL)
-        .ttl_jitter(0.1)
-        .stale_while_revalidate(SWR)
-        .stale_if_error(SIE)
-        .seed(3)
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(4096)
+            .estimated_entries(16)
+            .build()
+            .unwrap(),
+    )
+    .ttl(TTL)
+    .ttl_jitter(0.1)
+    .stale_while_revalidate(SWR)
+    .stale_if_error(SIE)
+    .seed(3)
+    .build()
+    .unwrap();
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k))
         .policy(|a: &Answer| {
             Verdict::cache().tag(if a.0.is_multiple_of(2) { "even" } else { "odd" })

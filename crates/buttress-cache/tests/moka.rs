@@ -13,7 +13,7 @@ use tower::{Layer, ServiceExt};
 #[tokio::test(start_paused = true)]
 async fn moka_hits_coalesces_and_invalidates() {
     let backend = Backend::new(Duration::from_millis(100));
-    let cache = Cache::builder(MokaStore::new(1 << 20))
+    let cache = Cache::builder(MokaStore::builder(1 << 20).build().unwrap())
         .ttl_jitter(0.0)
         .xfetch_beta(None)
         .build()
@@ -27,7 +27,7 @@ async fn moka_hits_coalesces_and_invalidates() {
     }
     assert_eq!(backend.started(), 1);
     assert_eq!(svc.clone().oneshot(3).await.unwrap(), (3, 0));
-    assert_eq!(cache.stats().hits, 1);
+    assert_eq!(cache.snapshot().hits, 1);
     cache.invalidate(&3).await;
     assert!(cache.peek(&3).is_none());
     advance_and_reload(&svc, &backend).await;
@@ -60,20 +60,22 @@ async fn moka_is_bounded_by_bytes_and_counts_size_evictions() {
     cache.store().inner().run_pending_tasks().await;
     assert!(cache.store().weighted_size() <= 20_000);
     assert!(
-        cache.stats().evictions.size >= 80,
+        cache.snapshot().evictions.size >= 80,
         "{:?}",
-        cache.stats().evictions
+        cache.snapshot().evictions
     );
 }
 
 #[tokio::test]
-async fn a_zero_maintenance_interval_is_a_config_error() {
+async fn a_zero_size_or_maintenance_interval_is_a_config_error() {
     let err = MokaStore::builder(1 << 20)
         .maintenance_interval(Some(Duration::ZERO))
         .build::<u64, Answer>()
         .unwrap_err();
     assert_eq!(err.field(), "maintenance_interval");
     assert!(err.to_string().contains("`maintenance_interval`"), "{err}");
+    let zero = MokaStore::builder(0).build::<u64, Answer>().unwrap_err();
+    assert_eq!((zero.layer(), zero.field()), ("moka store", "max_bytes"));
     // `None` is how maintenance is turned off.
     assert!(
         MokaStore::builder(1 << 20)

@@ -90,14 +90,19 @@ fn each_load_runs_in_a_span_naming_the_cache() {
         .start_paused(true)
         .build()
         .unwrap();
-    let cache = Cache::builder(QuickCacheStore::new(1 << 20, 100))
-        .name("spans-users")
-        .ttl(Duration::from_secs(10))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .stale_while_revalidate(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .name("spans-users")
+    .ttl(Duration::from_secs(10))
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .stale_while_revalidate(Duration::from_secs(10))
+    .build()
+    .unwrap();
     let backend = Backend::default();
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k)).layer(backend.clone());
 

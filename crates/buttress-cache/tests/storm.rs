@@ -55,14 +55,19 @@ async fn a_cancellation_storm_leaves_nothing_in_flight_and_never_mixes_keys() {
     };
     // Entries go stale at once and stay servable while refreshed, so
     // reads start background refreshes as well as loads.
-    let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1_000))
-        .ttl(Duration::from_micros(1))
-        .ttl_jitter(0.0)
-        .stale_while_revalidate(Duration::from_secs(3600))
-        .load_timeout(Duration::from_secs(10))
-        .seed(9)
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(1_000)
+            .build()
+            .unwrap(),
+    )
+    .ttl(Duration::from_micros(1))
+    .ttl_jitter(0.0)
+    .stale_while_revalidate(Duration::from_secs(3600))
+    .load_timeout(Duration::from_secs(10))
+    .seed(9)
+    .build()
+    .unwrap();
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k)).layer(backend);
 
     // Phase one: invalidations throughout (loads are detached, refreshes
@@ -83,16 +88,16 @@ async fn a_cancellation_storm_leaves_nothing_in_flight_and_never_mixes_keys() {
     };
     storm(&svc, 0).await;
     invalidator.await.unwrap();
-    let invalidations = cache.stats().invalidations;
+    let invalidations = cache.snapshot().invalidations;
     storm(&svc, CALLS).await;
-    assert_eq!(cache.stats().invalidations, invalidations);
+    assert_eq!(cache.snapshot().invalidations, invalidations);
 
     // Background refreshes still running, or spawned and not yet started
     // (in the flight map, not yet counted as loads), end soon after: the
     // backend answers within a few yields.
     tokio::time::timeout(CALL_BOUND, async {
         loop {
-            let stats = cache.stats();
+            let stats = cache.snapshot();
             if stats.loads_in_flight == 0 && stats.keys_loading == 0 {
                 break;
             }
@@ -101,7 +106,7 @@ async fn a_cancellation_storm_leaves_nothing_in_flight_and_never_mixes_keys() {
     })
     .await
     .expect("every load ends");
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!(stats.loads_in_flight, 0);
     assert_eq!(stats.keys_loading, 0, "the flight map is empty");
     assert_eq!(stats.timeouts, 0, "no load came near its bound");

@@ -15,13 +15,18 @@ use tower::{Layer, ServiceExt};
 async fn the_tag_index_stays_bounded_while_the_store_evicts_tagged_entries() {
     // Room for 100 entries of 100 bytes; 20,000 keys, each tagged "all"
     // and one of seven groups: 40,000 pairs if nothing were swept.
-    let cache = Cache::builder(QuickCacheStore::new(100 * 100, 100))
-        .weigher(|_: &u64, _: &Answer| 100)
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .seed(1)
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(100 * 100)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .weigher(|_: &u64, _: &Answer| 100)
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .seed(1)
+    .build()
+    .unwrap();
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k))
         .policy(|a: &Answer| Verdict::cache().tag("all").tag(format!("g{}", a.0 % 7)))
         .layer(Backend::default());
@@ -29,14 +34,14 @@ async fn the_tag_index_stays_bounded_while_the_store_evicts_tagged_entries() {
     let mut most = 0;
     for k in 0..keys {
         get(&svc, k).await.unwrap();
-        most = most.max(cache.stats().tag_index_pairs);
+        most = most.max(cache.snapshot().tag_index_pairs);
         if k % 100 == 0 {
             // A service's other tasks run now and then; so does the sweep.
             tokio::task::yield_now().await;
         }
     }
     settle().await;
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert!(
         stats.evictions.size > keys - 200,
         "the store evicted: {:?}",
@@ -98,7 +103,11 @@ async fn a_key_rewritten_with_its_tag_during_a_sweep_is_still_invalidated() {
     // copied, but must keep the pair: it stands for the new write.
     store.release();
     settle().await;
-    assert_eq!(cache.stats().tag_index_pairs, 2_049, "every entry is live");
+    assert_eq!(
+        cache.snapshot().tag_index_pairs,
+        2_049,
+        "every entry is live"
+    );
 
     cache.invalidate_tag("hot").await;
     assert!(
@@ -113,12 +122,17 @@ async fn a_key_rewritten_with_its_tag_during_a_sweep_is_still_invalidated() {
 #[tokio::test(start_paused = true)]
 async fn entries_replaced_without_the_tag_or_expired_leave_the_index_after_a_sweep() {
     let backend = Backend::default();
-    let cache = Cache::builder(QuickCacheStore::new(1 << 30, 4_000))
-        .ttl(Duration::from_secs(10))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(1 << 30)
+            .estimated_entries(4_000)
+            .build()
+            .unwrap(),
+    )
+    .ttl(Duration::from_secs(10))
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .build()
+    .unwrap();
     // Only answers of backend version 0 carry the tag.
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k))
         .policy(|a: &Answer| {
@@ -139,7 +153,7 @@ async fn entries_replaced_without_the_tag_or_expired_leave_the_index_after_a_swe
         assert_eq!(get(&svc, k).await.unwrap(), (k, 1));
     }
     settle().await;
-    assert_eq!(cache.stats().tag_index_pairs, 1_500, "no sweep yet");
+    assert_eq!(cache.snapshot().tag_index_pairs, 1_500, "no sweep yet");
 
     // 600 new tagged keys take the index past 2,048 pairs: a sweep.
     backend.set_version(0);
@@ -148,7 +162,7 @@ async fn entries_replaced_without_the_tag_or_expired_leave_the_index_after_a_swe
     }
     settle().await;
     assert_eq!(
-        cache.stats().tag_index_pairs,
+        cache.snapshot().tag_index_pairs,
         600,
         "only the new keys' pairs are left"
     );

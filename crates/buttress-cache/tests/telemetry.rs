@@ -54,18 +54,23 @@ fn series(recorder: &DebuggingRecorder) -> Vec<Series> {
 fn a_cache_built_before_the_recorder_publishes_every_metric_into_it() {
     let rt = paused_runtime();
     // Built before any recorder exists.
-    let cache: Cache<u64, Answer, Quick> = Cache::builder(QuickCacheStore::new(2_000, 20))
-        .name("telemetry-prices")
-        .ttl(Duration::from_secs(10))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .stale_while_revalidate(Duration::from_secs(10))
-        .stale_if_error(Duration::from_secs(60))
-        .load_timeout(Duration::from_secs(5))
-        .weigher(|k: &u64, _: &Answer| if *k == 77 { 5_000 } else { 100 })
-        .max_entry_bytes(1_000)
-        .build()
-        .unwrap();
+    let cache: Cache<u64, Answer, Quick> = Cache::builder(
+        QuickCacheStore::builder(2_000)
+            .estimated_entries(20)
+            .build()
+            .unwrap(),
+    )
+    .name("telemetry-prices")
+    .ttl(Duration::from_secs(10))
+    .ttl_jitter(0.0)
+    .xfetch_beta(None)
+    .stale_while_revalidate(Duration::from_secs(10))
+    .stale_if_error(Duration::from_secs(60))
+    .load_timeout(Duration::from_secs(5))
+    .weigher(|k: &u64, _: &Answer| if *k == 77 { 5_000 } else { 100 })
+    .max_entry_bytes(1_000)
+    .build()
+    .unwrap();
     assert_eq!(cache.name(), "telemetry-prices");
     let backend = Backend::default();
     let svc =
@@ -108,7 +113,7 @@ fn a_cache_built_before_the_recorder_publishes_every_metric_into_it() {
     });
     metrics::with_local_recorder(&recorder, flush);
 
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert!(stats.hits >= 1 && stats.stale_served == 1 && stats.bypassed == 1);
     assert!(stats.refreshes == 1 && stats.stale_if_error == 1 && stats.oversized == 1);
     assert!(stats.coalesced_waiters == 1 && stats.timeouts >= 1 && stats.invalidations == 1);
@@ -194,10 +199,15 @@ fn a_cache_built_before_the_recorder_publishes_every_metric_into_it() {
 #[test]
 fn a_hit_never_touches_the_recorder() {
     let rt = paused_runtime();
-    let cache: Cache<u64, Answer, Quick> = Cache::builder(QuickCacheStore::new(1 << 20, 100))
-        .xfetch_beta(None)
-        .build()
-        .unwrap();
+    let cache: Cache<u64, Answer, Quick> = Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .xfetch_beta(None)
+    .build()
+    .unwrap();
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k)).layer(Backend::default());
     rt.block_on(get(&svc, 1)).unwrap();
 
@@ -209,7 +219,7 @@ fn a_hit_never_touches_the_recorder() {
             }
         });
     });
-    assert_eq!(cache.stats().hits, 100);
+    assert_eq!(cache.snapshot().hits, 100);
     assert!(
         recorder.snapshotter().snapshot().into_vec().is_empty(),
         "hits are published later, never recorded on the call"
@@ -218,7 +228,11 @@ fn a_hit_never_touches_the_recorder() {
 
 #[test]
 fn unnamed_caches_are_named_after_the_line_that_built_them_and_never_share_a_name() {
-    let store = || QuickCacheStore::<u64, Answer>::new(1 << 20, 100);
+    let store = || {
+        QuickCacheStore::<u64, Answer>::builder(1 << 20)
+            .build()
+            .unwrap()
+    };
     let a = Cache::builder(store()).build().unwrap();
     let b = Cache::builder(store()).build().unwrap();
     let (a_line, b_line) = (line_of(a.name().as_str()), line_of(b.name().as_str()));
@@ -282,10 +296,15 @@ fn unnamed_caches_are_named_after_the_line_that_built_them_and_never_share_a_nam
 
 #[test]
 fn an_empty_name_is_a_config_error() {
-    let err = Cache::<u64, Answer, _>::builder(QuickCacheStore::new(1 << 20, 100))
-        .name("")
-        .build()
-        .unwrap_err();
+    let err = Cache::<u64, Answer, _>::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .name("")
+    .build()
+    .unwrap_err();
     assert_eq!(err.field(), "name");
 }
 

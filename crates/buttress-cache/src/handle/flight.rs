@@ -5,10 +5,11 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use buttress_core::BoxError;
+use buttress_core::sync::lock;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::{Shared, lock};
+use super::Shared;
 use crate::error::{CoalescedError, LoadTimedOut};
 use crate::policy::MakeError;
 use crate::store::Store;

@@ -18,10 +18,10 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::flight::{Lead, Outcome};
+use crate::counters::bump;
 use crate::entry::{Entry, Ticks};
 use crate::error::CoalescedError;
 use crate::policy::{CachePolicy, ErrorPolicy, Loaded, Rules};
-use crate::stats::bump;
 use crate::store::Store;
 
 /// `fut`'s output, or `None` if `deadline` passes first (never without
@@ -67,7 +67,8 @@ impl<F: Future> Future for Bounded<F> {
     }
 }
 
-/// Counts one load in [`Stats::loads_in_flight`](crate::Stats::loads_in_flight)
+/// Counts one load in
+/// [`CacheSnapshot::loads_in_flight`](crate::CacheSnapshot::loads_in_flight)
 /// for as long as it lives, however the load ends (finished, timed out,
 /// aborted, dropped).
 struct Running<'a>(&'a AtomicU64);
@@ -143,7 +144,7 @@ where
         self.counters
             .load_nanos
             .fetch_add(saturating_nanos(load_time), Ordering::Relaxed);
-        self.load_seconds.record(load_time.as_secs_f64());
+        self.cfg.load_seconds.record(load_time.as_secs_f64());
         let Some(loaded) = result else {
             bump(&self.counters.load_failures);
             return self.give_up(lead, stale.as_ref());
@@ -475,10 +476,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiter_bounds_its_own_wait_whatever_load_it_joined() {
         let bound = Duration::from_secs(5);
-        let cache = Cache::<u64, u64, _>::builder(QuickCacheStore::new(1 << 20, 100))
-            .load_timeout(bound)
-            .build()
-            .unwrap();
+        let cache =
+            Cache::<u64, u64, _>::builder(QuickCacheStore::builder(1 << 20).build().unwrap())
+                .load_timeout(bound)
+                .build()
+                .unwrap();
         let shared = Arc::clone(&cache.shared);
         // A load of key 1 that nothing bounds: this test holds its lead.
         let Ok(_unbounded) = shared.join(&1) else {
@@ -504,6 +506,6 @@ mod tests {
         let error = result.unwrap_err();
         assert!(error.downcast_ref::<LoadTimedOut>().is_some(), "{error}");
         assert_eq!(started.elapsed(), bound);
-        assert_eq!(cache.stats().timeouts, 1);
+        assert_eq!(cache.snapshot().timeouts, 1);
     }
 }

@@ -5,23 +5,26 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use buttress_core::ConfigError;
 use buttress_core::rng::FastRng;
-use buttress_core::telemetry::{Histogram, Name, Publish, Registration};
+use buttress_core::sync::lock;
+use buttress_core::telemetry::{Name, Publish};
 use buttress_core::time::Instant;
 
 use crate::cached_errors::ErrorTable;
-use crate::config::{Builder, Config};
+use crate::config::{CacheBuilder, Config};
+use crate::counters::{CacheSnapshot, Counters, bump};
 use crate::entry::{Entry, MAX_WINDOW, Ticks};
 use crate::error::LoadTimedOut;
-use crate::stats::{Counters, Stats, bump};
 use crate::store::Store;
 use crate::tags::TagIndex;
 
 mod flight;
 mod load;
+mod publish;
 mod write;
 
 use self::flight::Flight;
@@ -36,13 +39,6 @@ const EPOCH_STRIPES: usize = 64;
 /// be picked for an XFetch refresh, so no random number is drawn for it.
 const XFETCH_MAX_LN: f64 = 37.0;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned map is still consistent: every critical section here (and
-    // in the tag index) is a single insert or remove, or a loop of them
-    // that keeps the map and its counts in step.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The shared state behind a cache layer: clone it to read its counters,
 /// to invalidate entries from outside the request path, or to put
 /// several layers (a read path and an [`InvalidateLayer`](crate::InvalidateLayer)
@@ -55,13 +51,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower::BoxError> {
-/// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+/// let cache = Cache::builder(QuickCacheStore::builder(1 << 20).build()?).build()?;
 /// let db = service_fn(|id: u64| async move { Ok::<_, std::io::Error>(id * 10) });
 /// let svc = CacheLayer::new(cache.clone(), |id: &u64| Some(*id)).layer(db);
 ///
 /// assert_eq!(svc.clone().oneshot(4).await?, 40); // miss: the backend answers
 /// assert_eq!(svc.clone().oneshot(4).await?, 40); // hit
-/// assert_eq!(cache.stats().hits, 1);
+/// assert_eq!(cache.snapshot().hits, 1);
 /// cache.invalidate(&4).await;
 /// assert!(cache.peek(&4).is_none());
 /// # Ok(())
@@ -96,10 +92,6 @@ pub(crate) struct Shared<K, V, St> {
     pub(crate) store: St,
     pub(crate) cfg: Config<K, V>,
     pub(crate) counters: Counters,
-    /// `buttress_cache_load_seconds`, recorded once per load.
-    load_seconds: Histogram,
-    /// The cache's claim on its name; publishes `counters` while alive.
-    registration: Registration,
     inflight: Mutex<HashMap<K, Arc<Flight<V>>, foldhash::fast::RandomState>>,
     /// Errors an [`ErrorPolicy`] chose to cache. Only the miss path reads
     /// it, so a hit never touches it.
@@ -126,22 +118,20 @@ where
     /// extractor, which the [`CacheLayer`](crate::CacheLayer) takes).
     ///
     /// The cache is named after the line that calls this unless
-    /// [`Builder::name`] names it.
+    /// [`CacheBuilder::name`] names it.
     #[track_caller]
-    pub fn builder(store: St) -> Builder<K, V, St> {
-        Builder::new(store)
+    pub fn builder(store: St) -> CacheBuilder<K, V, St> {
+        CacheBuilder::new(store)
     }
 
     /// The cache from a validated configuration, publishing its counts
-    /// under the name `registration` claimed.
-    pub(crate) fn from_parts(store: St, cfg: Config<K, V>, registration: Registration) -> Self {
+    /// under the name the configuration claimed.
+    fn from_parts(store: St, cfg: Config<K, V>) -> Self {
         // Fix the entries' clock origin before any load reads the clock.
         let _ = crate::entry::origin();
         let rng = cfg.seed.map_or_else(FastRng::from_entropy, FastRng::seeded);
         let shared = Arc::new(Shared {
             store,
-            load_seconds: Histogram::new(crate::telemetry::LOAD_SECONDS, cfg.name),
-            registration,
             counters: Counters::default(),
             inflight: Mutex::new(HashMap::default()),
             errors: ErrorTable::new(),
@@ -154,14 +144,36 @@ where
             cfg,
         });
         let source: Weak<dyn Publish> = Arc::downgrade(&shared) as _;
-        shared.registration.attach(source);
+        shared.cfg.registration.attach(source);
         Self { shared }
+    }
+}
+
+// `build` is here rather than beside the builder in `config.rs`, so that
+// the configuration never needs the handle.
+impl<K, V, St> CacheBuilder<K, V, St>
+where
+    K: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    St: Store<K, V>,
+{
+    /// Validates the configuration and builds the handle.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the field when `name` is empty, `ttl`,
+    /// `negative_ttl` or `load_timeout` is zero, `ttl_jitter` is outside
+    /// `[0, 1)`, `xfetch_beta` is not positive and finite, or
+    /// `max_entry_bytes` is zero.
+    pub fn build(self) -> Result<Cache<K, V, St>, ConfigError> {
+        let (store, config) = self.validate()?;
+        Ok(Cache::from_parts(store, config))
     }
 }
 
 impl<K, V, St> Cache<K, V, St> {
     /// The cache's name: the `name` label on its metrics and the `name`
-    /// field of its `tracing` spans and events (see [`Builder::name`]).
+    /// field of its `tracing` spans and events (see [`CacheBuilder::name`]).
     #[must_use]
     pub fn name(&self) -> Name {
         self.shared.cfg.name
@@ -182,7 +194,7 @@ where
 {
     /// A snapshot of the counters.
     #[must_use]
-    pub fn stats(&self) -> Stats {
+    pub fn snapshot(&self) -> CacheSnapshot {
         let s = &self.shared;
         let keys_loading = lock(&s.inflight).len() as u64;
         s.counters
@@ -225,9 +237,9 @@ where
     /// The tag index remembers which keys were written with each tag. As it
     /// grows, it is swept of keys whose tagged entry the store has since
     /// evicted, deleted or replaced, or which expired (see
-    /// [`Stats::tag_index_pairs`]). Until a sweep, invalidating the tag also
-    /// drops a key whose entry was replaced without it (a spurious miss,
-    /// never a stale read).
+    /// [`CacheSnapshot::tag_index_pairs`]). Until a sweep, invalidating
+    /// the tag also drops a key whose entry was replaced without it (a
+    /// spurious miss, never a stale read).
     pub async fn invalidate_tag(&self, tag: &str) {
         let s = &self.shared;
         let _gate = s.gate.write().await;

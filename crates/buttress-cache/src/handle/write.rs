@@ -11,9 +11,9 @@ use buttress_core::BoxError;
 use buttress_core::time::Instant;
 
 use super::Shared;
+use crate::counters::bump;
 use crate::entry::{Entry, later};
 use crate::policy::{ErrorVerdict, Kind, Verdict};
-use crate::stats::bump;
 use crate::store::Store;
 use crate::tags::SweepClaim;
 
@@ -41,10 +41,14 @@ where
             return;
         }
         let weight = (self.cfg.weigher)(&key, &value);
-        if weight > self.cfg.max_entry_bytes {
+        // At most `max_entry_bytes`, a `u32`, from here on.
+        let Some(weight) = u32::try_from(weight)
+            .ok()
+            .filter(|w| *w <= self.cfg.max_entry_bytes)
+        else {
             bump(&self.counters.oversized);
             return;
-        }
+        };
         let negative = verdict.kind == Kind::Negative;
         let base = verdict.ttl.unwrap_or(if negative {
             self.cfg.negative_ttl

@@ -16,7 +16,7 @@ mod quick;
 pub use self::moka::{MokaStore, MokaStoreBuilder};
 #[cfg(feature = "quick_cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quick_cache")))]
-pub use self::quick::QuickCacheStore;
+pub use self::quick::{QuickCacheStore, QuickCacheStoreBuilder};
 
 /// Where entries live: the one storage abstraction of the cache.
 ///

@@ -12,7 +12,10 @@ use moka::notification::RemovalCause;
 
 use super::{EvictionCounters, Evictions, Store};
 use crate::entry::Entry;
-use crate::error::{ConfigError, config_error};
+use crate::error::ConfigError;
+
+/// The layer name a [`ConfigError`] of this store reads with.
+const LAYER: &str = "moka store";
 
 /// Expires an entry (in moka's own clock) when its `stale_until` passes:
 /// only a memory bound, the layer judges freshness itself.
@@ -47,7 +50,20 @@ impl<K, V> Expiry<K, Entry<V>> for UntilStale {
     }
 }
 
-/// Builds a [`MokaStore`].
+/// Builds a [`MokaStore`], from [`MokaStore::builder`].
+///
+/// ```
+/// use buttress_cache::store::MokaStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), buttress_cache::ConfigError> {
+/// let store = MokaStore::builder(64 << 20).build::<u64, String>()?;
+/// let zero = MokaStore::builder(0).build::<u64, String>().unwrap_err();
+/// assert_eq!(zero.field(), "max_bytes");
+/// # drop(store);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MokaStoreBuilder {
@@ -59,7 +75,7 @@ pub struct MokaStoreBuilder {
 impl MokaStoreBuilder {
     /// moka's own name for the cache (see moka's `Cache::name`). Not a
     /// metric label: the cache built on the store publishes its evictions
-    /// under the cache's name ([`Builder::name`](crate::Builder::name)).
+    /// under the cache's name ([`CacheBuilder::name`](crate::CacheBuilder::name)).
     /// Default: `"moka"`.
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_owned();
@@ -85,37 +101,31 @@ impl MokaStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming `maintenance_interval` when it is
-    /// `Some(Duration::ZERO)`.
+    /// [`ConfigError`] naming `max_bytes` when it is zero, or
+    /// `maintenance_interval` when it is `Some(Duration::ZERO)`.
     pub fn build<K, V>(self) -> Result<MokaStore<K, V>, ConfigError>
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
+        if self.max_bytes == 0 {
+            return Err(ConfigError::new(LAYER, "max_bytes", "must be at least 1"));
+        }
         if self
             .maintenance_interval
             .is_some_and(|every| every.is_zero())
         {
-            return Err(config_error(
+            return Err(ConfigError::new(
+                LAYER,
                 "maintenance_interval",
                 "must be greater than zero (`None` turns maintenance off)",
             ));
         }
-        Ok(self.build_valid())
-    }
-
-    /// Builds the store from a configuration [`build`](Self::build) has
-    /// validated.
-    fn build_valid<K, V>(self) -> MokaStore<K, V>
-    where
-        K: Eq + Hash + Clone + Send + Sync + 'static,
-        V: Clone + Send + Sync + 'static,
-    {
         let evictions = EvictionCounters::new();
         let counters = Arc::clone(&evictions);
         let inner: Cache<K, Entry<V>> = Cache::builder()
             .name(&self.name)
-            .max_capacity(self.max_bytes.max(1))
+            .max_capacity(self.max_bytes)
             .weigher(|_k: &K, e: &Entry<V>| e.weight().max(1))
             .expire_after(UntilStale)
             .eviction_listener(move |_k, _v, cause| match cause {
@@ -143,11 +153,11 @@ impl MokaStoreBuilder {
                 }
             });
         }
-        MokaStore {
+        Ok(MokaStore {
             inner,
             evictions,
             _alive: alive,
-        }
+        })
     }
 }
 
@@ -194,7 +204,9 @@ impl<K, V> fmt::Debug for MokaStore<K, V> {
 }
 
 impl MokaStore<(), ()> {
-    /// A builder for a store holding at most `max_bytes` of entries.
+    /// A builder for a store holding at most `max_bytes` of entries (by
+    /// the weight the cache's weigher gives them); its
+    /// [`build`](MokaStoreBuilder::build) picks the key and value types.
     pub fn builder(max_bytes: u64) -> MokaStoreBuilder {
         MokaStoreBuilder {
             max_bytes,
@@ -209,13 +221,6 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A store holding at most `max_bytes` of entries, with every default
-    /// of [`MokaStoreBuilder`] (which are valid, so this cannot fail).
-    #[must_use]
-    pub fn new(max_bytes: u64) -> Self {
-        MokaStore::builder(max_bytes).build_valid()
-    }
-
     /// The moka cache underneath (for `run_pending_tasks`, statistics).
     #[must_use]
     pub fn inner(&self) -> &Cache<K, Entry<V>> {

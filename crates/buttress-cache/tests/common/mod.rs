@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use buttress_cache::store::{QuickCacheStore, Store};
-use buttress_cache::{Builder, CacheLayer, Entry};
+use buttress_cache::{CacheBuilder, CacheLayer, Entry};
 use buttress_core::time::Instant;
 use tokio::sync::Notify;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -128,7 +128,10 @@ pub struct AsyncOnly {
 impl AsyncOnly {
     pub fn new(max_bytes: u64) -> Self {
         Self {
-            inner: QuickCacheStore::new(max_bytes, 1_000),
+            inner: QuickCacheStore::builder(max_bytes)
+                .estimated_entries(1_000)
+                .build()
+                .unwrap(),
             park: Arc::default(),
             park_put: Arc::default(),
             parked: Arc::default(),
@@ -270,7 +273,7 @@ where
 /// is refreshed in the background `per_key` times (a range), and more than
 /// `min_versions` refreshed values are served.
 pub async fn assert_xfetch_keeps_hot_keys_fresh<St>(
-    builder: Builder<u64, Answer, St>,
+    builder: CacheBuilder<u64, Answer, St>,
     keys: u64,
     steps: u64,
     per_key: std::ops::RangeInclusive<f64>,
@@ -287,7 +290,7 @@ pub async fn assert_xfetch_keeps_hot_keys_fresh<St>(
         .unwrap();
     let svc = CacheLayer::new(cache.clone(), |k: &u64| Some(*k)).layer(backend.clone());
     let seen_versions = read_steadily(&svc, &backend, keys, steps).await;
-    let stats = cache.stats();
+    let stats = cache.snapshot();
     assert_eq!(stats.misses, keys, "no synchronous miss at expiry");
     assert_eq!(stats.stale_served, 0);
     let refreshes = stats.refreshes as f64 / keys as f64;

@@ -1,12 +1,13 @@
-//! Counters: one cell per thread where the hit path touches them, plain
-//! atomics elsewhere; published to `metrics` by `telemetry.rs`.
+//! The cache's counters (a cell per thread where the hit path counts,
+//! plain atomics elsewhere; published by `telemetry.rs`) and their
+//! public snapshot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::store::Evictions;
 
-pub(crate) use buttress_core::stripe::PerThread;
+use buttress_core::stripe::PerThread;
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -25,7 +26,7 @@ pub(crate) struct Counters {
     pub(crate) invalidations: AtomicU64,
     pub(crate) errors_served: AtomicU64,
     pub(crate) timeouts: AtomicU64,
-    /// Loads running now (see [`Stats::loads_in_flight`]).
+    /// Loads running now (see [`CacheSnapshot::loads_in_flight`]).
     pub(crate) loads_running: AtomicU64,
 }
 
@@ -33,10 +34,11 @@ pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+/// A snapshot of a cache's counters, from
+/// [`Cache::snapshot`](crate::Cache::snapshot).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Stats {
+pub struct CacheSnapshot {
     /// Requests answered with a fresh entry, or with a cached error
     /// (those are also counted in [`errors_served`](Self::errors_served)).
     pub hits: u64,
@@ -74,7 +76,7 @@ pub struct Stats {
     /// Requests answered with a cached error (see
     /// [`CacheLayer::cache_errors`](crate::CacheLayer::cache_errors)).
     pub errors_served: u64,
-    /// Loads dropped at the [`load_timeout`](crate::Builder::load_timeout),
+    /// Loads dropped at the [`load_timeout`](crate::CacheBuilder::load_timeout),
     /// and callers that stopped waiting for another caller's load at
     /// theirs (each of them also counted in
     /// [`load_failures`](Self::load_failures) or answered with
@@ -100,7 +102,7 @@ pub struct Stats {
     pub tag_index_pairs: u64,
 }
 
-impl Stats {
+impl CacheSnapshot {
     /// `(hits + stale served) / (hits + stale served + misses)`, 0 before
     /// any request. Bypassed requests count nowhere.
     #[must_use]
@@ -121,9 +123,9 @@ impl Counters {
         evictions: Evictions,
         tag_index_pairs: u64,
         keys_loading: u64,
-    ) -> Stats {
+    ) -> CacheSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Stats {
+        CacheSnapshot {
             hits: self.hits.sum(),
             stale_served: self.stale_served.sum(),
             misses: get(&self.misses),
