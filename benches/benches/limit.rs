@@ -12,7 +12,8 @@
 //! Bench ids, all in the group `limit`:
 //!
 //! - `under/<subject>`: acquire + release with room under the limit, ns per
-//!   call on one thread;
+//!   call on one thread (`buttress-vegas` with windows that close and feed
+//!   Vegas: see `buttress_vegas`);
 //! - `reject/<subject>`: every call shed at the limit;
 //! - `ref/instant-now`: one `Instant::now()`, for scale (an admitted
 //!   buttress call reads the clock twice, for its round-trip time);
@@ -25,7 +26,7 @@ mod subjects;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use buttress_limit::algorithm::{Fixed, Vegas};
 use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer};
@@ -37,20 +38,42 @@ use subjects::noop;
 
 // ---------------------------------------------------------------- subjects
 
-/// buttress with Vegas (reference defaults; the no-op's RTT is under the
-/// 100 µs sampling threshold, so no window ever closes: the per-call cost).
+/// buttress with Vegas (reference defaults), fed a sample by every
+/// window: `min_rtt(ZERO)` samples the no-op's sub-microsecond RTTs (the
+/// default 100 µs floor would discard them all) and 100 ms windows
+/// (Envoy's update interval) close ten times a second, so the figure
+/// includes the window closes and the timed calls of a limiter that is
+/// adapting. Vegas never binds here (one call in flight, under half its
+/// limit of 20), so every call is admitted, as under tower's
+/// `ConcurrencyLimit` of 1000. Returned once Vegas has been fed: it has
+/// a window RTT and a no-load RTT.
 fn buttress_vegas()
 -> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
     let limit = AdaptiveLimit::builder(Vegas::builder().build().expect("valid"))
+        .window(Duration::from_millis(100))
+        .min_rtt(Duration::ZERO)
         .build()
         .expect("valid limiter");
-    AdaptiveLimitLayer::new(limit).layer(noop())
+    let mut svc = AdaptiveLimitLayer::new(limit.clone()).layer(noop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        harness::call(&mut svc);
+        let fed = limit.snapshot();
+        if fed.rtt.is_some() && fed.no_load_rtt.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Vegas was never fed a window: {fed:?}"
+        );
+    }
+    svc
 }
 
 /// buttress with a fixed limit of 1000 (tower's figure's configuration).
 fn buttress_fixed()
 -> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
-    let limit = AdaptiveLimit::builder(Fixed::new(1000))
+    let limit = AdaptiveLimit::builder(Fixed::new(1000).expect("valid"))
         .build()
         .expect("valid limiter");
     AdaptiveLimitLayer::new(limit).layer(noop())
@@ -59,7 +82,7 @@ fn buttress_fixed()
 /// buttress at its limit: a limit of 1 whose permit is held for the run.
 fn buttress_full()
 -> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
-    let limit = AdaptiveLimit::builder(Fixed::new(1))
+    let limit = AdaptiveLimit::builder(Fixed::new(1).expect("valid"))
         .build()
         .expect("valid limiter");
     std::mem::forget(limit.try_acquire().expect("a first permit"));

@@ -185,7 +185,7 @@ pub(crate) async fn traffic_spike() -> Result<(), BoxError> {
     println!("\nlimit every 250 ms: {}", line.join(" "));
     println!(
         "(the backend's capacity is {CAPACITY}; {} calls shed in all)",
-        limit.rejected()
+        limit.snapshot().rejected
     );
     Ok(())
 }

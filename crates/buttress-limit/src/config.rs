@@ -1,22 +1,59 @@
-//! The limiter's builder: settings, and their validation into the
-//! limiter's [`Config`].
+//! The limiter's configuration: [`AdaptiveLimitBuilder`] and its validation
+//! into a [`Config`], which holds everything the limiter needs (name and
+//! listener included). `AdaptiveLimit::builder` and
+//! [`AdaptiveLimitBuilder::build`] live beside the handle they make.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use buttress_core::telemetry::{Name, register_catalog};
+use buttress_core::telemetry::Name;
 
 use crate::algorithm::Limit;
-use crate::error::ConfigError;
-use crate::handle::{AdaptiveLimit, Config, LimitChange, Listener, QueueConfig, QueueOrder};
+use crate::change::{LimitChange, Listener};
+use crate::error::{ConfigError, config_error};
 
 /// The most partitions a limiter can have.
 pub const MAX_PARTITIONS: usize = 64;
 
-/// Builds an [`AdaptiveLimit`] around a [`Limit`] algorithm. Every setter
-/// documents its default and where it comes from; [`build`](Self::build)
-/// validates them all.
+/// Which waiting call gets a permit first when one comes free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueOrder {
+    /// The longest-waiting call first: fair.
+    Fifo,
+    /// The most recent call first: under sustained overload the calls that
+    /// get through are the fresh ones, whose callers are still waiting,
+    /// while the old ones time out (Facebook's adaptive LIFO).
+    Lifo,
+}
+
+/// A validated queue configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueConfig {
+    pub(crate) max_len: u32,
+    pub(crate) max_wait: Duration,
+    pub(crate) order: QueueOrder,
+}
+
+/// A validated limiter configuration: everything the limiter needs, the
+/// name and the listener included.
+pub(crate) struct Config {
+    pub(crate) algorithm: Box<dyn Limit>,
+    pub(crate) name: Name,
+    pub(crate) window: Duration,
+    pub(crate) window_samples: u32,
+    pub(crate) min_rtt: Duration,
+    pub(crate) queue: Option<QueueConfig>,
+    pub(crate) partitions: Vec<(Arc<str>, f64)>,
+    pub(crate) listener: Option<Listener>,
+}
+
+/// Builds an [`AdaptiveLimit`](crate::AdaptiveLimit) around a [`Limit`]
+/// algorithm; reached by
+/// [`AdaptiveLimit::builder`](crate::AdaptiveLimit::builder). Every setter
+/// documents its default and where it comes from;
+/// [`build`](Self::build) validates them all.
 ///
 /// ```
 /// use std::time::Duration;
@@ -32,7 +69,7 @@ pub const MAX_PARTITIONS: usize = 64;
 /// assert_eq!(limit.limit(), 20);
 /// # Ok::<(), buttress_limit::ConfigError>(())
 /// ```
-pub struct Builder {
+pub struct AdaptiveLimitBuilder {
     algorithm: Box<dyn Limit>,
     name: Name,
     window: Duration,
@@ -44,9 +81,9 @@ pub struct Builder {
     listener: Option<Listener>,
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for AdaptiveLimitBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("AdaptiveLimitBuilder")
             .field("algorithm", &self.algorithm)
             .field("name", &self.name)
             .field("window", &self.window)
@@ -60,25 +97,12 @@ impl fmt::Debug for Builder {
     }
 }
 
-impl AdaptiveLimit {
-    /// A [`Builder`] around `algorithm`. The limiter is named after the
-    /// line that calls this unless [`name`](Builder::name) is set.
-    #[must_use]
+impl AdaptiveLimitBuilder {
+    /// Every setting at its default, named after the caller's line.
     #[track_caller]
-    pub fn builder(algorithm: impl Limit + 'static) -> Builder {
-        Builder::new(algorithm)
-    }
-}
-
-impl Builder {
-    /// A builder for a limiter driven by `algorithm`, every other setting
-    /// at its default. The limiter is named after the line that calls this
-    /// unless [`name`](Self::name) is set.
-    #[must_use]
-    #[track_caller]
-    pub fn new(algorithm: impl Limit + 'static) -> Self {
+    pub(crate) fn new(algorithm: Box<dyn Limit>) -> Self {
         Self {
-            algorithm: Box::new(algorithm),
+            algorithm,
             name: Name::caller(),
             window: Duration::from_secs(1),
             window_samples: 10,
@@ -93,8 +117,9 @@ impl Builder {
     /// The limiter's name: the `name` label on its metrics, the `name`
     /// field on its tracing events, and the name its [`Overloaded`](crate::Overloaded)
     /// rejections carry. A second live limiter given the same name is
-    /// named `name#2` (see [`AdaptiveLimit::name`]). Default: the source
-    /// location that called [`AdaptiveLimit::builder`] (`file.rs:line`).
+    /// named `name#2` (see [`AdaptiveLimit::name`](crate::AdaptiveLimit::name)).
+    /// Default: the source location that called
+    /// [`AdaptiveLimit::builder`](crate::AdaptiveLimit::builder) (`file.rs:line`).
     #[must_use]
     pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.name = name.into();
@@ -122,8 +147,9 @@ impl Builder {
     }
 
     /// Calls faster than this are not sampled (their RTT says more about
-    /// the caller than the backend: a cache hit, an immediate error).
-    /// Default: 100 µs (Netflix `WindowedLimit`).
+    /// the caller than the backend: a cache hit, an immediate error);
+    /// zero samples every call. Default: 100 µs (Netflix `WindowedLimit`'s
+    /// `minRttThreshold`).
     #[must_use]
     pub fn min_rtt(mut self, threshold: Duration) -> Self {
         self.min_rtt = threshold;
@@ -186,43 +212,23 @@ impl Builder {
         self
     }
 
-    /// Validates the configuration and builds the limiter.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first bad setting: an empty name, a
-    /// zero window or window sample count, a queue of zero length or zero wait, a partition
-    /// share outside `(0, 1]`, shares adding up to more than 1, a duplicate
-    /// partition name, more than [`MAX_PARTITIONS`] partitions.
-    pub fn build(self) -> Result<AdaptiveLimit, ConfigError> {
+    /// Checks every setting; the first bad one is the error (see
+    /// [`build`](Self::build)).
+    pub(crate) fn validate(self) -> Result<Config, ConfigError> {
         if self.name.as_str().is_empty() {
-            return Err(crate::error::config_error("name", "must not be empty"));
+            return Err(config_error("name", "must not be empty"));
         }
         if self.window.is_zero() {
-            return Err(crate::error::config_error(
-                "window",
-                "must be greater than zero",
-            ));
+            return Err(config_error("window", "must be greater than zero"));
         }
         if self.window_samples == 0 {
-            return Err(crate::error::config_error(
-                "window_samples",
-                "must be at least 1",
-            ));
+            return Err(config_error("window_samples", "must be at least 1"));
         }
         let queue = match self.queue {
             None => None,
-            Some((0, _)) => {
-                return Err(crate::error::config_error(
-                    "queue",
-                    "max_len must be at least 1",
-                ));
-            }
+            Some((0, _)) => return Err(config_error("queue", "max_len must be at least 1")),
             Some((_, wait)) if wait.is_zero() => {
-                return Err(crate::error::config_error(
-                    "queue",
-                    "max_wait must be greater than zero",
-                ));
+                return Err(config_error("queue", "max_wait must be greater than zero"));
             }
             Some((max_len, max_wait)) => Some(QueueConfig {
                 max_len,
@@ -230,39 +236,8 @@ impl Builder {
                 order: self.order,
             }),
         };
-        if self.partitions.len() > MAX_PARTITIONS {
-            return Err(crate::error::config_error(
-                "partition",
-                format!(
-                    "at most {MAX_PARTITIONS} partitions, got {}",
-                    self.partitions.len()
-                ),
-            ));
-        }
-        let mut total = 0.0;
-        for (i, (name, share)) in self.partitions.iter().enumerate() {
-            if !(share.is_finite() && *share > 0.0 && *share <= 1.0) {
-                return Err(crate::error::config_error(
-                    "partition",
-                    format!("share of `{name}` must be within (0, 1], got {share}"),
-                ));
-            }
-            if self.partitions[..i].iter().any(|(n, _)| n == name) {
-                return Err(crate::error::config_error(
-                    "partition",
-                    format!("`{name}` is named twice"),
-                ));
-            }
-            total += share;
-        }
-        if total > 1.0 + 1e-9 {
-            return Err(crate::error::config_error(
-                "partition",
-                format!("shares must add up to at most 1, got {total}"),
-            ));
-        }
-        register_catalog(crate::telemetry::METRICS);
-        Ok(AdaptiveLimit::from_config(Config {
+        check_partitions(&self.partitions)?;
+        Ok(Config {
             algorithm: self.algorithm,
             name: self.name,
             window: self.window,
@@ -271,6 +246,101 @@ impl Builder {
             queue,
             partitions: self.partitions,
             listener: self.listener,
-        }))
+        })
+    }
+}
+
+/// At most [`MAX_PARTITIONS`], each named once and not empty, each share
+/// in `(0, 1]`, the shares adding up to at most 1.
+fn check_partitions(partitions: &[(Arc<str>, f64)]) -> Result<(), ConfigError> {
+    if partitions.len() > MAX_PARTITIONS {
+        return Err(config_error(
+            "partition",
+            format!(
+                "at most {MAX_PARTITIONS} partitions, got {}",
+                partitions.len()
+            ),
+        ));
+    }
+    let mut total = 0.0;
+    for (i, (name, share)) in partitions.iter().enumerate() {
+        if name.is_empty() {
+            return Err(config_error("partition", "a name must not be empty"));
+        }
+        if !(share.is_finite() && *share > 0.0 && *share <= 1.0) {
+            return Err(config_error(
+                "partition",
+                format!("share of `{name}` must be within (0, 1], got {share}"),
+            ));
+        }
+        if partitions[..i].iter().any(|(n, _)| n == name) {
+            return Err(config_error(
+                "partition",
+                format!("`{name}` is named twice"),
+            ));
+        }
+        total += share;
+    }
+    // A little slack for shares such as 0.7 + 0.2 + 0.1 that add up to
+    // 1 only in decimal.
+    if total > 1.0 + 1e-9 {
+        return Err(config_error(
+            "partition",
+            format!("shares must add up to at most 1, got {total}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::Fixed;
+
+    fn builder() -> AdaptiveLimitBuilder {
+        AdaptiveLimitBuilder::new(Box::new(Fixed::new(10).unwrap()))
+    }
+
+    fn field(b: AdaptiveLimitBuilder) -> (&'static str, String) {
+        let err = b.validate().err().expect("rejected");
+        (err.field(), err.problem().to_owned())
+    }
+
+    #[test]
+    fn rejects_every_bad_setting_naming_it() {
+        let d = Duration::from_millis(5);
+        assert_eq!(field(builder().name("")).0, "name");
+        assert_eq!(field(builder().window(Duration::ZERO)).0, "window");
+        assert_eq!(field(builder().window_samples(0)).0, "window_samples");
+        let (f, problem) = field(builder().queue(0, d));
+        assert_eq!(f, "queue");
+        assert!(problem.contains("max_len"), "{problem}");
+        let (f, problem) = field(builder().queue(1, Duration::ZERO));
+        assert_eq!(f, "queue");
+        assert!(problem.contains("max_wait"), "{problem}");
+        for share in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
+            let (f, problem) = field(builder().partition("a", share));
+            assert_eq!(f, "partition", "share {share}");
+            assert!(problem.contains("`a`"), "{problem}");
+        }
+        let (f, problem) = field(builder().partition("a", 0.6).partition("b", 0.5));
+        assert_eq!(f, "partition");
+        assert!(problem.contains("add up"), "{problem}");
+        let (_, problem) = field(builder().partition("a", 0.1).partition("a", 0.1));
+        assert!(problem.contains("twice"), "{problem}");
+        let (_, problem) = field(builder().partition("", 0.1));
+        assert!(problem.contains("empty"), "{problem}");
+        let many = (0..=MAX_PARTITIONS).fold(builder(), |b, i| b.partition(i.to_string(), 0.01));
+        assert!(field(many).1.contains("at most"));
+    }
+
+    #[test]
+    fn accepts_shares_that_add_up_to_one() {
+        let b = builder()
+            .partition("a", 0.7)
+            .partition("b", 0.2)
+            .partition("c", 0.1);
+        assert!(b.validate().is_ok());
+        assert!(builder().min_rtt(Duration::ZERO).validate().is_ok());
     }
 }

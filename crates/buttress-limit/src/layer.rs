@@ -1,25 +1,10 @@
 //! The limiter's layer.
 
 use buttress_core::classify::ErrorsAsFailures;
-use buttress_core::key::KeyExtractor;
 use tower_layer::Layer;
 
 use crate::handle::AdaptiveLimit;
-use crate::service::AdaptiveLimitService;
-
-/// The partition extractor of a layer without partitions: every call is
-/// outside every partition.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoPartition;
-
-impl<Req> KeyExtractor<Req> for NoPartition {
-    type Key = &'static str;
-
-    #[inline]
-    fn extract(&self, _: &Req) -> Option<&'static str> {
-        None
-    }
-}
+use crate::service::{AdaptiveLimitService, NoPartition};
 
 /// Wraps services in an [`AdaptiveLimitService`] sharing one
 /// [`AdaptiveLimit`].
@@ -88,7 +73,7 @@ impl<C, P> AdaptiveLimitLayer<C, P> {
     }
 
     /// Puts each call in the partition its key names (see
-    /// [`Builder::partition`](crate::Builder::partition)); calls without a
+    /// [`AdaptiveLimitBuilder::partition`](crate::AdaptiveLimitBuilder::partition)); calls without a
     /// key, or whose key names no partition, have no guaranteed share.
     #[must_use]
     pub fn partition_by<P2>(self, partitioner: P2) -> AdaptiveLimitLayer<C, P2> {

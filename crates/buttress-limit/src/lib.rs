@@ -29,6 +29,7 @@
 //! assert_eq!(err.downcast_ref::<Overloaded>().unwrap().name(), "backend");
 //! assert_eq!((a.await?, b.await?), (10, 10));
 //! assert_eq!(limit.in_flight(), 0);
+//! assert_eq!(limit.snapshot().rejected, 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -38,7 +39,8 @@
 //! - **Permits** are taken in `call`, not `poll_ready` (an idle connection
 //!   holds none), and released when the response future completes or is
 //!   dropped. Admission is one atomic read-modify-write on the shared
-//!   in-flight count (and one on the thread's own stripe, to count it); a
+//!   in-flight count (and one on the thread's own stripe, which counts it
+//!   and picks the calls to time); a
 //!   rejection at the limit is two loads and a striped counter, and its
 //!   error, an [`Overloaded`] naming the limiter (two words), is one small
 //!   allocation when boxed.
@@ -46,23 +48,24 @@
 //!   completion) and outcome, judged by a `buttress-core` classifier
 //!   ([`ErrorsAsFailures`] by default): a success feeds its RTT, a failure
 //!   counts as a drop, an ignored result (a cancelled call) only releases.
-//!   Calls faster than [`min_rtt`](Builder::min_rtt) (100 µs) are not
-//!   sampled. An RTT costs two clock reads, so above about 2,000 calls per
-//!   window only one call in 2^k (per thread) is timed, the least k that
-//!   keeps about 1,024 RTTs per window: the mean of a uniform subsample is
-//!   the window's mean, and an admitted call then reads no clock at all.
-//! - **Windows**: samples are aggregated per [`window`](Builder::window)
+//!   Calls faster than [`min_rtt`](AdaptiveLimitBuilder::min_rtt) (100 µs)
+//!   are not sampled. An RTT costs two clock reads, so above about 2,000
+//!   calls per window only one call in 2^k (counted per thread stripe, and
+//!   per limiter) is timed, the least k that keeps about 1,024 RTTs per
+//!   window: the mean of a uniform subsample is the window's mean, and an
+//!   admitted call then reads no clock at all.
+//! - **Windows**: samples are aggregated per [`window`](AdaptiveLimitBuilder::window)
 //!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, or the
 //!   percentile the algorithm asks for; most calls in flight; whether any
 //!   call dropped); a window with fewer than
-//!   [`window_samples`](Builder::window_samples) calls (10) is discarded,
+//!   [`window_samples`](AdaptiveLimitBuilder::window_samples) calls (10) is discarded,
 //!   except while the algorithm pins its limit for a measurement
 //!   ([`Limit::is_pinned`](algorithm::Limit::is_pinned)).
 //!   The call that closes the window feeds the [`algorithm`] under
 //!   a lock taken once per window, never on the per-call path.
 //! - **At the limit**: [`Overloaded`] at once (default), or a bounded
-//!   [FIFO or LIFO queue](Builder::queue) with a maximum wait.
-//! - **Partitions**: named [partitions](Builder::partition) with guaranteed
+//!   [FIFO or LIFO queue](AdaptiveLimitBuilder::queue) with a maximum wait.
+//! - **Partitions**: named [partitions](AdaptiveLimitBuilder::partition) with guaranteed
 //!   shares that apply only while the whole limit is in use, and not while
 //!   the algorithm pins the limit.
 //!
@@ -84,7 +87,7 @@
 //! # Telemetry
 //!
 //! Every series is labelled `name` with the limiter's
-//! [name](Builder::name) (by default the line that built it; a second live
+//! [name](AdaptiveLimitBuilder::name) (by default the line that built it; a second live
 //! limiter of the same name gets `name#2`). A call never touches the
 //! recorder: the limiter counts in its own per-thread stripes, and
 //! `buttress_core::telemetry` publishes the totals and gauges to the
@@ -99,7 +102,7 @@
 //!   `buttress_limit_queue_length`, `buttress_limit_rtt_seconds` (the last
 //!   window's RTT) and `buttress_limit_min_rtt_seconds` (the algorithm's
 //!   no-load RTT, [`Limit::no_load_rtt`](algorithm::Limit::no_load_rtt));
-//! - per [partition](Builder::partition) (label `partition`):
+//! - per [partition](AdaptiveLimitBuilder::partition) (label `partition`):
 //!   `buttress_limit_partition_in_flight`,
 //!   `buttress_limit_partition_rejected_total`;
 //! - the [`throttle`]'s `buttress_throttle_calls_total` (`outcome` =
@@ -107,7 +110,8 @@
 //!
 //! [`METRICS`] lists them with their units and meanings. Limit changes are
 //! also `tracing` debug events (field `name`) and
-//! [listener](Builder::on_limit_change) calls.
+//! [listener](AdaptiveLimitBuilder::on_limit_change) calls. The same counts
+//! are one [`AdaptiveLimit::snapshot`] away in code.
 //!
 //! # Features
 //!
@@ -121,13 +125,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod algorithm;
+mod change;
 mod config;
 mod error;
 pub mod future;
 mod handle;
 mod layer;
 mod service;
-mod stripe;
 mod telemetry;
 pub mod throttle;
 
@@ -135,9 +139,10 @@ pub mod throttle;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 
-pub use config::{Builder, MAX_PARTITIONS};
+pub use change::LimitChange;
+pub use config::{AdaptiveLimitBuilder, MAX_PARTITIONS, QueueOrder};
 pub use error::{ConfigError, Overloaded};
-pub use handle::{AdaptiveLimit, LimitChange, Permit, QueueOrder};
-pub use layer::{AdaptiveLimitLayer, NoPartition};
-pub use service::AdaptiveLimitService;
+pub use handle::{AdaptiveLimit, AdaptiveLimitSnapshot, PartitionSnapshot, Permit};
+pub use layer::AdaptiveLimitLayer;
+pub use service::{AdaptiveLimitService, NoPartition};
 pub use telemetry::METRICS;

@@ -10,7 +10,20 @@ use tower_service::Service;
 
 use crate::future::{ResponseFuture, WaitGuard};
 use crate::handle::{AdaptiveLimit, NO_PARTITION};
-use crate::layer::NoPartition;
+
+/// The partition extractor of a layer without partitions: every call is
+/// outside every partition.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPartition;
+
+impl<Req> KeyExtractor<Req> for NoPartition {
+    type Key = &'static str;
+
+    #[inline]
+    fn extract(&self, _: &Req) -> Option<&'static str> {
+        None
+    }
+}
 
 /// Limits the calls in flight to an inner service with an
 /// [`AdaptiveLimit`].
@@ -54,20 +67,7 @@ impl<S, C, P> AdaptiveLimitService<S, C, P> {
         &self.limit
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    buttress_core::define_inner_service_accessors!();
 }
 
 impl<S: Clone, C: Clone, P: Clone> Clone for AdaptiveLimitService<S, C, P> {
@@ -125,7 +125,7 @@ where
             Some(permit) => {
                 ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
-            // Shedding at once: inline, and as cheap as we can make it.
+            // Shedding at once stays inline: no queue to consult.
             None if !inner.has_queue() => ResponseFuture::rejected(inner.reject(partition)),
             None => self.at_limit(req, partition),
         }

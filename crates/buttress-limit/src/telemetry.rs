@@ -1,24 +1,23 @@
-//! What the limit and the throttle count, and how the counts reach the
-//! `metrics` recorder: [`METRICS`], and the [`Publish`] implementations
-//! that write each instance's series when `buttress_core::telemetry`
-//! flushes.
+//! What the limit and the throttle publish: [`METRICS`] and the metric
+//! names, which the handles' `Publish` implementations write when
+//! `buttress_core::telemetry` flushes.
 
-use buttress_core::telemetry::{Emit, MetricInfo, MetricKind, Publish, Unit};
+use buttress_core::telemetry::{MetricInfo, MetricKind, Unit};
 
-const CALLS: &str = "buttress_limit_calls_total";
-const FAILURES: &str = "buttress_limit_failures_total";
-const CHANGES: &str = "buttress_limit_changes_total";
-const QUEUED: &str = "buttress_limit_queued_total";
-const QUEUE_TIMEOUTS: &str = "buttress_limit_queue_timeouts_total";
-const LIMIT: &str = "buttress_limit_limit";
-const IN_FLIGHT: &str = "buttress_limit_in_flight";
-const QUEUE_LENGTH: &str = "buttress_limit_queue_length";
-const RTT: &str = "buttress_limit_rtt_seconds";
-const MIN_RTT: &str = "buttress_limit_min_rtt_seconds";
-const PARTITION_IN_FLIGHT: &str = "buttress_limit_partition_in_flight";
-const PARTITION_REJECTED: &str = "buttress_limit_partition_rejected_total";
-const THROTTLE_CALLS: &str = "buttress_throttle_calls_total";
-const THROTTLE_PROBABILITY: &str = "buttress_throttle_reject_probability";
+pub(crate) const CALLS: &str = "buttress_limit_calls_total";
+pub(crate) const FAILURES: &str = "buttress_limit_failures_total";
+pub(crate) const CHANGES: &str = "buttress_limit_changes_total";
+pub(crate) const QUEUED: &str = "buttress_limit_queued_total";
+pub(crate) const QUEUE_TIMEOUTS: &str = "buttress_limit_queue_timeouts_total";
+pub(crate) const LIMIT: &str = "buttress_limit_limit";
+pub(crate) const IN_FLIGHT: &str = "buttress_limit_in_flight";
+pub(crate) const QUEUE_LENGTH: &str = "buttress_limit_queue_length";
+pub(crate) const RTT: &str = "buttress_limit_rtt_seconds";
+pub(crate) const MIN_RTT: &str = "buttress_limit_min_rtt_seconds";
+pub(crate) const PARTITION_IN_FLIGHT: &str = "buttress_limit_partition_in_flight";
+pub(crate) const PARTITION_REJECTED: &str = "buttress_limit_partition_rejected_total";
+pub(crate) const THROTTLE_CALLS: &str = "buttress_throttle_calls_total";
+pub(crate) const THROTTLE_PROBABILITY: &str = "buttress_throttle_reject_probability";
 
 const fn metric(
     name: &'static str,
@@ -149,35 +148,3 @@ pub static METRICS: &[MetricInfo] = &[
         "The probability, from 0 to 1, that the throttle sheds the next call: max(0, (requests - K * accepts) / (requests + 1)) over its window.",
     ),
 ];
-
-impl Publish for crate::handle::Inner {
-    fn publish(&self, out: &mut Emit<'_>) {
-        out.counter_with(CALLS, &[("outcome", "admitted")], self.admitted());
-        out.counter_with(CALLS, &[("outcome", "rejected")], self.rejected());
-        out.counter(FAILURES, self.failures());
-        out.counter(CHANGES, self.changes());
-        let (queued, timeouts) = self.queue_totals();
-        out.counter(QUEUED, queued);
-        out.counter(QUEUE_TIMEOUTS, timeouts);
-        out.gauge(LIMIT, f64::from(self.limit()));
-        out.gauge(IN_FLIGHT, f64::from(self.in_flight()));
-        out.gauge(QUEUE_LENGTH, f64::from(self.queued()));
-        let (rtt, no_load) = self.rtts();
-        out.gauge(RTT, rtt.as_secs_f64());
-        out.gauge(MIN_RTT, no_load.as_secs_f64());
-        for p in self.partitions() {
-            let label = [("partition", &*p.name)];
-            out.gauge_with(PARTITION_IN_FLIGHT, &label, f64::from(p.in_flight()));
-            out.counter_with(PARTITION_REJECTED, &label, p.rejected());
-        }
-    }
-}
-
-impl Publish for crate::throttle::Inner {
-    fn publish(&self, out: &mut Emit<'_>) {
-        let (sent, rejected) = self.totals();
-        out.counter_with(THROTTLE_CALLS, &[("outcome", "sent")], sent);
-        out.counter_with(THROTTLE_CALLS, &[("outcome", "rejected")], rejected);
-        out.gauge(THROTTLE_PROBABILITY, self.reject_probability());
-    }
-}

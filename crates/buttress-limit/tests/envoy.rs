@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use buttress_limit::algorithm::EnvoyGradient;
-use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, Builder};
+use buttress_limit::{AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitLayer};
 use tokio::time::{Instant, sleep};
 use tower::{Layer, ServiceExt, service_fn};
 
 /// Envoy's defaults with its 100 ms update interval.
-fn envoy() -> Builder {
+fn envoy() -> AdaptiveLimitBuilder {
     AdaptiveLimit::builder(EnvoyGradient::builder().seed(7).build().unwrap())
         .window(Duration::from_millis(100))
 }
@@ -37,7 +37,7 @@ const NONE: usize = NAMES.len();
 /// a backend whose calls take `latency(time since the start)`, for `secs`
 /// of paused time.
 async fn run(
-    builder: Builder,
+    builder: AdaptiveLimitBuilder,
     partitions: &[usize],
     clients: usize,
     latency: fn(Duration) -> Duration,
@@ -93,7 +93,7 @@ async fn run(
         t.await.unwrap();
     }
     assert_eq!(limit.in_flight(), 0);
-    assert_eq!(limit.queued(), 0);
+    assert_eq!(limit.snapshot().queued, 0);
     Run {
         limit: limit.limit(),
         changes: changes.load(Ordering::SeqCst),

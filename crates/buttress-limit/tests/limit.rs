@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use buttress_core::classify::{Classification, Outcome};
 use buttress_limit::algorithm::{Fixed, Limit, Sample};
-use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer, Throttled};
+use buttress_limit::throttle::{AdaptiveThrottle, AdaptiveThrottleLayer, Throttled};
 use buttress_limit::{
     AdaptiveLimit, AdaptiveLimitLayer, AdaptiveLimitService, LimitChange, Overloaded, QueueOrder,
 };
@@ -70,7 +70,9 @@ impl Limit for Recorder {
 #[tokio::test(start_paused = true)]
 async fn sheds_at_the_limit_without_calling_the_backend() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let limit = AdaptiveLimit::builder(Fixed::new(2)).build().unwrap();
+    let limit = AdaptiveLimit::builder(Fixed::new(2).unwrap())
+        .build()
+        .unwrap();
     let mut svc = AdaptiveLimitLayer::new(limit.clone()).layer(backend(calls.clone()));
     let a = tokio::spawn(svc.ready().await.unwrap().call(100));
     let b = tokio::spawn(svc.ready().await.unwrap().call(100));
@@ -92,7 +94,7 @@ async fn sheds_at_the_limit_without_calling_the_backend() {
         2,
         "the shed call never reached the backend"
     );
-    assert_eq!(limit.rejected(), 1);
+    assert_eq!(limit.snapshot().rejected, 1);
     assert_eq!(a.await.unwrap().unwrap(), 100);
     assert_eq!(b.await.unwrap().unwrap(), 100);
     assert_eq!(limit.in_flight(), 0);
@@ -103,7 +105,7 @@ async fn sheds_at_the_limit_without_calling_the_backend() {
 #[tokio::test(start_paused = true)]
 async fn dropping_in_flight_and_queued_futures_returns_every_permit() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let limit = AdaptiveLimit::builder(Fixed::new(10))
+    let limit = AdaptiveLimit::builder(Fixed::new(10).unwrap())
         .queue(100, Duration::from_secs(10))
         .build()
         .unwrap();
@@ -115,20 +117,20 @@ async fn dropping_in_flight_and_queued_futures_returns_every_permit() {
     tokio::task::yield_now().await;
     advance(Duration::from_millis(10)).await;
     assert_eq!(limit.in_flight(), 10);
-    assert_eq!(limit.queued(), 40);
+    assert_eq!(limit.snapshot().queued, 40);
     for f in &futures {
         f.abort();
     }
     for f in futures {
-        let _ = f.await;
+        assert!(f.await.unwrap_err().is_cancelled(), "aborted while waiting");
     }
-    assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
+    assert_eq!((limit.in_flight(), limit.snapshot().queued), (0, 0));
 }
 
 #[tokio::test(start_paused = true)]
 async fn queue_waits_then_times_out_fifo() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let limit = AdaptiveLimit::builder(Fixed::new(1))
+    let limit = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .queue(2, Duration::from_millis(50))
         .build()
         .unwrap();
@@ -141,7 +143,7 @@ async fn queue_waits_then_times_out_fifo() {
     let third = tokio::spawn(svc.clone().oneshot(30));
     let queued_at = tokio::time::Instant::now();
     tokio::task::yield_now().await;
-    assert_eq!(limit.queued(), 2);
+    assert_eq!(limit.snapshot().queued, 2);
     assert_eq!(
         queued_at.elapsed(),
         Duration::ZERO,
@@ -166,7 +168,7 @@ async fn queue_waits_then_times_out_fifo() {
         (Duration::from_millis(50)..=Duration::from_millis(51)).contains(&waited),
         "waited {waited:?}"
     );
-    assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
+    assert_eq!((limit.in_flight(), limit.snapshot().queued), (0, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -180,7 +182,7 @@ async fn lifo_serves_the_newest_waiter_first() {
             Ok::<_, &'static str>(id)
         }
     });
-    let limit = AdaptiveLimit::builder(Fixed::new(1))
+    let limit = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .queue(10, Duration::from_secs(1))
         .queue_order(QueueOrder::Lifo)
         .build()
@@ -199,7 +201,7 @@ async fn lifo_serves_the_newest_waiter_first() {
 
 #[tokio::test(start_paused = true)]
 async fn partitions_keep_their_share_only_when_the_limit_is_in_use() {
-    let limit = AdaptiveLimit::builder(Fixed::new(10))
+    let limit = AdaptiveLimit::builder(Fixed::new(10).unwrap())
         .partition("interactive", 0.3)
         .partition("batch", 0.7)
         .build()
@@ -218,7 +220,10 @@ async fn partitions_keep_their_share_only_when_the_limit_is_in_use() {
     }
     tokio::task::yield_now().await;
     assert_eq!(limit.in_flight(), 10);
-    assert_eq!(limit.partition_in_flight("batch"), Some(10));
+    assert_eq!(
+        limit.partition_snapshot("batch").map(|p| p.in_flight),
+        Some(10)
+    );
     // The whole limit is in use: batch is over its share (7) and is shed…
     assert!(svc.clone().oneshot(("batch", 1)).await.is_err());
     // …an unpartitioned call too…
@@ -228,13 +233,19 @@ async fn partitions_keep_their_share_only_when_the_limit_is_in_use() {
         held.push(tokio::spawn(svc.clone().oneshot(("interactive", 100))));
     }
     tokio::task::yield_now().await;
-    assert_eq!(limit.partition_in_flight("interactive"), Some(3));
+    assert_eq!(
+        limit.partition_snapshot("interactive").map(|p| p.in_flight),
+        Some(3)
+    );
     assert!(svc.clone().oneshot(("interactive", 1)).await.is_err());
     for h in held {
         h.await.unwrap().unwrap();
     }
     assert_eq!(limit.in_flight(), 0);
-    assert_eq!(limit.partition_in_flight("interactive"), Some(0));
+    assert_eq!(
+        limit.partition_snapshot("interactive").map(|p| p.in_flight),
+        Some(0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -266,9 +277,11 @@ async fn windows_feed_the_mean_rtt_max_in_flight_and_drops() {
         })));
     }
     tasks.push(tokio::spawn(svc.clone().oneshot(0)));
+    let mut failed = 0;
     for t in tasks {
-        let _ = t.await.unwrap();
+        failed += usize::from(t.await.unwrap().is_err());
     }
+    assert_eq!(failed, 1, "the call of 0 ms fails");
     assert!(
         samples.lock().unwrap().is_empty(),
         "the window is still open"
@@ -340,7 +353,9 @@ async fn classifier_decides_drops_and_ignores() {
 
 #[tokio::test(start_paused = true)]
 async fn try_acquire_and_record_outside_tower() {
-    let limit = AdaptiveLimit::builder(Fixed::new(2)).build().unwrap();
+    let limit = AdaptiveLimit::builder(Fixed::new(2).unwrap())
+        .build()
+        .unwrap();
     let a = limit.try_acquire().unwrap();
     let b = limit.try_acquire().unwrap();
     assert!(limit.try_acquire().is_err());
@@ -360,7 +375,7 @@ async fn throttle_sheds_locally_once_the_backend_rejects_and_recovers_after_the_
     let h = healthy.clone();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let svc = ThrottleLayer::new(throttle.clone()).layer(service_fn(move |()| {
+    let svc = AdaptiveThrottleLayer::new(throttle.clone()).layer(service_fn(move |()| {
         c.fetch_add(1, Ordering::SeqCst);
         let ok = h.load(Ordering::SeqCst);
         async move { if ok { Ok(()) } else { Err("overloaded") } }
@@ -368,8 +383,10 @@ async fn throttle_sheds_locally_once_the_backend_rejects_and_recovers_after_the_
     for _ in 0..100 {
         svc.clone().oneshot(()).await.unwrap();
     }
-    assert_eq!(throttle.reject_probability(), 0.0);
-    assert_eq!(throttle.counts(), (100, 100));
+    let counts = throttle.snapshot();
+    assert_eq!(counts.reject_probability, 0.0);
+    assert_eq!((counts.requests, counts.accepts), (100, 100));
+    assert_eq!((counts.sent, counts.rejected), (100, 0));
     // The backend starts rejecting: once requests exceed 2 × accepts, the
     // client sheds locally, and the backend sees far fewer calls.
     healthy.store(false, Ordering::SeqCst);
@@ -387,26 +404,20 @@ async fn throttle_sheds_locally_once_the_backend_rejects_and_recovers_after_the_
             throttled += 1;
         }
     }
-    assert_eq!(throttled, throttle.rejected());
-    let (requests, accepts) = throttle.counts();
-    assert_eq!((requests, accepts), (1100, 100));
-    let p = throttle.reject_probability();
+    let counts = throttle.snapshot();
+    assert_eq!(throttled, counts.rejected);
+    assert_eq!((counts.requests, counts.accepts), (1100, 100));
+    let p = counts.reject_probability;
     assert!((p - (1100.0 - 200.0) / 1101.0).abs() < 1e-9);
     // Expected rejections: Σ over n = 100..1100 of max(0, (n − 200)/(n + 1))
     // ≈ 900 − 201 · ln(1101/201) ≈ 558.
-    assert!(
-        (500..620).contains(&throttle.rejected()),
-        "{}",
-        throttle.rejected()
-    );
-    assert_eq!(
-        calls.load(Ordering::SeqCst) as u64,
-        1000 - throttle.rejected()
-    );
+    assert!((500..620).contains(&counts.rejected), "{}", counts.rejected);
+    assert_eq!(calls.load(Ordering::SeqCst) as u64, 1000 - counts.rejected);
+    assert_eq!(counts.sent, 1100 - counts.rejected);
     // After the window, the old counts are gone: nothing is shed.
     advance(Duration::from_secs(11)).await;
     healthy.store(true, Ordering::SeqCst);
-    assert_eq!(throttle.reject_probability(), 0.0);
+    assert_eq!(throttle.snapshot().reject_probability, 0.0);
     svc.clone().oneshot(()).await.unwrap();
 }
 
@@ -462,6 +473,47 @@ async fn busy_windows_sample_a_subset_with_the_same_mean() {
     }
 }
 
+/// Two limiters on one thread, one call through each in turn (a server
+/// limit around a handler that calls a client limit): each picks its
+/// sampled calls from its own admissions, so both keep sampling one call
+/// in two in busy windows, however their calls interleave.
+#[tokio::test(start_paused = true)]
+async fn nested_limiters_each_sample_their_own_calls() {
+    let recorder = || Recorder {
+        limit: 100,
+        ..Recorder::default()
+    };
+    let (outer, inner) = (recorder(), recorder());
+    let (outer_samples, inner_samples) = (outer.samples.clone(), inner.samples.clone());
+    let outer = AdaptiveLimit::builder(outer).name("outer").build().unwrap();
+    let inner = AdaptiveLimit::builder(inner).name("inner").build().unwrap();
+    for _ in 0..3 {
+        for _ in 0..3_000 {
+            let a = outer.try_acquire().unwrap();
+            let b = inner.try_acquire().unwrap();
+            advance(Duration::from_micros(200)).await;
+            b.record(Outcome::Success);
+            a.record(Outcome::Success);
+        }
+        advance(Duration::from_secs(1)).await;
+    }
+    for _ in 0..4 {
+        let a = outer.try_acquire().unwrap();
+        let b = inner.try_acquire().unwrap();
+        advance(Duration::from_micros(200)).await;
+        b.record(Outcome::Success);
+        a.record(Outcome::Success);
+    }
+    for (name, samples) in [("outer", outer_samples), ("inner", inner_samples)] {
+        let samples = samples.lock().unwrap();
+        let counts: Vec<u32> = samples.iter().map(Sample::count).collect();
+        assert_eq!(counts.len(), 3, "{name}: every busy window fed: {counts:?}");
+        for c in &counts[1..] {
+            assert!((1_400..=1_600).contains(c), "{name}: {counts:?}");
+        }
+    }
+}
+
 /// Many tasks on a multi-threaded runtime, with a queue: the backend never
 /// sees more calls at once than the limit, every call is answered or shed,
 /// and every permit comes back.
@@ -473,7 +525,7 @@ fn threads_never_exceed_the_limit_and_return_every_permit() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let limit = AdaptiveLimit::builder(Fixed::new(8))
+        let limit = AdaptiveLimit::builder(Fixed::new(8).unwrap())
             .queue(64, Duration::from_secs(60))
             .build()
             .unwrap();
@@ -514,14 +566,14 @@ fn threads_never_exceed_the_limit_and_return_every_permit() {
             "{}",
             peak.load(Ordering::SeqCst)
         );
-        assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
+        assert_eq!((limit.in_flight(), limit.snapshot().queued), (0, 0));
     });
 }
 
 #[test]
 fn build_rejects_bad_configuration_by_field() {
-    let b = || AdaptiveLimit::builder(Fixed::new(10));
-    let field = |b: buttress_limit::Builder| b.build().unwrap_err().field();
+    let b = || AdaptiveLimit::builder(Fixed::new(10).unwrap());
+    let field = |b: buttress_limit::AdaptiveLimitBuilder| b.build().unwrap_err().field();
     assert_eq!(field(b().window(Duration::ZERO)), "window");
     assert_eq!(field(b().window_samples(0)), "window_samples");
     assert_eq!(field(b().queue(0, Duration::from_secs(1))), "queue");
@@ -543,6 +595,9 @@ fn build_rejects_bad_configuration_by_field() {
         .unwrap_err();
     assert!(err.to_string().contains("add up to at most 1"), "{err}");
     assert!(b().partition("a", 0.5).partition("b", 0.5).build().is_ok());
+    // A zero limit admits nothing: rejected, not raised to 1.
+    let zero = Fixed::new(0).unwrap_err();
+    assert_eq!((zero.field(), zero.layer()), ("limit", "concurrency limit"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -578,7 +633,7 @@ async fn the_largest_durations_build_and_serve_without_overflowing() {
     use buttress_limit::algorithm::{Aimd, EnvoyGradient};
 
     // The longest window, sampling threshold and queue wait.
-    let limit = AdaptiveLimit::builder(Fixed::new(1))
+    let limit = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .window(Duration::MAX)
         .min_rtt(Duration::MAX)
         .queue(1, Duration::MAX)
@@ -590,10 +645,10 @@ async fn the_largest_durations_build_and_serve_without_overflowing() {
     // Waits (for ever, at most) and is served when the first call is done.
     let queued = tokio::spawn(svc.clone().oneshot(10));
     tokio::task::yield_now().await;
-    assert_eq!(limit.queued(), 1);
+    assert_eq!(limit.snapshot().queued, 1);
     assert_eq!(first.await.unwrap().unwrap(), 10);
     assert_eq!(queued.await.unwrap().unwrap(), 10);
-    assert_eq!((limit.in_flight(), limit.queued()), (0, 0));
+    assert_eq!((limit.in_flight(), limit.snapshot().queued), (0, 0));
 
     // Envoy re-measuring at the longest interval, AIMD's longest timeout,
     // and a throttle over the longest window, each driven through windows.
@@ -622,10 +677,12 @@ async fn the_largest_durations_build_and_serve_without_overflowing() {
         .seed(1)
         .build()
         .unwrap();
-    let svc = ThrottleLayer::new(throttle.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
+    let svc =
+        AdaptiveThrottleLayer::new(throttle.clone()).layer(backend(Arc::new(AtomicUsize::new(0))));
     svc.clone().oneshot(1).await.unwrap();
     advance(Duration::from_secs(3600)).await;
-    assert_eq!(throttle.counts(), (1, 1));
+    let counts = throttle.snapshot();
+    assert_eq!((counts.requests, counts.accepts), (1, 1));
 }
 
 /// `poll_ready` reserves nothing in the limiter (the permit is taken in
@@ -635,7 +692,7 @@ async fn the_largest_durations_build_and_serve_without_overflowing() {
 #[tokio::test(start_paused = true)]
 async fn clones_idle_after_poll_ready_hold_no_permit() {
     for queue in [false, true] {
-        let builder = AdaptiveLimit::builder(Fixed::new(2));
+        let builder = AdaptiveLimit::builder(Fixed::new(2).unwrap());
         let limit = if queue {
             builder.queue(4, Duration::from_millis(50))
         } else {
@@ -663,7 +720,11 @@ async fn clones_idle_after_poll_ready_hold_no_permit() {
             assert_eq!(s.call(10).await.unwrap(), 10);
         }
         assert_eq!(
-            (limit.in_flight(), limit.queued(), limit.rejected()),
+            (
+                limit.in_flight(),
+                limit.snapshot().queued,
+                limit.snapshot().rejected
+            ),
             (0, 0, 0)
         );
     }

@@ -170,9 +170,16 @@ async fn storm(limit: &AdaptiveLimit, shares: &[f64], calls: u64, seed: u64) {
     // drops its future first): everything they held is back.
     assert_eq!(inside.now.load(Ordering::SeqCst), 0);
     assert_eq!(limit.in_flight(), 0, "permits left behind");
-    assert_eq!(limit.queued(), 0, "queue slots left behind");
+    assert_eq!(limit.snapshot().queued, 0, "queue slots left behind");
     for name in NAMES {
-        assert_eq!(limit.partition_in_flight(name).unwrap_or(0), 0, "{name}");
+        assert_eq!(
+            limit
+                .partition_snapshot(name)
+                .map(|p| p.in_flight)
+                .unwrap_or(0),
+            0,
+            "{name}"
+        );
     }
     let tally = Tally {
         served: tally.served.load(Ordering::SeqCst),
@@ -208,7 +215,7 @@ fn admits_its_whole_limit(limit: &AdaptiveLimit) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_through_a_bounded_queue_leaves_nothing_behind() {
     for (order, seed) in [(QueueOrder::Fifo, 1), (QueueOrder::Lifo, 2)] {
-        let limit = AdaptiveLimit::builder(Fixed::new(8))
+        let limit = AdaptiveLimit::builder(Fixed::new(8).unwrap())
             .queue(16, Duration::from_millis(2))
             .queue_order(order)
             .build()
@@ -221,7 +228,7 @@ async fn a_storm_through_a_bounded_queue_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_through_partitions_and_a_queue_leaves_nothing_behind() {
     for (order, seed) in [(QueueOrder::Fifo, 3), (QueueOrder::Lifo, 4)] {
-        let limit = AdaptiveLimit::builder(Fixed::new(8))
+        let limit = AdaptiveLimit::builder(Fixed::new(8).unwrap())
             .partition(NAMES[0], SHARES[0])
             .partition(NAMES[1], SHARES[1])
             .partition(NAMES[2], SHARES[2])
@@ -236,7 +243,7 @@ async fn a_storm_through_partitions_and_a_queue_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_through_partitions_without_a_queue_leaves_nothing_behind() {
-    let limit = AdaptiveLimit::builder(Fixed::new(8))
+    let limit = AdaptiveLimit::builder(Fixed::new(8).unwrap())
         .partition(NAMES[0], SHARES[0])
         .partition(NAMES[1], SHARES[1])
         .partition(NAMES[2], SHARES[2])

@@ -11,7 +11,7 @@ use std::time::Duration;
 use buttress_core::classify::Classification;
 use buttress_core::telemetry::{Name, flush};
 use buttress_limit::algorithm::{Fixed, Vegas};
-use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer, Throttled};
+use buttress_limit::throttle::{AdaptiveThrottle, AdaptiveThrottleLayer, Throttled};
 use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, METRICS, Overloaded};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::time::sleep;
@@ -185,7 +185,7 @@ async fn a_limiter_built_before_the_recorder_publishes_every_series_into_it() {
         1.0,
         "the queued batch call"
     );
-    assert_eq!(limit.rejected(), 2);
+    assert_eq!(limit.snapshot().rejected, 2);
 
     let limit_metrics: BTreeSet<_> = METRICS
         .iter()
@@ -209,7 +209,7 @@ async fn a_throttle_built_before_the_recorder_publishes_every_series_into_it() {
     // The backend answers, but the classifier refuses every answer: nothing
     // is accepted, so the throttle starts shedding.
     let refused = |_: &Result<u32, &'static str>| Classification::failure();
-    let svc = ThrottleLayer::new(throttle.clone())
+    let svc = AdaptiveThrottleLayer::new(throttle.clone())
         .classifier(refused)
         .layer(service_fn(|n: u32| async move { Ok::<_, &'static str>(n) }));
     let mut shed = 0u32;
@@ -228,9 +228,9 @@ async fn a_throttle_built_before_the_recorder_publishes_every_series_into_it() {
     let calls = |outcome| get(&s, "buttress_throttle_calls_total", &[("outcome", outcome)]);
     assert_eq!(calls("rejected"), f64::from(shed));
     assert_eq!(calls("sent"), f64::from(200 - shed));
-    assert_eq!(throttle.rejected(), u64::from(shed));
+    assert_eq!(throttle.snapshot().rejected, u64::from(shed));
     let p = get(&s, "buttress_throttle_reject_probability", &[]);
-    assert_eq!(p, throttle.reject_probability());
+    assert_eq!(p, throttle.snapshot().reject_probability);
     assert!((p - 200.0 / 201.0).abs() < 1e-12, "{p}");
 
     let throttle_metrics: BTreeSet<_> = METRICS
@@ -260,8 +260,12 @@ fn every_catalogued_metric_is_a_limit_or_throttle_metric_with_the_house_names() 
 
 #[test]
 fn unnamed_layers_are_named_after_the_line_that_built_them_never_default() {
-    let a = AdaptiveLimit::builder(Fixed::new(1)).build().unwrap();
-    let b = AdaptiveLimit::builder(Fixed::new(1)).build().unwrap();
+    let a = AdaptiveLimit::builder(Fixed::new(1).unwrap())
+        .build()
+        .unwrap();
+    let b = AdaptiveLimit::builder(Fixed::new(1).unwrap())
+        .build()
+        .unwrap();
     let t = AdaptiveThrottle::builder().build().unwrap();
     let u = AdaptiveThrottle::builder().build().unwrap();
     for name in [a.name(), b.name(), t.name(), u.name()] {
@@ -275,11 +279,11 @@ fn unnamed_layers_are_named_after_the_line_that_built_them_never_default() {
     assert_ne!(t.name(), u.name(), "built on different lines");
 
     // A second live instance of a name gets a suffix; a dropped one frees it.
-    let first = AdaptiveLimit::builder(Fixed::new(1))
+    let first = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .name("dup")
         .build()
         .unwrap();
-    let second = AdaptiveLimit::builder(Fixed::new(1))
+    let second = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .name("dup")
         .build()
         .unwrap();
@@ -288,13 +292,13 @@ fn unnamed_layers_are_named_after_the_line_that_built_them_never_default() {
         (Name::new("dup"), Name::new("dup#2"))
     );
     drop(first);
-    let third = AdaptiveLimit::builder(Fixed::new(1))
+    let third = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .name("dup")
         .build()
         .unwrap();
     assert_eq!(third.name(), "dup");
 
-    let empty = AdaptiveLimit::builder(Fixed::new(1))
+    let empty = AdaptiveLimit::builder(Fixed::new(1).unwrap())
         .name("")
         .build()
         .unwrap_err();

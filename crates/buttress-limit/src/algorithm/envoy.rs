@@ -32,7 +32,7 @@ use crate::error::{ConfigError, check_range};
 /// `min_rtt_request_count` windows ends with those it has (or keeps the
 /// last min RTT if it has none), so the limit is never pinned for longer;
 /// and the update interval is the limiter's window (Envoy's
-/// default is 100 ms: set [`Builder::window`](crate::Builder::window) to
+/// default is 100 ms: set [`AdaptiveLimitBuilder::window`](crate::AdaptiveLimitBuilder::window) to
 /// match). Envoy answers a shed request with a 503, as does this crate's
 /// `http` helper.
 #[derive(Debug)]

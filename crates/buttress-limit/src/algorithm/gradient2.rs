@@ -121,15 +121,15 @@ impl Gradient2Builder {
     }
 
     /// How much the short RTT may exceed the long one before the limit
-    /// shrinks, `>= 1.0`. Default: 1.5 (Netflix `Gradient2Limit`).
+    /// shrinks, in `[1, 100]`. Default: 1.5 (Netflix `Gradient2Limit`).
     #[must_use]
     pub fn rtt_tolerance(mut self, tolerance: f64) -> Self {
         self.tolerance = tolerance;
         self
     }
 
-    /// The head-room added to each estimate. Default: 4 (Netflix
-    /// `Gradient2Limit`).
+    /// The head-room added to each estimate, at least 1 (with none the
+    /// limit could only shrink). Default: 4 (Netflix `Gradient2Limit`).
     #[must_use]
     pub fn queue_size(mut self, queue: u32) -> Self {
         self.queue_size = queue;
@@ -151,11 +151,18 @@ impl Gradient2Builder {
     ///
     /// A [`ConfigError`] naming the first bad setting: a zero or inverted
     /// bound, an initial limit outside the bounds, a smoothing outside
-    /// `(0, 1]`, a tolerance below 1, a long window under 10.
+    /// `(0, 1]`, a tolerance outside `[1, 100]`, a zero queue size, a long
+    /// window under 10.
     pub fn build(self) -> Result<Gradient2, ConfigError> {
         check_bounds(self.min, self.initial, self.max)?;
         check_range("smoothing", self.smoothing, 0.0, 1.0, false)?;
         check_range("rtt_tolerance", self.tolerance, 1.0, 100.0, true)?;
+        if self.queue_size == 0 {
+            return Err(crate::error::config_error(
+                "queue_size",
+                "must be at least 1: with no head-room the limit can only shrink",
+            ));
+        }
         if self.long_window < 10 {
             return Err(crate::error::config_error(
                 "long_window",
@@ -287,5 +294,12 @@ mod tests {
         assert_eq!(f(Gradient2::builder().rtt_tolerance(0.9)), "rtt_tolerance");
         assert_eq!(f(Gradient2::builder().long_window(5)), "long_window");
         assert_eq!(f(Gradient2::builder().max_limit(10)), "min_limit");
+        assert_eq!(f(Gradient2::builder().queue_size(0)), "queue_size");
+        assert_eq!(f(Gradient2::builder().smoothing(f64::NAN)), "smoothing");
+        assert_eq!(
+            f(Gradient2::builder().rtt_tolerance(f64::NAN)),
+            "rtt_tolerance"
+        );
+        assert_eq!(f(Gradient2::builder().min_limit(0)), "min_limit");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! An algorithm does no I/O and reads no clock: the limiter measures each
 //! call's round-trip time, aggregates a window of them (see
-//! [`Builder::window`](crate::Builder::window)) and calls
+//! [`AdaptiveLimitBuilder::window`](crate::AdaptiveLimitBuilder::window)) and calls
 //! [`Limit::update`] once per window. That makes every algorithm testable
 //! with synthetic sample sequences:
 //!

@@ -7,23 +7,24 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use buttress_core::classify::Outcome;
+use buttress_core::stripe::Padded;
 use buttress_core::telemetry::{Count, Name, Registration};
 use buttress_core::time::Origin;
 
-use super::change::{LimitChange, Listener};
 use super::partition::{NO_PARTITION, Partition};
 use super::queue::{Queue, Waiter};
+use super::snapshot::AdaptiveLimitSnapshot;
 use super::window::{self, Stripe, UNSAMPLED};
 use crate::algorithm::{Limit, Sample};
+use crate::change::{LimitChange, Listener};
 use crate::error::Overloaded;
-use crate::stripe::Padded;
 
 /// Read on every call, written once per window: kept apart from the
 /// in-flight counter, which every call writes.
 pub(super) struct Hot {
     pub(super) limit: AtomicU32,
-    /// A call's RTT is sampled when the thread's call count `& sample_mask`
-    /// is 0: every call at low rates, about
+    /// A call's RTT is sampled when its stripe's admitted count (before
+    /// it) `& sample_mask` is 0: every call at low rates, about
     /// [`SAMPLES_PER_WINDOW`](window::SAMPLES_PER_WINDOW) per window at high
     /// ones.
     pub(super) sample_mask: AtomicU32,
@@ -106,56 +107,38 @@ impl Inner {
         self.in_flight.0.load(Ordering::Relaxed)
     }
 
-    /// Calls waiting in the queue now.
-    pub(crate) fn queued(&self) -> u32 {
-        self.queue
-            .as_ref()
-            .map_or(0, |q| q.queued.load(Ordering::Relaxed))
-    }
-
-    /// Calls admitted since the limiter was built (at once or from the
-    /// queue).
-    pub(crate) fn admitted(&self) -> u64 {
-        self.stripes.iter().fold(0u64, |sum, s| {
-            sum.wrapping_add(s.0.admitted.load(Ordering::Relaxed))
-        })
-    }
-
-    /// Admitted calls whose outcome was a failure.
-    pub(crate) fn failures(&self) -> u64 {
-        self.stripes.iter().fold(0u64, |sum, s| {
-            sum.wrapping_add(s.0.failures.load(Ordering::Relaxed))
-        })
-    }
-
-    /// Calls shed since the limiter was built.
-    pub(crate) fn rejected(&self) -> u64 {
-        self.rejected.get()
-    }
-
-    /// Limit changes since the limiter was built.
-    pub(crate) fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Relaxed)
-    }
-
-    /// Calls that entered the queue, and queued calls shed after the
-    /// maximum wait, since the limiter was built.
-    pub(crate) fn queue_totals(&self) -> (u64, u64) {
-        self.queue.as_ref().map_or((0, 0), |q| {
+    /// Every counter, read now (see [`AdaptiveLimit::snapshot`](crate::AdaptiveLimit::snapshot)).
+    pub(crate) fn snapshot(&self) -> AdaptiveLimitSnapshot {
+        let (admitted, failures) = self.stripes.iter().fold((0u64, 0u64), |(a, f), s| {
             (
+                a.wrapping_add(s.0.admitted.load(Ordering::Relaxed)),
+                f.wrapping_add(s.0.failures.load(Ordering::Relaxed)),
+            )
+        });
+        let (queued, queue_entered, queue_timeouts) = self.queue.as_ref().map_or((0, 0, 0), |q| {
+            (
+                q.queued.load(Ordering::Relaxed),
                 q.entered.load(Ordering::Relaxed),
                 q.timeouts.load(Ordering::Relaxed),
             )
-        })
-    }
-
-    /// The last fed window's RTT, and the algorithm's no-load RTT
-    /// (zero when it keeps none).
-    pub(crate) fn rtts(&self) -> (Duration, Duration) {
-        (
-            Duration::from_nanos(self.rtts.window.load(Ordering::Relaxed)),
-            Duration::from_nanos(self.rtts.no_load.load(Ordering::Relaxed)),
-        )
+        });
+        let nanos = |a: &AtomicU64| {
+            let n = a.load(Ordering::Relaxed);
+            (n > 0).then(|| Duration::from_nanos(n))
+        };
+        AdaptiveLimitSnapshot {
+            limit: self.limit(),
+            in_flight: self.in_flight(),
+            queued,
+            admitted,
+            rejected: self.rejected.get(),
+            failures,
+            limit_changes: self.changes.load(Ordering::Relaxed),
+            queue_entered,
+            queue_timeouts,
+            rtt: nanos(&self.rtts.window),
+            no_load_rtt: nanos(&self.rtts.no_load),
+        }
     }
 
     /// Takes a slot if the limit (or the partition's guarantee) allows;

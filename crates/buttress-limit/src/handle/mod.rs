@@ -1,40 +1,38 @@
 //! The shared limiter and its [`AdaptiveLimit`] handle.
 //!
 //! - `inner`: the shared state, admission, completion, window closes;
-//! - `window`: the per-stripe window accumulators;
-//! - `hist`: the RTT histogram for percentile algorithms;
+//! - `window`: the per-stripe window accumulators and RTT histograms;
 //! - `queue`: calls waiting at the limit;
 //! - `partition`: guaranteed shares;
 //! - `permit`: an admitted call's permit;
-//! - `change`: the limit-change event.
+//! - `snapshot`: the counters, read all at once;
+//! - `publish`: the counters, written to the `metrics` recorder.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use buttress_core::telemetry::{Count, Name, Publish, Registration};
+use buttress_core::stripe::{Padded, stripes, thread_stripe};
+use buttress_core::telemetry::{Count, Name, Publish, Registration, register_catalog};
 use buttress_core::time::{Origin, saturating_nanos};
 
-mod change;
-mod hist;
 mod inner;
 mod partition;
 mod permit;
+mod publish;
 mod queue;
+mod snapshot;
 mod window;
 
-pub use change::LimitChange;
-pub(crate) use change::Listener;
 pub(crate) use inner::Inner;
 pub(crate) use partition::NO_PARTITION;
 pub use permit::Permit;
-pub use queue::QueueOrder;
-pub(crate) use queue::{QueueConfig, Waiter};
+pub(crate) use queue::Waiter;
+pub use snapshot::{AdaptiveLimitSnapshot, PartitionSnapshot};
 
 use crate::algorithm::Limit;
-use crate::error::Overloaded;
-use crate::stripe::{Padded, stripe_and_tick, stripes};
+use crate::config::{AdaptiveLimitBuilder, Config};
+use crate::error::{ConfigError, Overloaded};
 use inner::{Hot, Rtts};
 use partition::Partition;
 use permit::Token;
@@ -43,19 +41,6 @@ use window::{Stripe, UNSAMPLED};
 
 /// The layer kind the limiter registers its name under.
 const KIND: &str = "limit";
-
-/// A validated limiter configuration: everything the limiter needs, the
-/// name included (built by [`Builder::build`](crate::Builder::build)).
-pub(crate) struct Config {
-    pub(crate) algorithm: Box<dyn Limit>,
-    pub(crate) name: Name,
-    pub(crate) window: Duration,
-    pub(crate) window_samples: u32,
-    pub(crate) min_rtt: Duration,
-    pub(crate) queue: Option<QueueConfig>,
-    pub(crate) partitions: Vec<(Arc<str>, f64)>,
-    pub(crate) listener: Option<Listener>,
-}
 
 struct Shared {
     inner: Arc<Inner>,
@@ -66,21 +51,24 @@ struct Shared {
 /// [`AdaptiveLimitLayer`](crate::AdaptiveLimitLayer) built from it.
 ///
 /// Clone it freely (one reference count): clones are the same limiter.
-/// Read its [`limit`](Self::limit), [`in_flight`](Self::in_flight),
-/// [`queued`](Self::queued) and [`rejected`](Self::rejected) counts, or take
-/// permits by hand with [`try_acquire`](Self::try_acquire) outside tower.
+/// Read its counters with [`snapshot`](Self::snapshot) (the current
+/// [`limit`](Self::limit) and [`in_flight`](Self::in_flight) count also
+/// have getters of their own, one load each), or take permits by hand with
+/// [`try_acquire`](Self::try_acquire) outside tower.
 ///
 /// ```
 /// use buttress_limit::{AdaptiveLimit, algorithm::Fixed};
 /// use buttress_core::classify::Outcome;
 ///
-/// let limit = AdaptiveLimit::builder(Fixed::new(1)).name("db").build().unwrap();
+/// let limit = AdaptiveLimit::builder(Fixed::new(1)?).name("db").build()?;
 /// let permit = limit.try_acquire().unwrap();
 /// assert_eq!(limit.in_flight(), 1);
 /// let shed = limit.try_acquire().unwrap_err();
 /// assert_eq!(shed.name(), "db", "the rejection names the limiter");
 /// permit.record(Outcome::Success);
-/// assert_eq!((limit.in_flight(), limit.rejected()), (0, 1));
+/// let counts = limit.snapshot();
+/// assert_eq!((counts.in_flight, counts.admitted, counts.rejected), (0, 1, 1));
+/// # Ok::<(), buttress_limit::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct AdaptiveLimit {
@@ -99,9 +87,19 @@ impl fmt::Debug for AdaptiveLimit {
 }
 
 impl AdaptiveLimit {
+    /// An [`AdaptiveLimitBuilder`] around `algorithm`, every other setting
+    /// at its default. The limiter is named after the line that calls
+    /// this unless [`name`](AdaptiveLimitBuilder::name) is set.
+    #[must_use]
+    #[track_caller]
+    pub fn builder(algorithm: impl Limit + 'static) -> AdaptiveLimitBuilder {
+        AdaptiveLimitBuilder::new(Box::new(algorithm))
+    }
+
     /// The limiter for a validated configuration: claims its name and
     /// links it to the telemetry publisher.
-    pub(crate) fn from_config(c: Config) -> Self {
+    fn from_config(c: Config) -> Self {
+        register_catalog(crate::telemetry::METRICS);
         let registration = Registration::new(KIND, c.name);
         let limit = c.algorithm.limit().max(1);
         let percentile = c
@@ -160,18 +158,20 @@ impl AdaptiveLimit {
     }
 
     /// A permit for a call that took a slot: this thread's token, and the
-    /// start time if the call is sampled. Counts the call admitted.
+    /// start time if the call is sampled. Counts the call admitted; the
+    /// stripe's admitted count also picks the sampled calls (one in
+    /// `sample_mask + 1` per stripe), so limiters nested on one thread do
+    /// not pick each other's calls.
     #[inline]
     fn permit(&self, in_flight: u32, partition: usize) -> Permit {
-        let (stripe, tick) = stripe_and_tick();
         let tokens = &self.shared.tokens;
-        let token = Arc::clone(&tokens[stripe & (tokens.len() - 1)]);
+        let token = Arc::clone(&tokens[thread_stripe() & (tokens.len() - 1)]);
         let inner = self.inner();
-        inner.stripes[token.stripe]
+        let nth = inner.stripes[token.stripe]
             .0
             .admitted
-            .fetch_add(1, Ordering::Relaxed);
-        let start = if tick & inner.hot.0.sample_mask.load(Ordering::Relaxed) == 0 {
+            .fetch_add(1, Ordering::Relaxed) as u32;
+        let start = if nth & inner.hot.0.sample_mask.load(Ordering::Relaxed) == 0 {
             inner.origin.elapsed_nanos()
         } else {
             UNSAMPLED
@@ -199,37 +199,35 @@ impl AdaptiveLimit {
         self.inner().algorithm_name
     }
 
-    /// The current limit.
+    /// The current limit: one load (also in [`snapshot`](Self::snapshot)).
     #[must_use]
     pub fn limit(&self) -> u32 {
         self.inner().limit()
     }
 
-    /// Calls holding a permit now.
+    /// Calls holding a permit now: one load (also in
+    /// [`snapshot`](Self::snapshot)).
     #[must_use]
     pub fn in_flight(&self) -> u32 {
         self.inner().in_flight()
     }
 
-    /// Calls in `partition` holding a permit now (`None` for an unknown
-    /// partition name).
+    /// Every counter of the limiter, read now. Each field is read on its
+    /// own, so calls completing meanwhile may show in one and not yet in
+    /// another. Sums the per-thread stripes: for dashboards and tests,
+    /// not for every call.
     #[must_use]
-    pub fn partition_in_flight(&self, partition: &str) -> Option<u32> {
+    pub fn snapshot(&self) -> AdaptiveLimitSnapshot {
+        self.inner().snapshot()
+    }
+
+    /// The counters of the partition named `partition` (`None` for a name
+    /// the builder did not configure).
+    #[must_use]
+    pub fn partition_snapshot(&self, partition: &str) -> Option<PartitionSnapshot> {
         let inner = self.inner();
-        let i = inner.partition_index(partition)?;
-        Some(inner.partitions()[i].in_flight())
-    }
-
-    /// Calls waiting in the queue now.
-    #[must_use]
-    pub fn queued(&self) -> u32 {
-        self.inner().queued()
-    }
-
-    /// Calls rejected since the limiter was built.
-    #[must_use]
-    pub fn rejected(&self) -> u64 {
-        self.inner().rejected()
+        let p = &inner.partitions()[inner.partition_index(partition)?];
+        Some(p.snapshot(inner.limit()))
     }
 
     /// Takes a permit without waiting, as the layer does in `call`, for
@@ -278,5 +276,21 @@ impl AdaptiveLimit {
     /// The permit of a waiter the queue granted.
     pub(crate) fn granted(&self, waiter: &Waiter) -> Permit {
         self.permit(waiter.in_flight.load(Ordering::Acquire), waiter.partition)
+    }
+}
+
+impl AdaptiveLimitBuilder {
+    /// Validates the configuration and builds the limiter.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first bad setting: an empty name, a
+    /// zero window or window sample count, a queue of zero length or zero
+    /// wait, an empty partition name, a partition share outside `(0, 1]`
+    /// (NaN included), shares adding up to more than 1, a duplicate
+    /// partition name, more than [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)
+    /// partitions.
+    pub fn build(self) -> Result<AdaptiveLimit, ConfigError> {
+        Ok(AdaptiveLimit::from_config(self.validate()?))
     }
 }

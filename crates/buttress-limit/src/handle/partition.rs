@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use buttress_core::stripe::Padded;
 use buttress_core::telemetry::Count;
 
-use crate::stripe::Padded;
+use super::snapshot::PartitionSnapshot;
 
 /// The partition index of a call outside every partition.
 pub(crate) const NO_PARTITION: usize = usize::MAX;
@@ -49,5 +50,14 @@ impl Partition {
     /// Calls in this partition shed since the limiter was built.
     pub(crate) fn rejected(&self) -> u64 {
         self.rejected.get()
+    }
+
+    /// This partition's counters, at the limit `limit`.
+    pub(super) fn snapshot(&self, limit: u32) -> PartitionSnapshot {
+        PartitionSnapshot {
+            in_flight: self.in_flight(),
+            rejected: self.rejected(),
+            guaranteed: self.guaranteed(limit),
+        }
     }
 }

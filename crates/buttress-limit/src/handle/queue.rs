@@ -3,29 +3,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Duration;
 
-/// Which waiting call gets a permit first when one comes free.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum QueueOrder {
-    /// The longest-waiting call first: fair.
-    Fifo,
-    /// The most recent call first: under sustained overload the calls that
-    /// get through are the fresh ones, whose callers are still waiting,
-    /// while the old ones time out (Facebook's adaptive LIFO).
-    Lifo,
-}
+use buttress_core::sync::lock;
 
-/// A validated queue configuration.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct QueueConfig {
-    pub(crate) max_len: u32,
-    pub(crate) max_wait: Duration,
-    pub(crate) order: QueueOrder,
-}
+use crate::config::{QueueConfig, QueueOrder};
 
 const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
@@ -53,7 +37,7 @@ impl Waiter {
     }
 
     pub(crate) fn register(&self, waker: &Waker) {
-        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = lock(&self.waker);
         match &mut *slot {
             Some(w) if w.will_wake(waker) => {}
             slot => *slot = Some(waker.clone()),
@@ -107,7 +91,7 @@ impl Queue {
             partition,
             in_flight: AtomicU32::new(0),
         });
-        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waiters = lock(&self.waiters);
         if waiters.len() >= 2 * self.config.max_len as usize {
             waiters.retain(|w| w.state.load(Ordering::Acquire) == WAITING);
         }
@@ -140,7 +124,7 @@ impl Queue {
         let order = self.config.order;
         let mut wake = Vec::new();
         {
-            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waiters = lock(&self.waiters);
             loop {
                 let next = match order {
                     QueueOrder::Fifo => waiters.front(),
@@ -163,11 +147,7 @@ impl Queue {
                     .is_ok()
                 {
                     self.queued.fetch_sub(1, Ordering::AcqRel);
-                    let waker = w
-                        .waker
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .take();
+                    let waker = lock(&w.waker).take();
                     if let Some(waker) = waker {
                         wake.push(waker);
                     }

@@ -1,20 +1,33 @@
-//! The throttle's builder.
+//! The throttle's configuration: [`AdaptiveThrottleBuilder`] and its
+//! validation into a [`Config`], which holds everything the throttle needs
+//! (name and seed included). `AdaptiveThrottle::builder` and
+//! [`AdaptiveThrottleBuilder::build`] live beside the handle they make.
 
 use std::time::Duration;
 
-use buttress_core::telemetry::{Name, register_catalog};
+use buttress_core::telemetry::Name;
 use buttress_core::time::saturating_nanos;
 
-use super::handle::{AdaptiveThrottle, Config};
-use crate::error::{ConfigError, check_range};
+use crate::error::{ConfigError, check_range, config_error};
 
 /// The most buckets a throttle's window can have.
 pub const MAX_BUCKETS: u32 = 1000;
 
-/// Builds an [`AdaptiveThrottle`]. Every setter documents its default;
-/// [`build`](Self::build) validates them all.
+/// A validated throttle configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) k: f64,
+    pub(crate) buckets: u32,
+    pub(crate) bucket_nanos: u64,
+    pub(crate) name: Name,
+    pub(crate) seed: Option<u64>,
+}
+
+/// Builds an [`AdaptiveThrottle`](super::AdaptiveThrottle); reached by
+/// [`AdaptiveThrottle::builder`](super::AdaptiveThrottle::builder). Every
+/// setter documents its default; [`build`](Self::build) validates them all.
 #[derive(Clone, Debug)]
-pub struct ThrottleBuilder {
+pub struct AdaptiveThrottleBuilder {
     k: f64,
     window: Duration,
     buckets: u32,
@@ -22,14 +35,11 @@ pub struct ThrottleBuilder {
     seed: Option<u64>,
 }
 
-impl AdaptiveThrottle {
-    /// A [`ThrottleBuilder`] with the book's defaults. The throttle is
-    /// named after the line that calls this unless
-    /// [`name`](ThrottleBuilder::name) is set.
-    #[must_use]
+impl AdaptiveThrottleBuilder {
+    /// The book's defaults, named after the caller's line.
     #[track_caller]
-    pub fn builder() -> ThrottleBuilder {
-        ThrottleBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
             k: 2.0,
             window: Duration::from_secs(120),
             buckets: 12,
@@ -37,9 +47,7 @@ impl AdaptiveThrottle {
             seed: None,
         }
     }
-}
 
-impl ThrottleBuilder {
     /// The multiplier `K`, `>= 1.0`: the backend may reject `1 − 1/K` of
     /// the requests before the client sheds any. Default: 2 (SRE book;
     /// 1.1 is its aggressive setting).
@@ -62,7 +70,9 @@ impl ThrottleBuilder {
     /// The throttle's name: the `name` label on its metrics and the name
     /// its [`Throttled`](super::Throttled) rejections carry. A second live
     /// throttle given the same name is named `name#2`. Default: the source
-    /// location that called [`AdaptiveThrottle::builder`] (`file.rs:line`).
+    /// location that called
+    /// [`AdaptiveThrottle::builder`](super::AdaptiveThrottle::builder)
+    /// (`file.rs:line`).
     #[must_use]
     pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.name = name.into();
@@ -76,20 +86,15 @@ impl ThrottleBuilder {
         self
     }
 
-    /// Validates and builds.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first bad setting: an empty name, `k`
-    /// below 1 or not finite, zero or too many buckets, a window shorter
-    /// than 1 ms per bucket.
-    pub fn build(self) -> Result<AdaptiveThrottle, ConfigError> {
+    /// Checks every setting; the first bad one is the error (see
+    /// [`build`](Self::build)).
+    pub(crate) fn validate(self) -> Result<Config, ConfigError> {
         if self.name.as_str().is_empty() {
-            return Err(crate::error::config_error("name", "must not be empty"));
+            return Err(config_error("name", "must not be empty"));
         }
         check_range("k", self.k, 1.0, 1e9, true)?;
         if self.buckets == 0 || self.buckets > MAX_BUCKETS {
-            return Err(crate::error::config_error(
+            return Err(config_error(
                 "window",
                 format!(
                     "buckets must be within 1..={MAX_BUCKETS}, got {}",
@@ -99,7 +104,7 @@ impl ThrottleBuilder {
         }
         let bucket_nanos = saturating_nanos(self.window) / u64::from(self.buckets);
         if bucket_nanos < 1_000_000 {
-            return Err(crate::error::config_error(
+            return Err(config_error(
                 "window",
                 format!(
                     "{:?} is too short for {} buckets of at least 1ms",
@@ -107,14 +112,13 @@ impl ThrottleBuilder {
                 ),
             ));
         }
-        register_catalog(crate::telemetry::METRICS);
-        Ok(AdaptiveThrottle::from_config(Config {
+        Ok(Config {
             k: self.k,
             buckets: self.buckets,
             bucket_nanos,
             name: self.name,
             seed: self.seed,
-        }))
+        })
     }
 }
 
@@ -124,17 +128,24 @@ mod tests {
 
     #[test]
     fn rejects_bad_config() {
-        let f = |b: ThrottleBuilder| b.build().unwrap_err().field();
-        assert_eq!(f(AdaptiveThrottle::builder().k(0.5)), "k");
-        assert_eq!(f(AdaptiveThrottle::builder().k(f64::NAN)), "k");
+        let f = |b: AdaptiveThrottleBuilder| b.validate().unwrap_err().field();
+        let b = AdaptiveThrottleBuilder::new;
+        assert_eq!(f(b().k(0.5)), "k");
+        assert_eq!(f(b().k(f64::NAN)), "k");
+        assert_eq!(f(b().k(f64::INFINITY)), "k");
+        assert_eq!(f(b().window(Duration::from_secs(1), 0)), "window");
         assert_eq!(
-            f(AdaptiveThrottle::builder().window(Duration::from_secs(1), 0)),
+            f(b().window(Duration::from_secs(100), MAX_BUCKETS + 1)),
             "window"
         );
-        assert_eq!(
-            f(AdaptiveThrottle::builder().window(Duration::from_millis(5), 10)),
-            "window"
+        assert_eq!(f(b().window(Duration::ZERO, 1)), "window");
+        assert_eq!(f(b().window(Duration::from_millis(5), 10)), "window");
+        assert_eq!(f(b().name("")), "name");
+        assert!(
+            b().k(1.0)
+                .window(Duration::from_millis(10), 10)
+                .validate()
+                .is_ok()
         );
-        assert_eq!(f(AdaptiveThrottle::builder().name("")), "name");
     }
 }

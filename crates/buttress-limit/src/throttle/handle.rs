@@ -5,22 +5,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use buttress_core::ConfigError;
 use buttress_core::rng::FastRng;
-use buttress_core::telemetry::{Count, Name, Publish, Registration};
+use buttress_core::telemetry::{Count, Emit, Name, Publish, Registration, register_catalog};
 use buttress_core::time::Origin;
+
+use super::config::{AdaptiveThrottleBuilder, Config};
+use crate::telemetry::{THROTTLE_CALLS, THROTTLE_PROBABILITY};
 
 /// The layer kind the throttle registers its name under.
 const KIND: &str = "throttle";
-
-/// A validated throttle configuration (built by
-/// [`ThrottleBuilder::build`](super::ThrottleBuilder::build)).
-pub(crate) struct Config {
-    pub(crate) k: f64,
-    pub(crate) buckets: u32,
-    pub(crate) bucket_nanos: u64,
-    pub(crate) name: Name,
-    pub(crate) seed: Option<u64>,
-}
 
 struct Bucket {
     epoch: AtomicU64,
@@ -43,7 +37,8 @@ pub(crate) struct Inner {
 }
 
 /// The shared state of a client-side adaptive throttle: clone it to read
-/// its counts; every [`ThrottleLayer`](super::ThrottleLayer) built from it
+/// its counters ([`snapshot`](Self::snapshot)); every
+/// [`AdaptiveThrottleLayer`](super::AdaptiveThrottleLayer) built from it
 /// shares them.
 #[derive(Clone)]
 pub struct AdaptiveThrottle {
@@ -52,20 +47,30 @@ pub struct AdaptiveThrottle {
 
 impl fmt::Debug for AdaptiveThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (requests, accepts) = self.counts();
+        let s = self.snapshot();
         f.debug_struct("AdaptiveThrottle")
             .field("name", &self.name())
             .field("k", &self.inner.k)
-            .field("requests", &requests)
-            .field("accepts", &accepts)
+            .field("requests", &s.requests)
+            .field("accepts", &s.accepts)
             .finish_non_exhaustive()
     }
 }
 
 impl AdaptiveThrottle {
+    /// An [`AdaptiveThrottleBuilder`] with the book's defaults. The
+    /// throttle is named after the line that calls this unless
+    /// [`name`](AdaptiveThrottleBuilder::name) is set.
+    #[must_use]
+    #[track_caller]
+    pub fn builder() -> AdaptiveThrottleBuilder {
+        AdaptiveThrottleBuilder::new()
+    }
+
     /// The throttle for a validated configuration: claims its name and
     /// links it to the telemetry publisher.
-    pub(crate) fn from_config(c: Config) -> Self {
+    fn from_config(c: Config) -> Self {
+        register_catalog(crate::telemetry::METRICS);
         let inner = Arc::new(Inner {
             k: c.k,
             buckets: (0..c.buckets)
@@ -100,23 +105,45 @@ impl AdaptiveThrottle {
         self.inner.name()
     }
 
-    /// Requests and accepts in the window now.
+    /// The throttle's counters, read now.
     #[must_use]
-    pub fn counts(&self) -> (u64, u64) {
-        self.inner.counts(self.inner.epoch_now())
+    pub fn snapshot(&self) -> AdaptiveThrottleSnapshot {
+        self.inner.snapshot()
     }
+}
 
-    /// The probability that the next request is rejected locally.
-    #[must_use]
-    pub fn reject_probability(&self) -> f64 {
-        self.inner.reject_probability()
+impl AdaptiveThrottleBuilder {
+    /// Validates and builds.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first bad setting: an empty name, `k`
+    /// below 1 or not finite, zero or more than
+    /// [`MAX_BUCKETS`](super::MAX_BUCKETS) buckets, a window shorter than
+    /// 1 ms per bucket.
+    pub fn build(self) -> Result<AdaptiveThrottle, ConfigError> {
+        Ok(AdaptiveThrottle::from_config(self.validate()?))
     }
+}
 
-    /// Requests rejected locally since the throttle was built.
-    #[must_use]
-    pub fn rejected(&self) -> u64 {
-        self.inner.rejected.get()
-    }
+/// A throttle's counters at one moment, from
+/// [`AdaptiveThrottle::snapshot`]. The same figures are published as the
+/// `buttress_throttle_*` metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct AdaptiveThrottleSnapshot {
+    /// Requests the application attempted in the window (sent or shed).
+    pub requests: u64,
+    /// Requests the backend accepted in the window.
+    pub accepts: u64,
+    /// The probability that the next request is shed locally:
+    /// `max(0, (requests − K · accepts) / (requests + 1))`.
+    pub reject_probability: f64,
+    /// Requests sent to the backend since the throttle was built.
+    pub sent: u64,
+    /// Requests shed locally with [`Throttled`](super::Throttled) since the
+    /// throttle was built.
+    pub rejected: u64,
 }
 
 impl Inner {
@@ -163,15 +190,16 @@ impl Inner {
         ((requests - self.k * accepts as f64) / (requests + 1.0)).max(0.0)
     }
 
-    /// The probability that the next request is rejected locally.
-    pub(crate) fn reject_probability(&self) -> f64 {
+    /// The counters, with the probability from the same window counts.
+    fn snapshot(&self) -> AdaptiveThrottleSnapshot {
         let (requests, accepts) = self.counts(self.epoch_now());
-        self.probability(requests, accepts)
-    }
-
-    /// Requests sent and requests shed since the throttle was built.
-    pub(crate) fn totals(&self) -> (u64, u64) {
-        (self.sent.get(), self.rejected.get())
+        AdaptiveThrottleSnapshot {
+            requests,
+            accepts,
+            reject_probability: self.probability(requests, accepts),
+            sent: self.sent.get(),
+            rejected: self.rejected.get(),
+        }
     }
 
     /// Counts a request and decides whether to send it (`true`) or shed
@@ -194,6 +222,15 @@ impl Inner {
         self.bucket(self.epoch_now())
             .accepts
             .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Publish for Inner {
+    fn publish(&self, out: &mut Emit<'_>) {
+        let s = self.snapshot();
+        out.counter_with(THROTTLE_CALLS, &[("outcome", "sent")], s.sent);
+        out.counter_with(THROTTLE_CALLS, &[("outcome", "rejected")], s.rejected);
+        out.gauge(THROTTLE_PROBABILITY, s.reject_probability);
     }
 }
 

@@ -4,21 +4,22 @@ use buttress_core::classify::ErrorsAsFailures;
 use tower_layer::Layer;
 
 use super::handle::AdaptiveThrottle;
-use super::service::Throttle;
+use super::service::AdaptiveThrottleService;
 
-/// Wraps services in a [`Throttle`] sharing one [`AdaptiveThrottle`].
+/// Wraps services in an [`AdaptiveThrottleService`] sharing one
+/// [`AdaptiveThrottle`].
 ///
 /// # Clone
 ///
 /// Every service built by this layer (or a clone) shares the throttle's
 /// counts: build one throttle per backend.
 #[derive(Clone, Debug)]
-pub struct ThrottleLayer<C = ErrorsAsFailures> {
+pub struct AdaptiveThrottleLayer<C = ErrorsAsFailures> {
     throttle: AdaptiveThrottle,
     classifier: C,
 }
 
-impl ThrottleLayer {
+impl AdaptiveThrottleLayer {
     /// A layer around `throttle` that counts `Ok` as accepted
     /// ([`ErrorsAsFailures`]).
     #[must_use]
@@ -30,21 +31,21 @@ impl ThrottleLayer {
     }
 }
 
-impl From<AdaptiveThrottle> for ThrottleLayer {
+impl From<AdaptiveThrottle> for AdaptiveThrottleLayer {
     fn from(throttle: AdaptiveThrottle) -> Self {
         Self::new(throttle)
     }
 }
 
-impl<C> ThrottleLayer<C> {
+impl<C> AdaptiveThrottleLayer<C> {
     /// Judges the inner service's results with `classifier`, a
     /// [`Classify`](buttress_core::classify::Classify) over its
     /// `Result<Response, Error>`: a result is accepted when it is a
     /// success (or ignored) and not retryable. Default:
     /// [`ErrorsAsFailures`].
     #[must_use]
-    pub fn classifier<C2>(self, classifier: C2) -> ThrottleLayer<C2> {
-        ThrottleLayer {
+    pub fn classifier<C2>(self, classifier: C2) -> AdaptiveThrottleLayer<C2> {
+        AdaptiveThrottleLayer {
             throttle: self.throttle,
             classifier,
         }
@@ -57,10 +58,10 @@ impl<C> ThrottleLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for ThrottleLayer<C> {
-    type Service = Throttle<S, C>;
+impl<S, C: Clone> Layer<S> for AdaptiveThrottleLayer<C> {
+    type Service = AdaptiveThrottleService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Throttle::new(inner, self.throttle.clone(), self.classifier.clone())
+        AdaptiveThrottleService::new(inner, self.throttle.clone(), self.classifier.clone())
     }
 }

@@ -19,14 +19,14 @@
 //! is accepted, while a 429, a 5xx or a transport error is not.
 //!
 //! ```
-//! use buttress_limit::throttle::{AdaptiveThrottle, ThrottleLayer, Throttled};
+//! use buttress_limit::throttle::{AdaptiveThrottle, AdaptiveThrottleLayer, Throttled};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), tower::BoxError> {
 //! let throttle = AdaptiveThrottle::builder().name("search").seed(1).build()?;
 //! let overloaded_backend = ServiceBuilder::new()
-//!     .layer(ThrottleLayer::new(throttle.clone()))
+//!     .layer(AdaptiveThrottleLayer::new(throttle.clone()))
 //!     .service(service_fn(|_: ()| async { Err::<(), _>("503 overloaded") }));
 //! let mut local = 0;
 //! for _ in 0..1000 {
@@ -39,29 +39,31 @@
 //! }
 //! // Nothing is accepted, so p = requests / (requests + 1) → almost all are shed locally.
 //! assert!(local > 950, "{local}");
-//! assert!(throttle.reject_probability() > 0.99);
+//! let counts = throttle.snapshot();
+//! assert_eq!(counts.rejected, local);
+//! assert!(counts.reject_probability > 0.99);
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! # Telemetry
 //!
-//! Labelled `name` with the throttle's [name](ThrottleBuilder::name):
+//! Labelled `name` with the throttle's [name](AdaptiveThrottleBuilder::name):
 //! `buttress_throttle_calls_total` (`outcome` = `sent`, `rejected`) and the
 //! gauge `buttress_throttle_reject_probability`, kept in the throttle's own
 //! memory and published off the call path (see the crate's
 //! [telemetry section](crate#telemetry) and [`METRICS`](crate::METRICS)).
 
 mod config;
+pub(crate) mod future;
 mod handle;
 mod layer;
 mod service;
 
-pub use config::{MAX_BUCKETS, ThrottleBuilder};
-pub use handle::AdaptiveThrottle;
-pub(crate) use handle::Inner;
-pub use layer::ThrottleLayer;
-pub use service::Throttle;
+pub use config::{AdaptiveThrottleBuilder, MAX_BUCKETS};
+pub use handle::{AdaptiveThrottle, AdaptiveThrottleSnapshot};
+pub use layer::AdaptiveThrottleLayer;
+pub use service::AdaptiveThrottleService;
 
 /// The throttle's rejection, from the shared vocabulary in
 /// [`buttress_core::reject`].

@@ -6,8 +6,8 @@ use buttress_core::BoxError;
 use buttress_core::classify::{Classify, ErrorsAsFailures};
 use tower_service::Service;
 
+use super::future::ThrottleFuture;
 use super::handle::AdaptiveThrottle;
-use crate::future::ThrottleFuture;
 
 /// Client-side adaptive throttling around an inner service: see the
 /// [module docs](super).
@@ -16,13 +16,13 @@ use crate::future::ThrottleFuture;
 ///
 /// Clones share the throttle's counts.
 #[derive(Clone, Debug)]
-pub struct Throttle<S, C = ErrorsAsFailures> {
+pub struct AdaptiveThrottleService<S, C = ErrorsAsFailures> {
     inner: S,
     throttle: AdaptiveThrottle,
     classifier: C,
 }
 
-impl<S, C> Throttle<S, C> {
+impl<S, C> AdaptiveThrottleService<S, C> {
     /// Wraps `inner`, sharing `throttle` and judging results with
     /// `classifier`.
     pub fn new(inner: S, throttle: AdaptiveThrottle, classifier: C) -> Self {
@@ -38,23 +38,10 @@ impl<S, C> Throttle<S, C> {
         &self.throttle
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    buttress_core::define_inner_service_accessors!();
 }
 
-impl<S, C, Req> Service<Req> for Throttle<S, C>
+impl<S, C, Req> Service<Req> for AdaptiveThrottleService<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,

@@ -397,10 +397,13 @@ pub fn contenders(sc: &Scenario) -> Vec<(String, AdaptiveLimit)> {
     };
     let c = sc.capacity;
     vec![
-        ("none".to_string(), build(Box::new(Fixed::new(u32::MAX)))),
+        (
+            "none".to_string(),
+            build(Box::new(Fixed::new(u32::MAX).unwrap())),
+        ),
         (
             format!("fixed {} (2× C)", 2 * c),
-            build(Box::new(Fixed::new(2 * c))),
+            build(Box::new(Fixed::new(2 * c).unwrap())),
         ),
         (
             "aimd (defaults)".to_string(),

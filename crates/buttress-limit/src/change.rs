@@ -7,18 +7,18 @@ use buttress_core::time::Instant;
 
 use crate::algorithm::Sample;
 
-/// The listener set with [`on_limit_change`](crate::Builder::on_limit_change).
+/// The listener set with [`on_limit_change`](crate::AdaptiveLimitBuilder::on_limit_change).
 pub(crate) type Listener = Arc<dyn Fn(&LimitChange) + Send + Sync>;
 
 /// A change of the limit, passed to the
-/// [`on_limit_change`](crate::Builder::on_limit_change) listener.
+/// [`on_limit_change`](crate::AdaptiveLimitBuilder::on_limit_change) listener.
 #[derive(Clone, Debug)]
 pub struct LimitChange {
-    pub(super) name: Name,
-    pub(super) from: u32,
-    pub(super) to: u32,
-    pub(super) at: Instant,
-    pub(super) sample: Sample,
+    pub(crate) name: Name,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+    pub(crate) at: Instant,
+    pub(crate) sample: Sample,
 }
 
 impl LimitChange {
