@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use buttress::BoxError;
-use buttress::breaker::CircuitOpen;
+use buttress::core::reject::rejection;
 
 use crate::backend::Response;
 use crate::variants::Variant;
@@ -23,13 +23,13 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// Sorts a result. Layers that refuse fast (a breaker's `CircuitOpen`
-    /// today; an overloaded limiter or an exhausted retry budget later) are
-    /// recognised here by their error type.
+    /// Sorts a result. A layer's fast refusal (an open breaker, a shed
+    /// call), however wrapped, is recognised through the shared rejection
+    /// vocabulary.
     pub(crate) fn of(result: &Result<Response, BoxError>) -> Self {
         match result {
             Ok(_) => Self::Ok,
-            Err(e) if e.downcast_ref::<CircuitOpen>().is_some() => Self::Rejected,
+            Err(e) if rejection(e).is_some_and(|r| r.is_refusal()) => Self::Rejected,
             Err(_) => Self::BackendError,
         }
     }

@@ -11,7 +11,7 @@ use tower_layer::Stack;
 #[cfg(feature = "breaker")]
 use buttress_breaker::CircuitBreakerLayer;
 #[cfg(feature = "limit")]
-use buttress_limit::{AdaptiveLimitLayer, throttle::ThrottleLayer};
+use buttress_limit::{AdaptiveLimitLayer, throttle::AdaptiveThrottleLayer};
 
 #[cfg(feature = "cache")]
 use buttress_cache::CacheLayer;
@@ -76,13 +76,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower::BoxError> {
-    /// let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1000)).build()?;
+    /// let cache = Cache::builder(QuickCacheStore::builder(1 << 20).estimated_entries(1000).build()?).build()?;
     /// let svc = ServiceBuilder::new()
     ///     .cache(CacheLayer::new(cache.clone(), |id: &u32| Some(*id)))
     ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
     /// assert_eq!(svc.clone().oneshot(21).await?, 42);
     /// assert_eq!(svc.oneshot(21).await?, 42);
-    /// assert_eq!(cache.stats().hits, 1);
+    /// assert_eq!(cache.snapshot().hits, 1);
     /// # Ok(())
     /// # }
     /// ```
@@ -160,14 +160,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         layer: impl Into<AdaptiveLimitLayer<C, P>>,
     ) -> tower::ServiceBuilder<Stack<AdaptiveLimitLayer<C, P>, L>>;
 
-    /// Adds a client-side [`ThrottleLayer`]: a configured one, or an
+    /// Adds a client-side [`AdaptiveThrottleLayer`]: a configured one, or an
     /// [`AdaptiveThrottle`](buttress_limit::throttle::AdaptiveThrottle) (counting `Ok` as accepted).
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
     fn adaptive_throttle<C>(
         self,
-        layer: impl Into<ThrottleLayer<C>>,
-    ) -> tower::ServiceBuilder<Stack<ThrottleLayer<C>, L>>;
+        layer: impl Into<AdaptiveThrottleLayer<C>>,
+    ) -> tower::ServiceBuilder<Stack<AdaptiveThrottleLayer<C>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
@@ -214,8 +214,8 @@ impl<L> ServiceBuilderExt<L> for tower::ServiceBuilder<L> {
     #[cfg(feature = "limit")]
     fn adaptive_throttle<C>(
         self,
-        layer: impl Into<ThrottleLayer<C>>,
-    ) -> tower::ServiceBuilder<Stack<ThrottleLayer<C>, L>> {
+        layer: impl Into<AdaptiveThrottleLayer<C>>,
+    ) -> tower::ServiceBuilder<Stack<AdaptiveThrottleLayer<C>, L>> {
         self.layer(layer.into())
     }
 }

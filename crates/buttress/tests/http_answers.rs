@@ -72,7 +72,9 @@ async fn each_rejection_gets_its_status_through_any_wrapper() {
     assert_eq!(res.headers()["retry-after"], "7");
 
     // The limit sheds: 503 without Retry-After.
-    let limit = AdaptiveLimit::builder(Fixed::new(1)).build().unwrap();
+    let limit = AdaptiveLimit::builder(Fixed::new(1).unwrap())
+        .build()
+        .unwrap();
     let route = ServiceBuilder::new()
         .layer(ErrorResponseLayer::new())
         .adaptive_limit(limit.clone())

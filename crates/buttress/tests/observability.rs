@@ -18,7 +18,7 @@ use buttress::cache::store::QuickCacheStore;
 use buttress::cache::{Cache, CacheLayer};
 use buttress::core::telemetry::{MetricInfo, MetricKind};
 use buttress::limit::algorithm::{Fixed, Vegas};
-use buttress::limit::throttle::{AdaptiveThrottle, ThrottleLayer};
+use buttress::limit::throttle::{AdaptiveThrottle, AdaptiveThrottleLayer};
 use buttress::limit::{AdaptiveLimit, AdaptiveLimitLayer};
 use buttress::retry::{HedgeLayer, HedgePolicy, RetryLayer, RetryPolicy};
 use metrics_util::debugging::DebuggingRecorder;
@@ -111,14 +111,16 @@ fn the_document_lists_exactly_the_catalog() {
 async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     // Everything is built before any recorder exists.
     let breaker = CircuitBreaker::builder().name("obs").build().unwrap();
-    let keyed = KeyedCircuitBreaker::<String>::new(CircuitBreaker::builder().name("obs-keyed"), 4)
-        .unwrap()
-        .per_key_metrics(true);
+    let keyed =
+        KeyedCircuitBreaker::<String>::builder(CircuitBreaker::builder().name("obs-keyed"), 4)
+            .per_key_metrics(true)
+            .build()
+            .unwrap();
     let limit = AdaptiveLimit::builder(Vegas::builder().build().unwrap())
         .name("obs")
         .build()
         .unwrap();
-    let partitioned = AdaptiveLimit::builder(Fixed::new(4))
+    let partitioned = AdaptiveLimit::builder(Fixed::new(4).unwrap())
         .name("obs-partitioned")
         .partition("a", 0.5)
         .partition("b", 0.5)
@@ -127,10 +129,15 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     let throttle = AdaptiveThrottle::builder().name("obs").build().unwrap();
     let retry = RetryPolicy::builder().name("obs").build().unwrap();
     let hedge = HedgePolicy::builder().name("obs").build().unwrap();
-    let cache = Cache::builder(QuickCacheStore::new(1 << 20, 100))
-        .name("obs")
-        .build()
-        .unwrap();
+    let cache = Cache::builder(
+        QuickCacheStore::builder(1 << 20)
+            .estimated_entries(100)
+            .build()
+            .unwrap(),
+    )
+    .name("obs")
+    .build()
+    .unwrap();
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -144,7 +151,7 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
         RetryLayer::new(retry.clone()).layer(
             HedgeLayer::new(hedge.clone()).layer(
                 CircuitBreakerLayer::new(breaker.clone()).layer(
-                    ThrottleLayer::new(throttle.clone())
+                    AdaptiveThrottleLayer::new(throttle.clone())
                         .layer(AdaptiveLimitLayer::new(limit.clone()).layer(backend)),
                 ),
             ),

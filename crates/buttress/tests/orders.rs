@@ -103,16 +103,21 @@ impl Stack {
             .open_duration_jitter(0.0)
             .build()
             .unwrap();
-        let limit = AdaptiveLimit::builder(Fixed::new(1))
+        let limit = AdaptiveLimit::builder(Fixed::new(1).unwrap())
             .name(format!("{test}-limit"))
             .build()
             .unwrap();
-        let cache = Cache::builder(QuickCacheStore::new(1 << 20, 1_000))
-            .name(format!("{test}-cache"))
-            .ttl(Duration::from_secs(300))
-            .load_timeout(load_timeout)
-            .build()
-            .unwrap();
+        let cache = Cache::builder(
+            QuickCacheStore::builder(1 << 20)
+                .estimated_entries(1_000)
+                .build()
+                .unwrap(),
+        )
+        .name(format!("{test}-cache"))
+        .ttl(Duration::from_secs(300))
+        .load_timeout(load_timeout)
+        .build()
+        .unwrap();
         let retry = RetryPolicy::builder()
             .name(format!("{test}-retry"))
             .without_budget()
@@ -216,7 +221,7 @@ async fn an_open_breaker_is_a_503_with_retry_after_in_every_order() {
         s.backend.down.store(false, Ordering::SeqCst);
         s.breaker.reset();
         assert_eq!(s.call(1_000).await.unwrap(), 2_000, "{order:?}");
-        assert_eq!(s.cache.stats().errors_served, 0, "{order:?}");
+        assert_eq!(s.cache.snapshot().errors_served, 0, "{order:?}");
     }
 }
 
@@ -240,11 +245,7 @@ async fn a_shed_is_a_503_never_retried_nor_counted_by_the_breaker_in_every_order
         }
         assert_eq!(s.retry.stats().retries, retries, "{order:?}: not retried");
         assert_eq!(s.breaker.state(), State::Closed, "{order:?}");
-        assert_eq!(
-            s.breaker.snapshot().failures,
-            0,
-            "{order:?}: not a failure"
-        );
+        assert_eq!(s.breaker.snapshot().failures, 0, "{order:?}: not a failure");
         assert_eq!(s.backend.calls(), 1, "{order:?}: only the held call");
         held.abort();
         let _ = held.await;
