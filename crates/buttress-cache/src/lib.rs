@@ -159,3 +159,12 @@ pub use service::{CacheService, WarmReport};
 pub use store::Evictions;
 pub use telemetry::METRICS;
 pub use weigh::Weigh;
+
+/// The redis-rs crate the [`RedisStore`](store::RedisStore) is built on,
+/// re-exported so that its `Client` is the version the store takes.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::REDIS_METRICS;

@@ -1,4 +1,5 @@
-//! The storage abstraction and the in-process stores.
+//! The storage abstraction, the in-process stores, the Redis store
+//! (feature `redis`) and the two-tier store.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use crate::entry::Entry;
 mod moka;
 #[cfg(feature = "quick_cache")]
 mod quick;
+#[cfg(feature = "redis")]
+mod redis;
+mod tiered;
 
 #[cfg(feature = "moka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
@@ -17,6 +21,10 @@ pub use self::moka::{MokaStore, MokaStoreBuilder};
 #[cfg(feature = "quick_cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quick_cache")))]
 pub use self::quick::{QuickCacheStore, QuickCacheStoreBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{Codec, REDIS_METRICS, RedisStore, RedisStoreBuilder, RedisStoreSnapshot};
+pub use self::tiered::Tiered;
 
 /// Where entries live: the one storage abstraction of the cache.
 ///

@@ -1,0 +1,278 @@
+//! The Redis store's builder and validated configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+use buttress_breaker::CircuitBreaker;
+use buttress_core::telemetry::{Name, Registration, register_catalog};
+
+use super::envelope::Codec;
+use super::key::{prefix, valid_namespace};
+use super::telemetry::{KIND, REDIS_METRICS};
+use super::{RedisStore, Shared};
+use crate::error::{ConfigError, config_error};
+
+/// The validated configuration.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// The effective name (after [`Registration`]).
+    pub(crate) name: Name,
+    /// `<namespace>:v<schema version>:`.
+    pub(crate) prefix: Box<[u8]>,
+    pub(crate) codec: Codec,
+    pub(crate) timeout: Duration,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) clock_offset_ms: i64,
+}
+
+/// Builds a [`RedisStore`]. Every setter documents its default and where
+/// it comes from; [`build`](Self::build) validates them.
+///
+/// ```
+/// use std::time::Duration;
+/// use buttress_cache::store::{Codec, RedisStore};
+///
+/// let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+/// let store = RedisStore::builder(client, "prices")
+///     .name("prices-l2")
+///     .timeout(Duration::from_millis(20))
+///     .codec(Codec::Postcard)
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(store.name(), "prices-l2");
+/// assert_eq!(store.key_prefix(), b"prices:v1:");
+/// ```
+#[must_use]
+pub struct RedisStoreBuilder {
+    client: redis::Client,
+    namespace: String,
+    name: Name,
+    schema_version: u32,
+    codec: Codec,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_value_bytes: usize,
+    breaker: Option<CircuitBreaker>,
+    clock_offset_ms: i64,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("schema_version", &self.schema_version)
+            .field("codec", &self.codec)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    #[track_caller]
+    pub(crate) fn new(client: redis::Client, namespace: String) -> Self {
+        Self {
+            client,
+            namespace,
+            name: Name::caller(),
+            schema_version: 1,
+            codec: Codec::default(),
+            timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+            max_value_bytes: 1 << 20,
+            breaker: None,
+            clock_offset_ms: 0,
+        }
+    }
+
+    /// The store's name: the `name` label on its metrics
+    /// ([`REDIS_METRICS`](crate::REDIS_METRICS)) and its breaker's, and
+    /// the `name` field of its `tracing` events. Default: the source
+    /// location of the [`RedisStore::builder`] call; `name#2` while
+    /// another live store has the same one. Not part of the keys (the
+    /// namespace is).
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The version of the values' schema, in every key
+    /// (`<namespace>:v<version>:<key>`). Bump it when the value type's
+    /// serialized form changes: instances on the new version never read
+    /// the old entries (which expire on their own) and old instances
+    /// never read the new ones. Default: 1.
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// How values are written. Default: [`Codec::Postcard`] (compact
+    /// binary; chosen by measurement, see `docs/redis.md`). Values
+    /// written with either codec are read.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The longest a command may take, waiting for a connection
+    /// included. A read still running then is a miss, a write is dropped,
+    /// and both count as a breaker failure. Default: 50 ms, the issue's
+    /// figure for the cache path (redis-rs's own response timeout is
+    /// 500 ms: too long to wait on a cache). Must be greater than zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest one connection attempt may take, in the background
+    /// (no request waits for it beyond [`timeout`](Self::timeout)).
+    /// Default: 1 s, redis-rs's default. Must be greater than zero.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest envelope written, in bytes (56 bytes of header and the
+    /// encoded value). A larger entry is not written, and counted. Default:
+    /// 1 MiB, the cache's own default
+    /// [`max_entry_bytes`](crate::CacheBuilder::max_entry_bytes). Must be
+    /// greater than zero.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// The circuit breaker that guards Redis calls. Default: a breaker of
+    /// the store's name over the last 100 calls, tripping at a 50 %
+    /// failure rate once 20 calls are in (the breaker's own defaults),
+    /// open for 1 s at first, doubling up to 30 s while Redis stays down
+    /// (shorter than the breaker's 30 s / 300 s defaults: a probe costs
+    /// one bounded call, and the cache tier should come back soon).
+    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Test hook: moves this store's wall clock by `offset_ms`, to
+    /// stand for an instance whose clock is off.
+    #[doc(hidden)]
+    pub fn wall_clock_offset_ms(mut self, offset_ms: i64) -> Self {
+        self.clock_offset_ms = offset_ms;
+        self
+    }
+
+    /// Validates the configuration and builds the store. Connecting is
+    /// lazy: the store builds while Redis is down, and its first command
+    /// connects (on the tokio runtime it runs on).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the setting at fault: `namespace` (empty,
+    /// or a character other than ASCII letters, digits and `_ . : -`),
+    /// `name` (empty), `timeout`, `connect_timeout` or `max_value_bytes`
+    /// (zero).
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        if !valid_namespace(&self.namespace) {
+            return Err(config_error(
+                "namespace",
+                format!(
+                    "must be non-empty ASCII letters, digits and `_ . : -`, got {:?}",
+                    self.namespace
+                ),
+            ));
+        }
+        if self.name.as_str().is_empty() {
+            return Err(config_error("name", "must not be empty"));
+        }
+        for (field, d) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(config_error(field, "must be greater than zero"));
+            }
+        }
+        if self.max_value_bytes == 0 {
+            return Err(config_error("max_value_bytes", "must be greater than zero"));
+        }
+        register_catalog(REDIS_METRICS);
+        let registration = Registration::new(KIND, self.name);
+        let name = registration.name();
+        let breaker = match self.breaker {
+            Some(breaker) => breaker,
+            None => CircuitBreaker::builder()
+                .name(name)
+                .open_duration(Duration::from_secs(1))
+                .max_open_duration(Duration::from_secs(30))
+                .build()?,
+        };
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.connect_timeout));
+        let config = Config {
+            name,
+            prefix: prefix(&self.namespace, self.schema_version),
+            codec: self.codec,
+            timeout: self.timeout,
+            max_value_bytes: self.max_value_bytes,
+            clock_offset_ms: self.clock_offset_ms,
+        };
+        Ok(RedisStore::from_parts(Shared::new(
+            config,
+            self.client,
+            manager,
+            breaker,
+            registration,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> redis::Client {
+        redis::Client::open("redis://127.0.0.1:1/").unwrap()
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let field = |b: RedisStoreBuilder| b.build().unwrap_err().field();
+        assert_eq!(field(RedisStore::builder(client(), "")), "namespace");
+        assert_eq!(field(RedisStore::builder(client(), "a b")), "namespace");
+        assert_eq!(field(RedisStore::builder(client(), "ns").name("")), "name");
+        assert_eq!(
+            field(RedisStore::builder(client(), "ns").timeout(Duration::ZERO)),
+            "timeout"
+        );
+        assert_eq!(
+            field(RedisStore::builder(client(), "ns").connect_timeout(Duration::ZERO)),
+            "connect_timeout"
+        );
+        assert_eq!(
+            field(RedisStore::builder(client(), "ns").max_value_bytes(0)),
+            "max_value_bytes"
+        );
+    }
+
+    #[test]
+    fn unnamed_stores_are_named_after_their_line_and_never_share_a_name() {
+        let a = RedisStore::builder(client(), "ns").build().unwrap();
+        let b = RedisStore::builder(client(), "ns").build().unwrap();
+        assert!(a.name().as_str().contains("config.rs:"), "{}", a.name());
+        assert_ne!(a.name(), b.name());
+        let c = RedisStore::builder(client(), "ns")
+            .name("same")
+            .build()
+            .unwrap();
+        let d = RedisStore::builder(client(), "ns")
+            .name("same")
+            .build()
+            .unwrap();
+        assert_eq!((c.name().as_str(), d.name().as_str()), ("same", "same#2"));
+        assert_eq!(c.breaker().name(), "same");
+    }
+}

@@ -1,0 +1,150 @@
+//! The Redis store's counts, their catalog, and their publication.
+
+use buttress_core::telemetry::{Count, Emit, MetricInfo, MetricKind, Unit};
+
+/// The layer kind a Redis store registers its name as.
+pub(crate) const KIND: &str = "cache_redis";
+
+const HITS: &str = "buttress_cache_redis_hits_total";
+const MISSES: &str = "buttress_cache_redis_misses_total";
+const DECODE_FAILURES: &str = "buttress_cache_redis_decode_failures_total";
+const ENCODE_FAILURES: &str = "buttress_cache_redis_encode_failures_total";
+const ERRORS: &str = "buttress_cache_redis_errors_total";
+const TIMEOUTS: &str = "buttress_cache_redis_timeouts_total";
+const REJECTED: &str = "buttress_cache_redis_rejected_total";
+const WRITES: &str = "buttress_cache_redis_writes_total";
+const WRITES_DROPPED: &str = "buttress_cache_redis_writes_dropped_total";
+const OVERSIZED: &str = "buttress_cache_redis_oversized_total";
+pub(crate) const ROUND_TRIP_SECONDS: &str = "buttress_cache_redis_round_trip_seconds";
+
+const fn counter(name: &'static str, help: &'static str) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind: MetricKind::Counter,
+        unit: Unit::Count,
+        labels: &[],
+        help,
+    }
+}
+
+/// Every metric a [`RedisStore`](crate::store::RedisStore) emits, each
+/// labelled `name` with the store's [name](crate::store::RedisStoreBuilder::name).
+/// (Its circuit breaker publishes the `buttress_breaker_*` series under
+/// the same name.)
+pub static REDIS_METRICS: &[MetricInfo] = &[
+    counter(
+        HITS,
+        "Keys Redis returned with a value that decoded (served to the cache, which judges freshness).",
+    ),
+    counter(MISSES, "Keys Redis did not hold."),
+    counter(
+        DECODE_FAILURES,
+        "Keys whose stored value was not an intact envelope of this store's value type (foreign, altered, another format): answered as misses.",
+    ),
+    counter(
+        ENCODE_FAILURES,
+        "Keys or values the codec could not encode: the command was not sent.",
+    ),
+    counter(
+        ERRORS,
+        "Commands Redis answered with an error, or that failed on the connection.",
+    ),
+    counter(
+        TIMEOUTS,
+        "Commands not answered within the store's timeout (dropped: a read is a miss, a write is lost).",
+    ),
+    counter(
+        REJECTED,
+        "Reads and writes not sent because the store's circuit breaker was open.",
+    ),
+    counter(WRITES, "Entries Redis acknowledged writing."),
+    counter(
+        WRITES_DROPPED,
+        "Entries not written because of an error, a timeout or an open breaker.",
+    ),
+    counter(
+        OVERSIZED,
+        "Entries not written because their envelope was larger than max_value_bytes.",
+    ),
+    MetricInfo {
+        name: ROUND_TRIP_SECONDS,
+        kind: MetricKind::Histogram,
+        unit: Unit::Seconds,
+        labels: &[],
+        help: "Time from sending a command to its answer, for every command answered within the timeout.",
+    },
+];
+
+/// What a store counts, in its own memory.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: Count,
+    pub(crate) misses: Count,
+    pub(crate) decode_failures: Count,
+    pub(crate) encode_failures: Count,
+    pub(crate) errors: Count,
+    pub(crate) timeouts: Count,
+    pub(crate) rejected: Count,
+    pub(crate) writes: Count,
+    pub(crate) writes_dropped: Count,
+    pub(crate) oversized: Count,
+}
+
+/// The counts of a [`RedisStore`](crate::store::RedisStore), from
+/// [`RedisStore::snapshot`](crate::store::RedisStore::snapshot): the same
+/// totals its metrics publish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStoreSnapshot {
+    /// Keys found and decoded.
+    pub hits: u64,
+    /// Keys Redis did not hold.
+    pub misses: u64,
+    /// Keys whose value did not decode (answered as misses).
+    pub decode_failures: u64,
+    /// Keys or values the codec could not encode.
+    pub encode_failures: u64,
+    /// Commands that failed with an error.
+    pub errors: u64,
+    /// Commands that timed out.
+    pub timeouts: u64,
+    /// Commands not sent because the breaker was open.
+    pub rejected: u64,
+    /// Entries written.
+    pub writes: u64,
+    /// Entries not written because of an error, a timeout or the breaker.
+    pub writes_dropped: u64,
+    /// Entries not written because they were too large.
+    pub oversized: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> RedisStoreSnapshot {
+        RedisStoreSnapshot {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            decode_failures: self.decode_failures.get(),
+            encode_failures: self.encode_failures.get(),
+            errors: self.errors.get(),
+            timeouts: self.timeouts.get(),
+            rejected: self.rejected.get(),
+            writes: self.writes.get(),
+            writes_dropped: self.writes_dropped.get(),
+            oversized: self.oversized.get(),
+        }
+    }
+
+    pub(crate) fn publish(&self, out: &mut Emit<'_>) {
+        let s = self.snapshot();
+        out.counter(HITS, s.hits);
+        out.counter(MISSES, s.misses);
+        out.counter(DECODE_FAILURES, s.decode_failures);
+        out.counter(ENCODE_FAILURES, s.encode_failures);
+        out.counter(ERRORS, s.errors);
+        out.counter(TIMEOUTS, s.timeouts);
+        out.counter(REJECTED, s.rejected);
+        out.counter(WRITES, s.writes);
+        out.counter(WRITES_DROPPED, s.writes_dropped);
+        out.counter(OVERSIZED, s.oversized);
+    }
+}
