@@ -31,6 +31,7 @@
 //! | `keyed` | a breaker per host, route or tenant |
 //! | `cache` | [`cache`]: the read-through cache (quick_cache store) |
 //! | `moka` | the cache's `MokaStore` |
+//! | `redis` | the cache's `RedisStore` (a shared L2 tier) |
 //! | `full` | all of the above |
 //!
 //! [tower]: https://docs.rs/tower
@@ -86,6 +87,10 @@ mod guides {
     #[cfg(feature = "cache")]
     #[doc = include_str!("../../../docs/cache.md")]
     struct Cache;
+
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../../../docs/redis.md")]
+    struct Redis;
 
     #[cfg(all(feature = "retry", feature = "http"))]
     #[doc = include_str!("../../../docs/retry.md")]
