@@ -2,11 +2,13 @@
 //! tower's `Retry` drives inside a [`RetryService`](crate::RetryService).
 
 use std::fmt;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use buttress_core::BoxError;
 use buttress_core::telemetry::Name;
 use tower_service::Service;
+use tracing::instrument::{Instrument, Instrumented};
 
 use crate::future::AttemptFuture;
 
@@ -104,27 +106,41 @@ where
 
     #[inline]
     fn call(&mut self, req: AttemptRequest<Req>) -> Self::Future {
+        let Some(request) = req.request else {
+            return AttemptFuture::empty();
+        };
         // One load and compare when nobody listens at `debug`: no span is
         // built, entered or dropped.
-        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
-            attempt_span(self.name, req.attempt)
-        } else {
-            None
-        };
-        let future = req.request.map(|request| {
-            let _entered = span.as_deref().map(tracing::Span::enter);
-            self.inner.call(request)
-        });
-        AttemptFuture::new(future, span)
+        if tracing::level_enabled!(tracing::Level::DEBUG)
+            && let Some(span) = attempt_span(self.name, req.attempt)
+        {
+            return AttemptFuture::traced(traced(span, &mut self.inner, request));
+        }
+        AttemptFuture::plain(self.inner.call(request))
     }
 }
 
 /// The span of attempt number `attempt` of the retry `name`, if a
-/// subscriber wants it; boxed, so that an attempt's future is only one word
-/// larger than the inner one.
+/// subscriber wants it.
 #[cold]
 #[inline(never)]
-fn attempt_span(name: Name, attempt: u32) -> Option<Box<tracing::Span>> {
+fn attempt_span(name: Name, attempt: u32) -> Option<tracing::Span> {
     let span = tracing::debug_span!("buttress.retry.attempt", name = %name, attempt);
-    (!span.is_disabled()).then(|| Box::new(span))
+    (!span.is_disabled()).then_some(span)
+}
+
+/// `inner.call(request)` inside `span`, its future to be polled inside it
+/// too: boxed with its span, so that only a traced attempt pays for it, and
+/// returned as one pointer, so that an attempt nobody traces is built in
+/// place. Out of line, so that an untraced attempt stays small enough to
+/// inline.
+#[cold]
+#[inline(never)]
+fn traced<S: Service<Req>, Req>(
+    span: tracing::Span,
+    inner: &mut S,
+    request: Req,
+) -> Pin<Box<Instrumented<S::Future>>> {
+    let future = span.in_scope(|| inner.call(request));
+    Box::pin(future.instrument(span))
 }

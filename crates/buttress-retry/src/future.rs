@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use buttress_core::BoxError;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tracing::Span;
+use tracing::instrument::Instrumented;
 
 use crate::error::DeadlineExceeded;
 use crate::telemetry::RetryCounts;
@@ -55,40 +55,32 @@ pin_project! {
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
-        kind: Kind<F>,
+        future: F,
+        #[pin]
+        timer: Option<DeadlineTimer>,
     }
 }
 
 pin_project! {
-    #[project = KindProj]
+    /// The timer of a request's deadline, and the counts to report it in.
     #[derive(Debug)]
-    enum Kind<F> {
-        Plain { #[pin] future: F },
-        Deadline {
-            #[pin]
-            future: F,
-            #[pin]
-            sleep: Sleep,
-            counts: Arc<RetryCounts>,
-        },
+    pub(crate) struct DeadlineTimer {
+        #[pin]
+        sleep: Sleep,
+        counts: Arc<RetryCounts>,
+    }
+}
+
+impl DeadlineTimer {
+    pub(crate) fn new(sleep: Sleep, counts: Arc<RetryCounts>) -> Self {
+        Self { sleep, counts }
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn plain(future: F) -> Self {
-        Self {
-            kind: Kind::Plain { future },
-        }
-    }
-
-    pub(crate) fn deadline(future: F, sleep: Sleep, counts: Arc<RetryCounts>) -> Self {
-        Self {
-            kind: Kind::Deadline {
-                future,
-                sleep,
-                counts,
-            },
-        }
+    #[inline]
+    pub(crate) fn new(future: F, timer: Option<DeadlineTimer>) -> Self {
+        Self { future, timer }
     }
 }
 
@@ -111,40 +103,65 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Plain { future } => future.poll(cx).map(unwrap),
-            KindProj::Deadline {
-                future,
-                sleep,
-                counts,
-            } => {
-                if let Poll::Ready(out) = future.poll(cx) {
-                    return Poll::Ready(unwrap(out));
-                }
-                ready!(sleep.poll(cx));
-                counts.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(name = %counts.name(), "deadline exceeded: the attempt in flight is dropped");
-                Poll::Ready(Err(Box::new(DeadlineExceeded::new(counts.name()))))
-            }
+        let this = self.project();
+        if let Poll::Ready(out) = this.future.poll(cx) {
+            return Poll::Ready(unwrap(out));
         }
+        let Some(timer) = this.timer.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let timer = timer.project();
+        ready!(timer.sleep.poll(cx));
+        let counts = &**timer.counts;
+        counts.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(name = %counts.name(), "deadline exceeded: the attempt in flight is dropped");
+        Poll::Ready(Err(Box::new(DeadlineExceeded::new(counts.name()))))
     }
 }
 
 pin_project! {
     /// One attempt of a [`RetryService`](crate::RetryService) call: the
-    /// inner service's future, polled inside the attempt's tracing span,
-    /// its result handed to the policy as it is.
+    /// inner service's future (polled inside the attempt's tracing span
+    /// when a subscriber wants one), its result handed to the policy as it
+    /// is.
     #[derive(Debug)]
     pub struct AttemptFuture<F> {
         #[pin]
-        future: Option<F>,
-        span: Option<Box<Span>>,
+        kind: AttemptKind<F>,
+    }
+}
+
+pin_project! {
+    #[project = AttemptProj]
+    #[derive(Debug)]
+    enum AttemptKind<F> {
+        Plain { #[pin] future: F },
+        Traced { future: Pin<Box<Instrumented<F>>> },
+        // The policy never lets tower send an attempt without a request.
+        Empty,
     }
 }
 
 impl<F> AttemptFuture<F> {
-    pub(crate) fn new(future: Option<F>, span: Option<Box<Span>>) -> Self {
-        Self { future, span }
+    #[inline]
+    pub(crate) fn plain(future: F) -> Self {
+        Self {
+            kind: AttemptKind::Plain { future },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn traced(future: Pin<Box<Instrumented<F>>>) -> Self {
+        Self {
+            kind: AttemptKind::Traced { future },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn empty() -> Self {
+        Self {
+            kind: AttemptKind::Empty,
+        }
     }
 }
 
@@ -156,12 +173,10 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let _entered = this.span.as_deref().map(Span::enter);
-        match this.future.as_pin_mut() {
-            Some(future) => future.poll(cx).map(Ok),
-            // The policy never lets tower send an attempt without a request.
-            None => Poll::Ready(Err(Box::new(NoRequest))),
+        match self.project().kind.project() {
+            AttemptProj::Plain { future } => future.poll(cx).map(Ok),
+            AttemptProj::Traced { future } => future.as_mut().poll(cx).map(Ok),
+            AttemptProj::Empty => Poll::Ready(Err(Box::new(NoRequest))),
         }
     }
 }

@@ -126,10 +126,11 @@
 //!
 //! A request that succeeds first time costs tower's `Retry` (a clone of
 //! the inner service and of the policy, an `Arc`), one deposit into the
-//! budget (a load and a store; a clock read every 16 deposits), two counts
-//! into this thread's stripe (the attempt and the outcome), a disabled
-//! tracing span when nobody listens, and the request copy made by
-//! [`Replay`]; no allocation and no lock. A deadline adds a clock read, a
+//! budget (a load and a store; a clock read every 16 deposits), one count
+//! into this thread's stripe (its outcome, which also counts its first
+//! attempt), one load and compare to learn that nobody traces at `debug`
+//! (no span is built then), and the request copy made by [`Replay`]; no
+//! allocation and no lock. A deadline adds a clock read, a
 //! timer and an `Arc` clone. See `docs/benchmarks.md`.
 //!
 //! # Features

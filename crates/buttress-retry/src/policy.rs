@@ -57,6 +57,9 @@ pub(crate) struct Shared<C, R> {
 struct Session {
     /// Attempts finished.
     attempts: u32,
+    /// A request's policy (in its response future) whose last result has
+    /// not been counted yet.
+    open: bool,
     /// The decorrelated jitters' previous value.
     prev: f64,
     deadline: Option<Instant>,
@@ -81,7 +84,9 @@ pub struct RetryStats {
     pub failed_not_retried: u64,
     /// Requests that failed after one retry or more.
     pub failed_after_retry: u64,
-    /// Attempts sent, first attempts and retries.
+    /// Attempts sent, first attempts and retries. A request's first
+    /// attempt is counted when the request ends (in its outcome, or when it
+    /// is dropped before its last result), a retry when it is sent.
     pub attempts: u64,
     /// Retries made.
     pub retries: u64,
@@ -219,7 +224,7 @@ impl<C, R> RetryPolicy<C, R> {
             succeeded_after_retry: c.outcome(RetryOutcome::SucceededAfterRetry),
             failed_not_retried: c.outcome(RetryOutcome::FailedNotRetried),
             failed_after_retry: c.outcome(RetryOutcome::FailedAfterRetry),
-            attempts: c.attempts.get(),
+            attempts: c.attempts(),
             retries: c.retries.load(Ordering::Relaxed),
             budget_exhausted: c.budget_exhausted.load(Ordering::Relaxed),
             deadline_stops: c.deadline_stops.load(Ordering::Relaxed),
@@ -239,47 +244,64 @@ impl<C, R> RetryPolicy<C, R> {
             .collect()
     }
 
-    /// Starts a session: deposits, counts, fixes the deadline.
+    /// Starts a session: deposits, fixes the deadline. The common case (one
+    /// budget, no deadline) is inline, the rest out of line.
     #[inline]
     fn begin<Req>(&mut self, req: &Req)
     where
         R: Replay<Req>,
     {
-        let s = &*self.shared;
-        match &s.keyed {
-            None => {
-                if let Some(budget) = &s.budget {
-                    budget.deposit();
-                }
-            }
-            Some(keyed) => {
-                let key = s.replay.budget_key(req);
-                if self.session.key != key {
-                    self.session.key = key;
-                }
-                let deposited = key.and_then(|k| keyed.with(k, RetryBudget::deposit));
-                if deposited.is_none()
-                    && let Some(budget) = &s.budget
-                {
-                    budget.deposit();
-                }
-            }
+        if self.shared.keyed.is_some() {
+            self.deposit_keyed(req);
+        } else if let Some(budget) = &self.shared.budget {
+            budget.deposit();
         }
-        s.counts.attempts.incr();
-        // This runs on the service's own policy, which tower then copies
-        // into the response future: write the session only when it
-        // changes, so the copy does not wait on fresh narrow stores (a
-        // store-forwarding stall that cost about 20 ns here).
+        let s = &*self.shared;
         let upstream = s.replay.deadline(req);
         if s.deadline.is_none() && upstream.is_none() {
+            // This runs on the service's own policy, which tower then
+            // copies into the response future: write the session only when
+            // it changes, so that the copy does not read back fresh narrow
+            // stores (a store-forwarding stall).
             if self.session.deadline.is_some() {
                 self.session.deadline = None;
             }
             return;
         }
+        self.start_deadline(upstream);
+    }
+
+    /// Deposits into the request's own budget, or the policy's when the
+    /// request has no key or its key has no budget.
+    #[inline(never)]
+    fn deposit_keyed<Req>(&mut self, req: &Req)
+    where
+        R: Replay<Req>,
+    {
+        let s = &*self.shared;
+        let key = s.replay.budget_key(req);
+        if self.session.key != key {
+            self.session.key = key;
+        }
+        let deposited = key.and_then(|k| {
+            s.keyed
+                .as_ref()
+                .and_then(|keyed| keyed.with(k, RetryBudget::deposit))
+        });
+        if deposited.is_none()
+            && let Some(budget) = &s.budget
+        {
+            budget.deposit();
+        }
+    }
+
+    /// Fixes the request's deadline: the policy's, or `upstream`, whichever
+    /// comes first.
+    #[inline(never)]
+    fn start_deadline(&mut self, upstream: Option<Instant>) {
         let now = Instant::now();
         self.session.attempt_start = Some(now);
-        self.session.deadline = match (s.deadline.map(|d| later(now, d)), upstream) {
+        self.session.deadline = match (self.shared.deadline.map(|d| later(now, d)), upstream) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -324,11 +346,33 @@ impl<C, R> RetryPolicy<C, R> {
 
     /// Counts the end of the request whose last result has come.
     #[inline]
-    fn finish(&self, failed: bool) {
+    fn finish(&mut self, failed: bool) {
         let retried = self.session.attempts > 0;
+        self.session.open = false;
         self.shared
             .counts
             .finished(RetryOutcome::of(failed, retried));
+    }
+
+    /// Marks this copy as one request's policy, open until its last result
+    /// is counted.
+    #[inline]
+    pub(crate) fn open(&mut self) {
+        self.session.open = true;
+    }
+
+    /// Counts a request dropped before its last result came (its caller
+    /// gave up, or its deadline passed), so that its first attempt is
+    /// counted all the same.
+    #[inline]
+    pub(crate) fn close(&mut self) {
+        if self.session.open {
+            self.session.open = false;
+            self.shared
+                .counts
+                .unfinished
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Starts a session on the first call, and copies `req` for another
@@ -457,7 +501,6 @@ impl<C, R> RetryPolicy<C, R> {
         }
         self.session.attempts = n + 1;
         s.counts.retries.fetch_add(1, Ordering::Relaxed);
-        s.counts.attempts.incr();
         tracing::debug!(name = %s.name, attempt = n + 2, ?delay, "retrying");
         Some(if delay.is_zero() {
             Backoff::ready()

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use buttress_core::BoxError;
 use buttress_core::classify::{Classify, ErrorsAsFailures};
@@ -10,8 +11,8 @@ use buttress_core::time::Instant;
 use tower_service::Service;
 
 use crate::attempt::{AttemptRequest, Attempts};
-use crate::future::{Backoff, ResponseFuture};
-use crate::policy::{AttemptResult, RetryPolicy};
+use crate::future::{Backoff, DeadlineTimer, ResponseFuture};
+use crate::policy::{AttemptResult, RetryPolicy, Shared};
 use crate::replay::{CloneRequest, Deadline, Replay, later};
 
 /// The [`tower::retry::Policy`] a [`RetryService`](crate::RetryService)
@@ -21,9 +22,23 @@ use crate::replay::{CloneRequest, Deadline, Replay, later};
 /// [`RetryPolicy`]'s docs). It appears only in the service's future type.
 pub struct TowerPolicy<C, R>(pub(crate) RetryPolicy<C, R>);
 
+/// tower's `Retry` clones its policy only to start a response future (a
+/// [`RetryService`](crate::RetryService) builds its clones afresh), so a
+/// clone is one request's policy: open until its last result is counted
+/// in an outcome, and counted as unfinished if dropped before.
 impl<C, R> Clone for TowerPolicy<C, R> {
+    #[inline]
     fn clone(&self) -> Self {
-        Self(self.0.clone())
+        let mut policy = self.0.clone();
+        policy.open();
+        Self(policy)
+    }
+}
+
+impl<C, R> Drop for TowerPolicy<C, R> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -54,7 +69,10 @@ where
         self.0.retry(req, result)
     }
 
-    #[inline]
+    // Out of line, so that tower's `call` stays small enough to be inlined
+    // into the caller, which then builds the response future in place
+    // instead of copying it.
+    #[inline(never)]
     fn clone_request(&mut self, req: &AttemptRequest<Req>) -> Option<AttemptRequest<Req>> {
         self.0.clone_request(req)
     }
@@ -124,8 +142,12 @@ impl<S, C, R> RetryService<S, C, R> {
 
 impl<S: Clone, C, R> Clone for RetryService<S, C, R> {
     fn clone(&self) -> Self {
+        // Not tower's `Retry::clone`, which starts a request's policy.
         Self {
-            inner: self.inner.clone(),
+            inner: tower::retry::Retry::new(
+                TowerPolicy(self.policy.clone()),
+                self.inner.get_ref().clone(),
+            ),
             policy: self.policy.clone(),
         }
     }
@@ -161,24 +183,35 @@ where
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
         let shared = &*self.policy.shared;
-        let Some(total) = shared.deadline else {
-            return ResponseFuture::plain(self.inner.call(AttemptRequest::first(req)));
+        let timer = match shared.deadline {
+            None => None,
+            Some(total) => stamp(shared, &mut req, total),
         };
-        let now = Instant::now();
-        let mut deadline = later(now, total);
-        if let Some(upstream) = shared.replay.deadline(&req) {
-            deadline = deadline.min(upstream);
-        }
-        shared.replay.stamp(&mut req, Deadline::at(deadline), now);
-        let future = self.inner.call(AttemptRequest::first(req));
-        if tokio::runtime::Handle::try_current().is_err() {
-            // No timer to arm: the policy still stops retrying in time.
-            return ResponseFuture::plain(future);
-        }
-        ResponseFuture::deadline(
-            future,
+        ResponseFuture::new(self.inner.call(AttemptRequest::first(req)), timer)
+    }
+}
+
+/// Writes the request's deadline, `total` from now or the one it carries
+/// if that is sooner, into `req`, and arms a timer for it if a tokio
+/// runtime is there to drive one (without one, the policy still stops
+/// retrying in time). Out of line, so that a call without a deadline stays
+/// small enough to inline into its caller.
+#[inline(never)]
+fn stamp<Req, C, R: Replay<Req>>(
+    shared: &Shared<C, R>,
+    req: &mut Req,
+    total: Duration,
+) -> Option<DeadlineTimer> {
+    let now = Instant::now();
+    let mut deadline = later(now, total);
+    if let Some(upstream) = shared.replay.deadline(req) {
+        deadline = deadline.min(upstream);
+    }
+    shared.replay.stamp(req, Deadline::at(deadline), now);
+    tokio::runtime::Handle::try_current().is_ok().then(|| {
+        DeadlineTimer::new(
             tokio::time::sleep_until(deadline),
             Arc::clone(&shared.counts),
         )
-    }
+    })
 }

@@ -145,10 +145,16 @@ impl RetryOutcome {
 /// A retry policy's counts: per-thread stripes for what every request
 /// counts, plain atomics for the rest. Not generic, so that the deadline's
 /// future can hold it.
+///
+/// A request's first attempt is counted when the request ends: in its
+/// outcome, or in `unfinished` when it is dropped before its last result
+/// (a caller that gave up, a deadline); a retry is counted when it is
+/// sent. So a request that succeeds first time counts once.
 pub(crate) struct RetryCounts {
     reg: Registration,
-    pub(crate) attempts: Count,
     outcomes: [Count; 4],
+    /// Requests dropped before their last result came.
+    pub(crate) unfinished: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) budget_exhausted: AtomicU64,
     pub(crate) deadline_stops: AtomicU64,
@@ -169,8 +175,8 @@ impl RetryCounts {
     pub(crate) fn new(reg: Registration, budget: Option<RetryBudget>) -> Self {
         Self {
             reg,
-            attempts: Count::new(),
             outcomes: std::array::from_fn(|_| Count::new()),
+            unfinished: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             budget_exhausted: AtomicU64::new(0),
             deadline_stops: AtomicU64::new(0),
@@ -196,6 +202,17 @@ impl RetryCounts {
     pub(crate) fn outcome(&self, outcome: RetryOutcome) -> u64 {
         self.outcomes[outcome as usize].get()
     }
+
+    /// Attempts sent: every request's first (counted when the request
+    /// ends) and every retry.
+    pub(crate) fn attempts(&self) -> u64 {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RetryOutcome::ALL
+            .iter()
+            .map(|&o| self.outcome(o))
+            .fold(load(&self.unfinished), u64::wrapping_add)
+            .wrapping_add(load(&self.retries))
+    }
 }
 
 impl Publish for RetryCounts {
@@ -207,7 +224,7 @@ impl Publish for RetryCounts {
                 self.outcome(o),
             );
         }
-        out.counter("buttress_retry_attempts_total", self.attempts.get());
+        out.counter("buttress_retry_attempts_total", self.attempts());
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         out.counter("buttress_retry_retries_total", load(&self.retries));
         out.counter(

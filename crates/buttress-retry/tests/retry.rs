@@ -329,6 +329,31 @@ async fn deadline_is_never_overrun() {
     assert_eq!(policy.stats().deadline_stops, 1);
 }
 
+/// A request whose caller gives up (drops its future) before the answer
+/// still counts its attempt, in no outcome; a service and its clones, dropped
+/// after serving, count nothing of their own.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_request_counts_its_attempt_and_no_outcome() {
+    let backend = Backend::failing(0).slow(Duration::from_secs(1));
+    let policy = exact().build().unwrap();
+    let mut svc = RetryLayer::new(policy.clone()).layer(backend.service());
+    let mut copy = svc.clone();
+    assert_eq!(copy.ready().await.unwrap().call(1).await.unwrap(), 1);
+    let pending = svc.ready().await.unwrap().call(2);
+    let abandoned = tokio::time::timeout(Duration::from_millis(10), pending).await;
+    assert!(abandoned.is_err(), "the caller gave up first");
+    drop((svc, copy));
+    let stats = policy.stats();
+    assert_eq!(backend.calls(), 2);
+    assert_eq!(stats.attempts, 2, "both requests' attempts");
+    assert_eq!(stats.succeeded_first_try, 1);
+    assert_eq!(
+        stats.failed_not_retried + stats.failed_after_retry + stats.succeeded_after_retry,
+        0,
+        "the abandoned request has no outcome"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn deadline_cuts_a_hanging_attempt_short() {
     let backend = Backend::failing(0).slow(Duration::from_secs(3600));
