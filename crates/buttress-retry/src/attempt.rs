@@ -74,7 +74,20 @@ impl<S> Attempts<S> {
         Self { inner, name }
     }
 
-    buttress_core::define_inner_service_accessors!();
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, Req> Service<AttemptRequest<Req>> for Attempts<S>

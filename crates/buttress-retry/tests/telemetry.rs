@@ -178,7 +178,7 @@ async fn retry_counts_reach_a_recorder_installed_after_the_build() {
     assert_eq!(get(&series, "buttress_retry_deadline_exceeded_total"), 1.0);
     assert_eq!(get(&series, "buttress_retry_budget_available"), 0.0);
 
-    let stats = policy.snapshot();
+    let stats = policy.stats();
     assert_eq!(
         (
             stats.succeeded_first_try,
@@ -259,14 +259,18 @@ async fn hedge_counts_reach_a_recorder_installed_after_the_build() {
     assert_eq!(get(&series, "buttress_hedge_hedges_total"), 1.0);
     assert_eq!(get(&series, "buttress_hedge_budget_exhausted_total"), 1.0);
     assert_eq!(get(&series, "buttress_hedge_delay_seconds"), 0.01);
-    assert_eq!(get(&series, "buttress_hedge_budget_available"), 0.0);
-    let stats = policy.snapshot();
+    // Spent by the one hedge, then refilled by `min_per_second` once a
+    // second of the runtime's (auto-advancing, paused) clock has passed:
+    // which of the two the flush sees depends on when the runtime went
+    // idle, so only the bound is checked.
+    assert!(get(&series, "buttress_hedge_budget_available") <= 1.0);
+    let stats = policy.stats();
     assert_eq!(
         (
             stats.primary_won,
-            stats.hedge_won,
+            stats.won,
             stats.all_failed,
-            stats.hedges,
+            stats.fired,
             stats.budget_exhausted
         ),
         (2, 1, 1, 1, 1)

@@ -1,24 +1,249 @@
-//! What a [`RetryPolicy`] decides for each request: when it starts
-//! (deposit, deadline), whether and after how long to retry each result,
-//! and how the request ends in its counts.
+//! [`RetryPolicy`]: what to retry and when, its builder and its shared state.
 
+use std::fmt;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use buttress_core::BoxError;
-use buttress_core::classify::{Classification, Classify, Outcome};
+use buttress_core::classify::{Classification, Classify, ErrorsAsFailures, Outcome};
 use buttress_core::reject::rejection;
+use buttress_core::telemetry::{Name, Publish, Registration};
 use buttress_core::time::Instant;
 
-use super::RetryPolicy;
 use crate::attempt::AttemptRequest;
-use crate::budget::RetryBudget;
+use crate::backoff::{Random, Schedule};
+use crate::budget::{KeyedBudgets, RetryBudget};
 use crate::error::{BudgetExhausted, Taken};
 use crate::future::Backoff;
-use crate::replay::{Deadline, Replay, later};
-use crate::telemetry::RetryOutcome;
+use crate::replay::{CloneRequest, Deadline, Replay, later};
+use crate::telemetry::{RetryCounts, RetryOutcome};
+
+/// A validated configuration: everything a [`RetryPolicy`] needs, built by
+/// [`Builder::build`](crate::Builder::build).
+pub(crate) struct Config<C, R> {
+    pub(crate) schedule: Schedule,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) keyed: Option<KeyedBudgets>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) min_attempt_time: Duration,
+    pub(crate) rng: Arc<dyn Random>,
+    pub(crate) classifier: C,
+    pub(crate) replay: R,
+    /// The name asked for (the effective one may get a `#n` suffix).
+    pub(crate) name: Name,
+}
+
+pub(crate) struct Shared<C, R> {
+    schedule: Schedule,
+    max_attempts: u32,
+    max_retry_after: Duration,
+    budget: Option<RetryBudget>,
+    keyed: Option<KeyedBudgets>,
+    pub(crate) deadline: Option<Duration>,
+    min_attempt_time: Duration,
+    rng: Arc<dyn Random>,
+    classifier: C,
+    pub(crate) replay: R,
+    /// The effective name.
+    pub(crate) name: Name,
+    pub(crate) counts: Arc<RetryCounts>,
+}
+
+/// One request's state, from its first attempt to its last.
+#[derive(Clone, Copy, Debug, Default)]
+struct Session {
+    /// Attempts finished.
+    attempts: u32,
+    /// A request's policy (in its response future) whose last result has
+    /// not been counted yet.
+    open: bool,
+    /// The decorrelated jitters' previous value.
+    prev: f64,
+    deadline: Option<Instant>,
+    attempt_start: Option<Instant>,
+    /// The request's budget key, with per-key budgets.
+    key: Option<u64>,
+}
+
+/// Counts kept by a [`RetryPolicy`], read with [`RetryPolicy::stats`]:
+/// the figures its metrics publish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Requests that succeeded on their first attempt.
+    pub succeeded_first_try: u64,
+    /// Requests that succeeded after one retry or more.
+    pub succeeded_after_retry: u64,
+    /// Requests that failed without being retried: the failure was not
+    /// retryable, or could not be retried (budget, deadline, a request
+    /// that cannot be copied, a rejection with no wait to honour,
+    /// `max_attempts` of 1).
+    pub failed_not_retried: u64,
+    /// Requests that failed after one retry or more.
+    pub failed_after_retry: u64,
+    /// Attempts sent, first attempts and retries. A request's first
+    /// attempt is counted when the request ends (in its outcome, or when it
+    /// is dropped before its last result), a retry when it is sent.
+    pub attempts: u64,
+    /// Retries made.
+    pub retries: u64,
+    /// Retryable failures not retried because the budget was empty.
+    pub budget_exhausted: u64,
+    /// Retryable failures not retried because the deadline would not allow
+    /// another attempt. (Requests cut short by their deadline fail with
+    /// [`DeadlineExceeded`](crate::DeadlineExceeded) and are not counted here.)
+    pub deadline_stops: u64,
+    /// Requests that failed with [`DeadlineExceeded`](crate::DeadlineExceeded):
+    /// the deadline passed while an attempt was in flight or the layer was
+    /// waiting to retry. They are in none of the four outcomes above.
+    pub deadline_exceeded: u64,
+}
+
+/// The retry policy: retries what its classifier calls retryable, with
+/// backoff and jitter, within a budget and a deadline. Used through
+/// [`RetryLayer`](crate::RetryLayer) (or `ServiceBuilderExt::retries` in
+/// the `buttress` crate); build one with [`RetryPolicy::builder`].
+///
+/// It is also a handle: clones share the configuration, the budget, the
+/// random source and the counts ([`stats`](Self::stats)).
+///
+/// # Not a `tower::retry::Policy`
+///
+/// [`RetryService`](crate::RetryService) drives tower's own
+/// [`Retry`](tower::retry::Retry) with it, and adds the deadline's timer
+/// (an attempt in flight at the deadline is dropped). So that the timer
+/// can never be left out by accident, the policy itself does not implement
+/// tower's `Policy`: tower's `ServiceBuilder::retry(policy)` builds, but
+/// the service it makes cannot be called.
+///
+/// ```compile_fail,E0277
+/// use buttress_retry::RetryPolicy;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # async fn f() {
+/// let policy = RetryPolicy::builder().build().unwrap();
+/// let svc = ServiceBuilder::new()
+///     .retry(policy) // tower's method: use `RetryLayer::new(policy)`
+///     .service(service_fn(|n: u32| async move { Ok::<_, tower::BoxError>(n) }));
+/// let _ = svc.oneshot(1).await;
+/// # }
+/// ```
+pub struct RetryPolicy<C = ErrorsAsFailures, R = CloneRequest> {
+    pub(crate) shared: Arc<Shared<C, R>>,
+    session: Session,
+}
+
+impl<C, R> Clone for RetryPolicy<C, R> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            session: self.session,
+        }
+    }
+}
+
+impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for RetryPolicy<C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &*self.shared;
+        f.debug_struct("RetryPolicy")
+            .field("name", &s.name)
+            .field("schedule", &s.schedule)
+            .field("max_attempts", &s.max_attempts)
+            .field("max_retry_after", &s.max_retry_after)
+            .field("budget", &s.budget)
+            .field("deadline", &s.deadline)
+            .field("classifier", &s.classifier)
+            .field("replay", &s.replay)
+            .finish_non_exhaustive()
+    }
+}
 
 impl<C, R> RetryPolicy<C, R> {
+    /// The policy for a validated configuration: claims its name and
+    /// registers its counts for publication.
+    pub(crate) fn from_config(c: Config<C, R>) -> Self {
+        buttress_core::telemetry::register_catalog(crate::METRICS);
+        let reg = Registration::new("retry", c.name);
+        let name = reg.name();
+        let counts = Arc::new(RetryCounts::new(reg, c.budget.clone()));
+        counts
+            .registration()
+            .attach(Arc::downgrade(&counts) as Weak<dyn Publish>);
+        Self {
+            shared: Arc::new(Shared {
+                schedule: c.schedule,
+                max_attempts: c.max_attempts,
+                max_retry_after: c.max_retry_after,
+                budget: c.budget,
+                keyed: c.keyed,
+                deadline: c.deadline,
+                min_attempt_time: c.min_attempt_time,
+                rng: c.rng,
+                classifier: c.classifier,
+                replay: c.replay,
+                name,
+                counts,
+            }),
+            session: Session::default(),
+        }
+    }
+    /// The policy's effective name: the one set with
+    /// [`Builder::name`](crate::Builder::name) (or the source line that
+    /// called [`RetryPolicy::builder`]), with a `#2`, `#3`… suffix when
+    /// another live retry policy already had it. It is the `name` label of
+    /// the policy's metrics, the `name` field of its tracing events and
+    /// spans, and the name in its [`DeadlineExceeded`](crate::DeadlineExceeded).
+    #[must_use]
+    pub fn name(&self) -> Name {
+        self.shared.name
+    }
+
+    /// How many per-key budgets exist (see
+    /// [`Builder::budget_per_key`](crate::Builder::budget_per_key)).
+    #[must_use]
+    pub fn keyed_budgets(&self) -> usize {
+        self.shared.keyed.as_ref().map_or(0, KeyedBudgets::len)
+    }
+
+    /// The budget, if the policy has one.
+    #[must_use]
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+
+    /// Counts since the policy was built.
+    #[must_use]
+    pub fn stats(&self) -> RetryStats {
+        let c = &*self.shared.counts;
+        RetryStats {
+            succeeded_first_try: c.outcome(RetryOutcome::SucceededFirstTry),
+            succeeded_after_retry: c.outcome(RetryOutcome::SucceededAfterRetry),
+            failed_not_retried: c.outcome(RetryOutcome::FailedNotRetried),
+            failed_after_retry: c.outcome(RetryOutcome::FailedAfterRetry),
+            attempts: c.attempts(),
+            retries: c.retries.load(Ordering::Relaxed),
+            budget_exhausted: c.budget_exhausted.load(Ordering::Relaxed),
+            deadline_stops: c.deadline_stops.load(Ordering::Relaxed),
+            deadline_exceeded: c.deadline_exceeded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The backoff delays (before any server-requested delay) the next
+    /// request would wait before each of its `retries` retries, drawn from
+    /// the policy's random source: with a [seed](crate::Builder::jitter_seed), an
+    /// exact sequence to check in a test.
+    #[must_use]
+    pub fn delays(&self, retries: u32) -> Vec<Duration> {
+        let mut prev = 0.0;
+        (0..retries)
+            .map(|n| self.shared.schedule.delay(n, &mut prev, &*self.shared.rng))
+            .collect()
+    }
+
     /// Starts a session: deposits, fixes the deadline. The common case (one
     /// budget, no deadline) is inline, the rest out of line.
     #[inline]
