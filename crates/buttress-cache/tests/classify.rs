@@ -65,7 +65,7 @@ impl Service<u64> for Api {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let answer = self.next.lock().unwrap().clone().unwrap_or(Ok(200));
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(const { Duration::from_secs(1) }).await;
             answer
         })
     }

@@ -246,7 +246,7 @@ async fn retry_storm_is_bounded_by_the_budget() {
         let svc = svc.clone();
         tasks.spawn(async move { svc.oneshot(0).await });
         requests += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(const { Duration::from_millis(20) }).await;
     }
     let mut exhausted = 0;
     while let Some(r) = tasks.join_next().await {

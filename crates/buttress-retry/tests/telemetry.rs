@@ -124,7 +124,7 @@ async fn retry_counts_reach_a_recorder_installed_after_the_build() {
             Call::Fatal => Err("fatal"),
             Call::Hang => std::future::pending().await,
             Call::SlowFail => {
-                tokio::time::sleep(Duration::from_millis(600)).await;
+                tokio::time::sleep(const { Duration::from_millis(600) }).await;
                 Err("slow")
             }
         }
@@ -239,7 +239,7 @@ async fn hedge_counts_reach_a_recorder_installed_after_the_build() {
                 (1, 1) => std::future::pending().await,
                 (2, _) => Err("down"),
                 (3, _) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(const { Duration::from_millis(100) }).await;
                     Ok(req)
                 }
                 _ => Ok(req),

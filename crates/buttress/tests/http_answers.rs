@@ -101,7 +101,7 @@ async fn each_rejection_gets_its_status_through_any_wrapper() {
                 .unwrap(),
         )
         .service(service_fn(|_: Request<()>| async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(const { Duration::from_secs(1) }).await;
             Ok::<_, std::io::Error>(ok())
         }));
     let app = Router::new().route_service("/", route);

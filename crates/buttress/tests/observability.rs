@@ -145,7 +145,7 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     let _guard = metrics::set_default_local_recorder(&recorder);
 
     let backend = service_fn(|k: u32| async move {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(const { Duration::from_millis(1) }).await;
         Ok::<u32, std::io::Error>(k)
     });
     let svc = CacheLayer::new(cache.clone(), |k: &u32| Some(*k)).layer(
