@@ -30,9 +30,8 @@ pub fn stripes() -> usize {
 }
 
 thread_local! {
-    /// This thread's stripe number (`usize::MAX` until assigned) and call
-    /// count (wrapping).
-    static LOCAL: Cell<(usize, u32)> = const { Cell::new((usize::MAX, 0)) };
+    /// This thread's stripe number (`usize::MAX` until assigned).
+    static LOCAL: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 fn assign() -> usize {
@@ -46,30 +45,13 @@ fn assign() -> usize {
 #[must_use]
 pub fn thread_stripe() -> usize {
     LOCAL.with(|l| {
-        let (stripe, tick) = l.get();
+        let stripe = l.get();
         if stripe != usize::MAX {
             return stripe;
         }
         let stripe = assign();
-        l.set((stripe, tick));
+        l.set(stripe);
         stripe
-    })
-}
-
-/// [`thread_stripe`] and this thread's call count (wrapping, from 1),
-/// in one thread-local access: what a layer that samples one call in
-/// N per thread needs on its hot path.
-#[inline]
-#[must_use]
-pub fn thread_stripe_and_tick() -> (usize, u32) {
-    LOCAL.with(|l| {
-        let (mut stripe, tick) = l.get();
-        if stripe == usize::MAX {
-            stripe = assign();
-        }
-        let tick = tick.wrapping_add(1);
-        l.set((stripe, tick));
-        (stripe, tick)
     })
 }
 

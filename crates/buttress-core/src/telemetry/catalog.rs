@@ -60,10 +60,6 @@ pub fn register_catalog(table: &'static [MetricInfo]) {
 /// process.
 #[must_use]
 pub fn catalog() -> Vec<&'static MetricInfo> {
-    catalogs()
-}
-
-pub(crate) fn catalogs() -> Vec<&'static MetricInfo> {
     let all = CATALOGS.lock().unwrap_or_else(PoisonError::into_inner);
     all.iter().flat_map(|t| t.iter()).collect()
 }

@@ -141,7 +141,7 @@ impl Registration {
     #[must_use]
     pub fn new(kind: &'static str, wanted: Name) -> Self {
         super::publish::registered();
-        let slot = Arc::new(Slot::new(kind));
+        let slot = Arc::new(Slot::new());
         let mut entries = registry();
         entries.retain(|e| e.slot.strong_count() > 0);
         let taken = |n: Name| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
 
 use super::Name;
-use super::catalog::{MetricInfo, MetricKind, catalogs};
+use super::catalog::{MetricInfo, MetricKind, catalog};
 
 /// Something that has counts to publish: a layer's shared state.
 ///
@@ -97,7 +97,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(_kind: &'static str) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             source: OnceLock::new(),
         }
@@ -133,7 +133,7 @@ pub fn flush() {
 }
 
 fn publish_to(recorder: &dyn Recorder) {
-    for info in catalogs() {
+    for info in catalog() {
         describe(recorder, info);
     }
     // Collect first, publish after: a source may be dropped (and its
