@@ -74,20 +74,7 @@ impl<S> Attempts<S> {
         Self { inner, name }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    buttress_core::define_inner_service_accessors!();
 }
 
 impl<S, Req> Service<AttemptRequest<Req>> for Attempts<S>

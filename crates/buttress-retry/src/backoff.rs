@@ -6,7 +6,7 @@ use std::time::Duration;
 use buttress_core::rng::FastRng;
 
 /// How the un-jittered delay grows with each retry `n` (0 for the first
-/// retry), before the [cap](crate::Builder::max_delay):
+/// retry), before the [cap](crate::RetryPolicyBuilder::max_delay):
 ///
 /// | kind | delay before retry `n` |
 /// |---|---|
@@ -63,7 +63,7 @@ pub enum Jitter {
 /// jittered delay, never retry at once.
 ///
 /// Implemented for [`FastRng`], the default (seeded from the process's
-/// entropy, or from [`Builder::jitter_seed`](crate::Builder::jitter_seed)),
+/// entropy, or from [`RetryPolicyBuilder::seed`](crate::RetryPolicyBuilder::seed)),
 /// and for closures `Fn() -> f64`, so a test can script every draw.
 pub trait Random: Send + Sync + 'static {
     /// A uniform number in `[0, 1)`.

@@ -1,25 +1,26 @@
-//! [`Builder`]: every setting of a [`RetryPolicy`] with its default and
-//! source, validated once by [`Builder::build`].
+//! [`RetryPolicyBuilder`]: every setting of a
+//! [`RetryPolicy`](crate::RetryPolicy) with its default and source,
+//! validated once into a [`Config`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use buttress_core::ConfigError;
 use buttress_core::classify::ErrorsAsFailures;
 use buttress_core::rng::FastRng;
 use buttress_core::telemetry::Name;
 
 use crate::backoff::{BackoffKind, Jitter, Random, Schedule};
-use crate::budget::{BudgetBuilder, KeyedBudgets, RetryBudget};
-use crate::error::ConfigError;
-use crate::policy::{Config, RetryPolicy};
+use crate::budget::{KeyedBudgets, RetryBudget, RetryBudgetBuilder};
+use crate::error::config_error;
 use crate::replay::CloneRequest;
 
 /// The most attempts (first included) a policy can be configured with.
 pub const MAX_ATTEMPTS: u32 = 100;
 
-/// Builds a [`RetryPolicy`]. Every setter documents its default and where
-/// it comes from; [`build`](Self::build) validates them all.
+/// Builds a [`RetryPolicy`](crate::RetryPolicy). Every setter documents its
+/// default and where it comes from; `build` validates them all.
 ///
 /// ```
 /// use std::time::Duration;
@@ -38,13 +39,13 @@ pub const MAX_ATTEMPTS: u32 = 100;
 /// assert_eq!(policy.name(), "inventory");
 /// ```
 #[derive(Clone)]
-pub struct Builder<C = ErrorsAsFailures, R = CloneRequest> {
+pub struct RetryPolicyBuilder<C = ErrorsAsFailures, R = CloneRequest> {
     settings: Settings,
     classifier: C,
     replay: R,
 }
 
-/// Everything a [`Builder`] holds but its classifier and replay, so the
+/// Everything a [`RetryPolicyBuilder`] holds but its classifier and replay, so the
 /// setters that change those two types move the rest in one piece.
 #[derive(Clone)]
 struct Settings {
@@ -57,16 +58,16 @@ struct Settings {
     max_retry_after: Duration,
     budget: Option<RetryBudget>,
     default_budget: bool,
-    keyed: Option<(BudgetBuilder, usize)>,
+    keyed: Option<(RetryBudgetBuilder, usize)>,
     deadline: Option<Duration>,
     min_attempt_time: Duration,
     rng: Option<Arc<dyn Random>>,
     seed: Option<u64>,
 }
 
-impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for Builder<C, R> {
+impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for RetryPolicyBuilder<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("RetryPolicyBuilder")
             .field("name", &self.settings.name)
             .field("backoff", &self.settings.kind)
             .field("jitter", &self.settings.jitter)
@@ -83,15 +84,15 @@ impl<C: fmt::Debug, R: fmt::Debug> fmt::Debug for Builder<C, R> {
     }
 }
 
-impl Default for Builder {
-    /// [`Builder::new`]: named after the caller's source line.
+impl Default for RetryPolicyBuilder {
+    /// [`RetryPolicyBuilder::new`]: named after the caller's source line.
     #[track_caller]
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Builder {
+impl RetryPolicyBuilder {
     /// A builder with every default, the policy named after the source line
     /// that calls this (see [`name`](Self::name)).
     #[must_use]
@@ -120,14 +121,15 @@ impl Builder {
     }
 }
 
-impl<C, R> Builder<C, R> {
+impl<C, R> RetryPolicyBuilder<C, R> {
     /// The policy's name: the `name` label on its metrics, the `name` field
     /// on its tracing events and attempt spans, and the name a
     /// [`DeadlineExceeded`](crate::DeadlineExceeded) carries. A second live
     /// retry policy asking for a name in use gets it with a `#2` suffix (see
-    /// [`RetryPolicy::name`]). Default: the source location (`file:line`)
-    /// of the [`RetryPolicy::builder`] call, so two unnamed policies never
-    /// share their series.
+    /// [`RetryPolicy::name`](crate::RetryPolicy::name)). Default: the
+    /// source location (`file:line`) of the
+    /// [`RetryPolicy::builder`](crate::RetryPolicy::builder) call, so two
+    /// unnamed policies never share their series.
     #[must_use]
     pub fn name(mut self, name: impl Into<Name>) -> Self {
         self.settings.name = name.into();
@@ -176,10 +178,11 @@ impl<C, R> Builder<C, R> {
     }
 
     /// The longest server-requested delay (`Retry-After`,
-    /// `grpc-retry-pushback-ms`) honoured as asked; a longer one is cut to
-    /// this. The server's delay replaces the backoff and is never jittered.
-    /// Default: 30 s (our choice: a request waiting longer in-process is
-    /// usually better failed).
+    /// `grpc-retry-pushback-ms`, an open breaker's wait) honoured as asked
+    /// (above zero); a longer one is cut to this. The server's delay
+    /// replaces the backoff and is never jittered. Default: 30 s (our
+    /// choice: a request waiting longer in-process is usually better
+    /// failed).
     #[must_use]
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.settings.max_retry_after = max;
@@ -216,7 +219,7 @@ impl<C, R> Builder<C, R> {
     /// off (one budget for every request). Costs a read lock and a hash
     /// lookup per request.
     #[must_use]
-    pub fn budget_per_key(mut self, template: BudgetBuilder, max_keys: usize) -> Self {
+    pub fn budget_per_key(mut self, template: RetryBudgetBuilder, max_keys: usize) -> Self {
         self.settings.keyed = Some((template, max_keys));
         self
     }
@@ -237,7 +240,8 @@ impl<C, R> Builder<C, R> {
 
     /// The least time an attempt is assumed to need: no retry starts unless
     /// the time left after the backoff exceeds both this and the duration
-    /// of the request's previous attempt. Default: zero (only the previous
+    /// of the request's previous attempt. With a [`deadline`](Self::deadline),
+    /// it must be shorter than it. Default: zero (only the previous
     /// attempt's duration counts).
     #[must_use]
     pub fn min_attempt_time(mut self, time: Duration) -> Self {
@@ -248,7 +252,7 @@ impl<C, R> Builder<C, R> {
     /// Seeds the jitter, so tests see exact delays. Default: seeded from the
     /// process's entropy.
     #[must_use]
-    pub fn jitter_seed(mut self, seed: u64) -> Self {
+    pub fn seed(mut self, seed: u64) -> Self {
         self.settings.seed = Some(seed);
         self
     }
@@ -270,8 +274,8 @@ impl<C, R> Builder<C, R> {
     /// transport errors, `Retry-After`); for gRPC,
     /// `buttress_core::grpc::GrpcClassifier`.
     #[must_use]
-    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, R> {
-        Builder {
+    pub fn classifier<C2>(self, classifier: C2) -> RetryPolicyBuilder<C2, R> {
+        RetryPolicyBuilder {
             settings: self.settings,
             classifier,
             replay: self.replay,
@@ -283,27 +287,22 @@ impl<C, R> Builder<C, R> {
     /// retryable); for HTTP, [`HttpReplay`](crate::http::HttpReplay)
     /// (idempotent methods or an `Idempotency-Key` only).
     #[must_use]
-    pub fn replay<R2>(self, replay: R2) -> Builder<C, R2> {
-        Builder {
+    pub fn replay<R2>(self, replay: R2) -> RetryPolicyBuilder<C, R2> {
+        RetryPolicyBuilder {
             settings: self.settings,
             classifier: self.classifier,
             replay,
         }
     }
 
-    /// Validates the configuration and builds the policy.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first bad setting: an empty `name`,
-    /// `max_attempts` outside `1..=100`, a `max_delay` below the `base_delay`, a zero
-    /// `base_delay` with decorrelated jitter, or a zero `deadline`.
-    pub fn build(self) -> Result<RetryPolicy<C, R>, ConfigError> {
+    /// Checks every setting: the first bad one is a [`ConfigError`]
+    /// naming it (listed on `RetryPolicy`'s `build`).
+    pub(crate) fn validate(self) -> Result<Config<C, R>, ConfigError> {
         if self.settings.name.as_str().is_empty() {
-            return Err(crate::error::config_error("name", "must not be empty"));
+            return Err(config_error("name", "must not be empty"));
         }
         if self.settings.max_attempts == 0 || self.settings.max_attempts > MAX_ATTEMPTS {
-            return Err(crate::error::config_error(
+            return Err(config_error(
                 "max_attempts",
                 format!(
                     "must be within 1..={MAX_ATTEMPTS}, got {}",
@@ -312,7 +311,7 @@ impl<C, R> Builder<C, R> {
             ));
         }
         if self.settings.cap < self.settings.base {
-            return Err(crate::error::config_error(
+            return Err(config_error(
                 "max_delay",
                 format!(
                     "({:?}) must not be below base_delay ({:?})",
@@ -326,28 +325,43 @@ impl<C, R> Builder<C, R> {
                 Jitter::Decorrelated | Jitter::DecorrelatedV2
             )
         {
-            return Err(crate::error::config_error(
+            return Err(config_error(
                 "base_delay",
                 "must be greater than zero with decorrelated jitter",
             ));
         }
-        if self.settings.deadline == Some(Duration::ZERO) {
-            return Err(crate::error::config_error(
-                "deadline",
-                "must be greater than zero",
+        if self.settings.max_retry_after.is_zero() {
+            return Err(config_error(
+                "max_retry_after",
+                "must be greater than zero (zero would turn every server-requested wait into an immediate retry)",
             ));
+        }
+        if let Some(deadline) = self.settings.deadline {
+            if deadline.is_zero() {
+                return Err(config_error("deadline", "must be greater than zero"));
+            }
+            if self.settings.min_attempt_time >= deadline {
+                return Err(config_error(
+                    "min_attempt_time",
+                    format!(
+                        "({:?}) must be shorter than the deadline ({deadline:?}): no retry could ever start",
+                        self.settings.min_attempt_time
+                    ),
+                ));
+            }
         }
         let keyed = match self.settings.keyed {
             Some((_, 0)) => {
-                return Err(crate::error::config_error(
+                return Err(config_error(
                     "budget_per_key",
                     "max_keys must be at least 1",
                 ));
             }
             Some((template, max_keys)) => {
-                template.clone().build().map_err(|e| {
-                    crate::error::config_error("budget_per_key", format!("bad template: {e}"))
-                })?;
+                template
+                    .clone()
+                    .build()
+                    .map_err(|e| config_error("budget_per_key", format!("bad template: {e}")))?;
                 Some(KeyedBudgets::new(template, max_keys))
             }
             None => None,
@@ -362,7 +376,7 @@ impl<C, R> Builder<C, R> {
             (None, Some(seed)) => Arc::new(FastRng::seeded(seed)),
             (None, None) => Arc::new(FastRng::from_entropy()),
         };
-        Ok(RetryPolicy::from_config(Config {
+        Ok(Config {
             schedule: Schedule {
                 kind: self.settings.kind,
                 jitter: self.settings.jitter,
@@ -379,16 +393,24 @@ impl<C, R> Builder<C, R> {
             classifier: self.classifier,
             replay: self.replay,
             name: self.settings.name,
-        }))
+        })
     }
 }
 
-impl RetryPolicy {
-    /// A builder with every default, the policy named after the source line
-    /// that calls this unless [named](Builder::name).
-    #[must_use]
-    #[track_caller]
-    pub fn builder() -> Builder {
-        Builder::new()
-    }
+/// A validated configuration: everything a
+/// [`RetryPolicy`](crate::RetryPolicy) needs, made by
+/// [`RetryPolicyBuilder::build`].
+pub(crate) struct Config<C, R> {
+    pub(crate) schedule: Schedule,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) keyed: Option<KeyedBudgets>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) min_attempt_time: Duration,
+    pub(crate) rng: Arc<dyn Random>,
+    pub(crate) classifier: C,
+    pub(crate) replay: R,
+    /// The name asked for (the effective one may get a `#n` suffix).
+    pub(crate) name: Name,
 }

@@ -11,6 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::instrument::Instrumented;
 
+pub use crate::hedge::future::HedgeFuture;
+
 use crate::error::DeadlineExceeded;
 use crate::telemetry::RetryCounts;
 

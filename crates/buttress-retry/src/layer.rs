@@ -3,7 +3,7 @@
 use buttress_core::classify::ErrorsAsFailures;
 use tower_layer::Layer;
 
-use crate::policy::RetryPolicy;
+use crate::handle::RetryPolicy;
 use crate::replay::CloneRequest;
 use crate::service::RetryService;
 
@@ -20,7 +20,7 @@ use crate::service::RetryService;
 ///     .layer(RetryLayer::new(policy.clone()))
 ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id + 1) }));
 /// assert_eq!(svc.oneshot(41).await?, 42);
-/// assert_eq!(policy.stats().retries, 0);
+/// assert_eq!(policy.snapshot().retries, 0);
 /// # Ok(())
 /// # }
 /// ```

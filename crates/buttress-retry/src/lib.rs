@@ -36,7 +36,7 @@
 //!
 //! // The first attempt fails, the retry succeeds.
 //! assert_eq!(svc.clone().oneshot(()).await.unwrap(), "hello");
-//! assert_eq!(policy.stats().retries, 1);
+//! assert_eq!(policy.snapshot().retries, 1);
 //! # let _ = |e: tower::BoxError| e.is::<BudgetExhausted>();
 //! # }
 //! ```
@@ -45,7 +45,7 @@
 //!
 //! A failed attempt is retried when all of these hold:
 //!
-//! 1. its result is retryable by the [classifier](Builder::classifier)
+//! 1. its result is retryable by the [classifier](RetryPolicyBuilder::classifier)
 //!    from `buttress-core`, which judges the inner service's own
 //!    `Result<S::Response, S::Error>` (the same classifier serves the
 //!    breaker, the limit and hedging): every `Err` by default; with the HTTP
@@ -57,24 +57,24 @@
 //!    `Idempotency-Key`: a `POST` is sent exactly once. A body wrapped in
 //!    [`http::ReplayBody`] is buffered up to 64 KiB while the first attempt
 //!    streams it; a larger one is sent once, whole, and not retried;
-//! 3. attempts remain ([`max_attempts`](Builder::max_attempts), 3);
+//! 3. attempts remain ([`max_attempts`](RetryPolicyBuilder::max_attempts), 3);
 //! 4. the deadline, if any, leaves time for the wait and another attempt;
 //! 5. the [`RetryBudget`] has a retry to give (Finagle's: 20 % of recent
 //!    requests plus 10 per second; optionally one per host or tenant, see
-//!    [`Builder::budget_per_key`]). When it does not, an error is wrapped in
+//!    [`RetryPolicyBuilder::budget_per_key`]). When it does not, an error is wrapped in
 //!    [`BudgetExhausted`]; a retryable response is returned as it is.
 //!
 //! The wait is the server's `Retry-After` or `grpc-retry-pushback-ms` when
-//! it sent one (capped by [`max_retry_after`](Builder::max_retry_after),
+//! it sent one (capped by [`max_retry_after`](RetryPolicyBuilder::max_retry_after),
 //! never jittered), and the [backoff](BackoffKind) with [`Jitter`]
 //! otherwise.
 //!
 //! # Deadlines
 //!
-//! With [`deadline`](Builder::deadline), a request gets a total time
+//! With [`deadline`](RetryPolicyBuilder::deadline), a request gets a total time
 //! budget: the layer never sleeps past it, never starts an attempt that
 //! cannot finish in it (judged by the previous attempt's duration and
-//! [`min_attempt_time`](Builder::min_attempt_time)), and fails with
+//! [`min_attempt_time`](RetryPolicyBuilder::min_attempt_time)), and fails with
 //! [`DeadlineExceeded`] when it passes. HTTP requests carry the
 //! [`Deadline`] as an extension (and as `grpc-timeout` with
 //! [`HttpReplay::grpc`](http::HttpReplay::grpc)), so the service below
@@ -92,7 +92,7 @@
 //! found anywhere in the error's `source()` chain) is never retried before
 //! its `retry_after`: an open breaker's rejection is retried once its next
 //! probe is due (that retry is the probe), if that wait is within
-//! [`max_retry_after`](Builder::max_retry_after) and the deadline; a
+//! [`max_retry_after`](RetryPolicyBuilder::max_retry_after) and the deadline; a
 //! rejection with no known wait (a forced-open breaker, `Overloaded`,
 //! `Throttled`) is not retried at all.
 //!
@@ -104,7 +104,7 @@
 //!
 //! # Telemetry
 //!
-//! Every policy has a name ([`Builder::name`]; by default the source line
+//! Every policy has a name ([`RetryPolicyBuilder::name`]; by default the source line
 //! that built it), the `name` label of its metrics. The retry counts its
 //! requests by outcome (`buttress_retry_requests_total{outcome=
 //! succeeded_first_try|succeeded_after_retry|failed_not_retried|failed_after_retry}`),
@@ -115,8 +115,8 @@
 //! in the layer (per-thread stripes, no call touches the recorder) and
 //! published by `buttress_core::telemetry::flush` and its background
 //! thread, to the recorder in force then: a policy built before the
-//! recorder was installed reports into it. [`RetryPolicy::stats`] and
-//! [`HedgePolicy::stats`] read the same counts.
+//! recorder was installed reports into it. [`RetryPolicy::snapshot`] and
+//! [`HedgePolicy::snapshot`] read the same counts.
 //!
 //! Each attempt runs in a `buttress.retry.attempt` tracing span (fields
 //! `name` and `attempt`); decisions (retrying, and why not) are `debug`
@@ -148,9 +148,9 @@ mod budget;
 mod config;
 mod error;
 pub mod future;
+mod handle;
 pub mod hedge;
 mod layer;
-mod policy;
 mod replay;
 mod service;
 mod telemetry;
@@ -161,12 +161,15 @@ pub mod http;
 
 pub use attempt::{AttemptRequest, Attempts};
 pub use backoff::{BackoffKind, Jitter, Random};
-pub use budget::{BudgetBuilder, MAX_BUDGET_PERCENT, RetryBudget};
-pub use config::{Builder, MAX_ATTEMPTS};
+pub use budget::{MAX_BUDGET_PERCENT, RetryBudget, RetryBudgetBuilder};
+pub use config::{MAX_ATTEMPTS, RetryPolicyBuilder};
 pub use error::{BudgetExhausted, ConfigError, DeadlineExceeded};
-pub use hedge::{HedgeDelay, HedgeLayer, HedgePolicy, HedgeService, HedgeStats};
+pub use handle::{RetryPolicy, RetryPolicySnapshot};
+pub use hedge::{
+    HedgeDelay, HedgeLayer, HedgePolicy, HedgePolicyBuilder, HedgePolicySnapshot, HedgeService,
+    MAX_HEDGES,
+};
 pub use layer::RetryLayer;
-pub use policy::{RetryPolicy, RetryStats};
 pub use replay::{CloneRequest, Deadline, KeyedReplay, Replay};
 pub use service::{RetryService, TowerPolicy};
 pub use telemetry::METRICS;

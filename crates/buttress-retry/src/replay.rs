@@ -39,7 +39,7 @@ pub trait Replay<Req> {
     }
 
     /// The key of the budget this request draws on, with
-    /// [`Builder::budget_per_key`](crate::Builder::budget_per_key).
+    /// [`RetryPolicyBuilder::budget_per_key`](crate::RetryPolicyBuilder::budget_per_key).
     /// Default: `None` (the policy's own budget).
     fn budget_key(&self, req: &Req) -> Option<u64> {
         let _ = req;
@@ -112,7 +112,7 @@ impl Deadline {
 }
 
 /// Gives requests a budget key from a [`KeyExtractor`] (a host, a tenant),
-/// for [`Builder::budget_per_key`](crate::Builder::budget_per_key); copies
+/// for [`RetryPolicyBuilder::budget_per_key`](crate::RetryPolicyBuilder::budget_per_key); copies
 /// requests with the wrapped [`Replay`].
 ///
 /// ```

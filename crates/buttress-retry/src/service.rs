@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::attempt::{AttemptRequest, Attempts};
 use crate::future::{Backoff, DeadlineTimer, ResponseFuture};
-use crate::policy::{AttemptResult, RetryPolicy, Shared};
+use crate::handle::{AttemptResult, RetryPolicy, Shared};
 use crate::replay::{CloneRequest, Deadline, Replay, later};
 
 /// The [`tower::retry::Policy`] a [`RetryService`](crate::RetryService)
@@ -82,7 +82,7 @@ where
 /// [`Retry`](tower::retry::Retry) driven by a [`RetryPolicy`], plus the
 /// request's deadline.
 ///
-/// When the policy has a [deadline](crate::Builder::deadline), `call` reads
+/// When the policy has a [deadline](crate::RetryPolicyBuilder::deadline), `call` reads
 /// the clock, writes the [`Deadline`] into the request (for request types
 /// whose [`Replay`] can carry one) and bounds the whole response future by
 /// it: past it, the attempt in flight is dropped and the call fails with
@@ -124,6 +124,10 @@ impl<S, C, R> RetryService<S, C, R> {
         &self.policy
     }
 
+    // The inner service lives inside tower's `Retry` (inside `Attempts`),
+    // so the shared accessor macro, which reads a field `inner: S`, does
+    // not apply.
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         self.inner.get_ref().get_ref()
@@ -134,7 +138,7 @@ impl<S, C, R> RetryService<S, C, R> {
         self.inner.get_mut().get_mut()
     }
 
-    /// The inner service.
+    /// Consumes the service, returning the inner one.
     pub fn into_inner(self) -> S {
         self.inner.into_inner().into_inner()
     }

@@ -1,10 +1,10 @@
-//! A request that succeeds first time allocates nothing: counted with a
-//! global allocator.
+//! A request that succeeds first time allocates nothing, through the retry
+//! layer or either hedge (fixed or percentile delay): counted with a global
+//! allocator.
 //!
 //! It runs without the libtest harness (`harness = false`), so that no other
-//! thread allocates while it counts (under load, the harness's own thread
-//! was seen to allocate during the count), and with telemetry's background
-//! publisher turned off, for the same reason.
+//! thread (the harness's own can) allocates while it counts, and with
+//! telemetry's background publisher turned off, for the same reason.
 
 use std::alloc::System;
 use std::future::Future;
@@ -57,9 +57,9 @@ fn first_time_successes_allocate_nothing() {
     // Every request deposited into the budget (20 % of 10 001 plus the
     // reserve), and was counted once.
     assert_eq!(policy.budget().unwrap().available(), 2000 + 100);
-    let stats = policy.stats();
+    let snapshot = policy.snapshot();
     assert_eq!(
-        (stats.succeeded_first_try, stats.attempts),
+        (snapshot.succeeded_first_try, snapshot.attempts),
         (10_001, 10_001)
     );
 
@@ -76,8 +76,35 @@ fn first_time_successes_allocate_nothing() {
         "hedge"
     );
 
+    percentile_hedges_allocate_nothing();
+
     #[cfg(feature = "http")]
     replay_body_allocations();
+}
+
+/// The default hedge (the 95th percentile of recent latencies): every
+/// request records its latency, every 64th recomputes the percentile, and
+/// past 10 000 latencies the histogram is halved. Over 30 000 requests,
+/// after the 100 that teach it a delay, none of that allocates (the
+/// primary answers on its first poll, so no hedge is sent).
+fn percentile_hedges_allocate_nothing() {
+    let backend = service_fn(|n: u32| std::future::ready(Ok::<_, std::io::Error>(n)));
+    let hedge = HedgePolicy::builder().build().unwrap();
+    let mut svc = HedgeLayer::new(hedge.clone()).layer(backend);
+    for i in 0..100 {
+        drive(&mut svc, i).unwrap();
+    }
+    assert!(
+        hedge.snapshot().delay.is_some(),
+        "a percentile delay is known"
+    );
+    assert_eq!(
+        allocations(30_000, |i| assert_eq!(drive(&mut svc, i).unwrap(), i)),
+        0,
+        "p95 hedge"
+    );
+    let snapshot = hedge.snapshot();
+    assert_eq!((snapshot.primary_won, snapshot.hedges), (30_100, 0));
 }
 
 /// A `ReplayBody` allocates its shared state and its chunk list, once per

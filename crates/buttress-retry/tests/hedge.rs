@@ -58,8 +58,8 @@ async fn a_slow_primary_loses_to_the_hedge_and_is_dropped() {
     assert_eq!(start.elapsed(), Duration::from_millis(105));
     assert!(dropped.load(Ordering::SeqCst), "the primary was dropped");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    let s = policy.stats();
-    assert_eq!((s.fired, s.won), (1, 1));
+    let s = policy.snapshot();
+    assert_eq!((s.hedges, s.hedge_won), (1, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -80,7 +80,7 @@ async fn a_fast_primary_sends_no_hedge() {
         svc.clone().oneshot(()).await.unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 100);
-    assert_eq!(policy.stats().fired, 0);
+    assert_eq!(policy.snapshot().hedges, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,15 +144,15 @@ async fn extra_load_stays_within_the_hedge_budget() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap().unwrap();
     }
-    let delay = policy.current_delay().expect("learnt a delay");
+    let delay = policy.snapshot().delay.expect("learnt a delay");
     assert!(
         delay >= Duration::from_millis(15) && delay <= Duration::from_millis(600),
         "{delay:?}"
     );
-    let s = policy.stats();
+    let s = policy.snapshot();
     let extra = calls.load(Ordering::Relaxed) - requests;
-    assert_eq!(u64::from(extra), s.fired);
-    assert!(s.fired > 0);
+    assert_eq!(u64::from(extra), s.hedges);
+    assert!(s.hedges > 0);
     assert!(
         f64::from(extra) <= f64::from(requests) * 0.05,
         "{extra} hedges for {requests} requests"
@@ -205,4 +205,20 @@ fn rejects_bad_settings_by_name() {
         ),
         "delay"
     );
+    for p in [0.0, -1.0, f64::NAN] {
+        assert_eq!(
+            field(
+                HedgePolicy::builder()
+                    .delay(HedgeDelay::Percentile(p))
+                    .build()
+            ),
+            "delay",
+            "{p}"
+        );
+    }
+    assert_eq!(
+        field(HedgePolicy::builder().min_samples(0).build()),
+        "min_samples"
+    );
+    assert_eq!(field(HedgePolicy::builder().name("").build()), "name");
 }

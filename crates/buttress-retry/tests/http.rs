@@ -108,7 +108,7 @@ fn grpc_policy() -> RetryPolicy<GrpcClassifier, HttpReplay> {
         .unwrap()
 }
 
-fn http_policy() -> buttress_retry::Builder<HttpClassifier, HttpReplay> {
+fn http_policy() -> buttress_retry::RetryPolicyBuilder<HttpClassifier, HttpReplay> {
     RetryPolicy::builder()
         .without_budget()
         .classifier(HttpClassifier::new())
@@ -126,7 +126,7 @@ async fn a_post_is_sent_exactly_once() {
     assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), 503);
     assert_eq!(log.lock().unwrap().len(), 1);
     // Not copied, so never retried; the 503 still counts as a failure.
-    assert_eq!(policy.stats().failed_not_retried, 1);
+    assert_eq!(policy.snapshot().failed_not_retried, 1);
 
     // With an Idempotency-Key it may be retried.
     log.lock().unwrap().clear();
@@ -180,7 +180,7 @@ async fn only_retryable_statuses_are_retried() {
         // The classifier judges the response as the backend sent it: a 404
         // is a success, a 500 a failure, a retryable status that is still
         // there after the last attempt a failure after retries.
-        let s = policy.stats();
+        let s = policy.snapshot();
         let outcome = match code {
             200 | 404 => s.succeeded_first_try,
             500 | 501 => s.failed_not_retried,
@@ -251,11 +251,7 @@ async fn retry_after_replaces_the_backoff_and_is_capped() {
         (Duration::from_millis(700), Duration::from_millis(700)),
     ] {
         let log = Log::default();
-        let policy = http_policy()
-            .max_retry_after(cap)
-            .jitter_seed(9)
-            .build()
-            .unwrap();
+        let policy = http_policy().max_retry_after(cap).seed(9).build().unwrap();
         let svc = RetryLayer::new(policy).layer(backend(log.clone(), busy));
         let res = svc
             .oneshot(Request::get("http://svc/").body(String::new()).unwrap())

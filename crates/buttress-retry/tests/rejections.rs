@@ -45,8 +45,8 @@ fn n() -> Name {
     Name::new("below")
 }
 
-fn policy() -> buttress_retry::Builder {
-    RetryPolicy::builder().without_budget().jitter_seed(1)
+fn policy() -> buttress_retry::RetryPolicyBuilder {
+    RetryPolicy::builder().without_budget().seed(1)
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,5 +105,5 @@ async fn a_wait_too_long_or_past_the_deadline_is_not_retried() {
     let svc = buttress_retry::RetryLayer::new(p.clone()).layer(backend);
     assert!(svc.oneshot(()).await.unwrap_err().is::<CircuitOpen>());
     assert_eq!(log.lock().unwrap().len(), 1);
-    assert_eq!(p.stats().deadline_stops, 1);
+    assert_eq!(p.snapshot().deadline_stops, 1);
 }

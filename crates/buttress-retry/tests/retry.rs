@@ -1,19 +1,16 @@
 //! Behaviour of the retry layer through its tower service, in paused time.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buttress_core::rng::FastRng;
 use buttress_retry::{
-    BackoffKind, BudgetExhausted, Builder, DeadlineExceeded, Jitter, RetryBudget, RetryLayer,
-    RetryPolicy,
+    BackoffKind, BudgetExhausted, DeadlineExceeded, Jitter, RetryBudget, RetryLayer, RetryPolicy,
+    RetryPolicyBuilder,
 };
 use proptest::prelude::*;
 use tokio::time::{Instant, advance};
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A backend that records when each attempt starts, takes `latency`, and
 /// fails the first `failures` attempts.
@@ -75,7 +72,7 @@ fn serve(me: Backend) -> Svc {
     }))
 }
 
-fn exact() -> Builder {
+fn exact() -> RetryPolicyBuilder {
     RetryPolicy::builder().without_budget().jitter(Jitter::None)
 }
 
@@ -92,7 +89,7 @@ async fn retries_until_success_with_exponential_backoff() {
             .collect::<Vec<_>>()
     };
     assert_eq!(backend.gaps(), ms(&[25, 50, 100]));
-    assert_eq!(policy.stats().retries, 3);
+    assert_eq!(policy.snapshot().retries, 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -165,7 +162,7 @@ async fn exact_delay_sequences_for_each_jitter() {
             .base_delay(Duration::from_secs_f64(base))
             .max_delay(Duration::from_secs_f64(cap))
             .max_attempts(retries + 1)
-            .jitter_seed(42)
+            .seed(42)
             .build()
             .unwrap();
         RetryLayer::new(policy)
@@ -213,7 +210,7 @@ proptest! {
                 .backoff(BackoffKind::Exponential)
                 .base_delay(base)
                 .max_delay(cap)
-                .jitter_seed(seed)
+                .seed(seed)
                 .build()
                 .unwrap();
             for (n, d) in p.delays(40).into_iter().enumerate() {
@@ -237,7 +234,7 @@ proptest! {
 #[tokio::test(start_paused = true)]
 async fn retry_storm_is_bounded_by_the_budget() {
     let backend = Backend::failing(u32::MAX);
-    let policy = RetryPolicy::builder().jitter_seed(3).build().unwrap();
+    let policy = RetryPolicy::builder().seed(3).build().unwrap();
     let svc = RetryLayer::new(policy.clone()).layer(backend.service());
     let mut tasks = tokio::task::JoinSet::new();
     let mut requests = 0u64;
@@ -265,7 +262,7 @@ async fn retry_storm_is_bounded_by_the_budget() {
         "the budget did allow retries: {attempts}"
     );
     assert!(exhausted > 0);
-    assert_eq!(policy.stats().budget_exhausted, exhausted);
+    assert_eq!(policy.snapshot().budget_exhausted, exhausted);
 
     // Without a budget: every request makes all three attempts.
     let backend = Backend::failing(u32::MAX);
@@ -300,7 +297,7 @@ async fn budget_exhausted_wraps_the_last_error() {
         "unavailable"
     );
     assert_eq!(backend.calls(), 1);
-    assert_eq!(policy.stats().budget_exhausted, 1);
+    assert_eq!(policy.snapshot().budget_exhausted, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -326,7 +323,7 @@ async fn deadline_is_never_overrun() {
         starts.iter().map(|s| *s - start).collect::<Vec<_>>(),
         [Duration::ZERO, Duration::from_millis(50)]
     );
-    assert_eq!(policy.stats().deadline_stops, 1);
+    assert_eq!(policy.snapshot().deadline_stops, 1);
 }
 
 /// A request whose caller gives up (drops its future) before the answer
@@ -343,7 +340,7 @@ async fn a_dropped_request_counts_its_attempt_and_no_outcome() {
     let abandoned = tokio::time::timeout(Duration::from_millis(10), pending).await;
     assert!(abandoned.is_err(), "the caller gave up first");
     drop((svc, copy));
-    let stats = policy.stats();
+    let stats = policy.snapshot();
     assert_eq!(backend.calls(), 2);
     assert_eq!(stats.attempts, 2, "both requests' attempts");
     assert_eq!(stats.succeeded_first_try, 1);
@@ -376,7 +373,7 @@ async fn deadline_cuts_a_hanging_attempt_short() {
     );
     assert_eq!(start.elapsed(), Duration::from_millis(250));
     assert_eq!(backend.calls(), 1);
-    let stats = policy.stats();
+    let stats = policy.snapshot();
     assert_eq!((stats.deadline_exceeded, stats.attempts), (1, 1));
     assert_eq!(
         stats.failed_not_retried + stats.failed_after_retry,
@@ -392,7 +389,7 @@ async fn no_attempt_starts_after_the_deadline_for_any_latency() {
             let backend = Backend::failing(u32::MAX).slow(Duration::from_millis(latency_ms));
             let policy = RetryPolicy::builder()
                 .without_budget()
-                .jitter_seed(latency_ms ^ deadline_ms)
+                .seed(latency_ms ^ deadline_ms)
                 .max_attempts(100)
                 .deadline(Duration::from_millis(deadline_ms))
                 .build()
@@ -452,7 +449,7 @@ fn services_and_futures_are_send_and_sync() {
 
 #[test]
 fn rejects_bad_settings_by_name() {
-    let field = |b: Builder| b.build().unwrap_err().field();
+    let field = |b: RetryPolicyBuilder| b.build().unwrap_err().field();
     let b = RetryPolicy::builder;
     assert_eq!(field(b().max_attempts(0)), "max_attempts");
     assert_eq!(field(b().max_attempts(101)), "max_attempts");
@@ -469,6 +466,17 @@ fn rejects_bad_settings_by_name() {
     );
     assert_eq!(field(b().deadline(Duration::ZERO)), "deadline");
     assert_eq!(
+        field(b().max_retry_after(Duration::ZERO)),
+        "max_retry_after"
+    );
+    assert_eq!(
+        field(
+            b().deadline(Duration::from_secs(1))
+                .min_attempt_time(Duration::from_secs(1))
+        ),
+        "min_attempt_time"
+    );
+    assert_eq!(
         field(b().budget_per_key(RetryBudget::builder(), 0)),
         "budget_per_key"
     );
@@ -476,7 +484,6 @@ fn rejects_bad_settings_by_name() {
         field(b().budget_per_key(RetryBudget::builder().percent(-1.0), 8)),
         "budget_per_key"
     );
-    let _: Result<u32, BoxError> = Ok(AtomicU32::new(0).load(Ordering::Relaxed));
 }
 
 /// With a budget per key, a dead host spends only its own budget: its
@@ -520,7 +527,7 @@ async fn one_budget_per_key() {
                 .iter()
                 .filter(|h| **h == "dead")
                 .count();
-            (dead, policy.keyed_budgets())
+            (dead, policy.snapshot().keyed_budgets)
         }
     };
     // Shared: 20 deposits buy 4 retries for the dead host.

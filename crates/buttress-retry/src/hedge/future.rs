@@ -13,12 +13,12 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::HedgeShared;
+use super::handle::HedgeShared;
 use crate::replay::Replay;
 use crate::telemetry::HedgeOutcome;
 
 pin_project! {
-    /// The future of a [`HedgeService`](super::HedgeService) call: the
+    /// The future of a [`HedgeService`](crate::HedgeService) call: the
     /// first attempt, and the hedges sent while it is slow. Resolves to the
     /// first result the classifier does not call a failure (or, once every
     /// attempt has failed, to the last failure, response or error);
@@ -27,7 +27,7 @@ pin_project! {
     /// The first attempt lives inline; only hedges are boxed, so a request
     /// answered before its hedge delay allocates nothing, and no timer is
     /// created for a request answered on its first poll.
-    pub struct HedgeFuture<S, Req, R, C>
+    pub struct HedgeFuture<S, Req, C, R>
     where
         S: Service<Req>,
     {
@@ -44,11 +44,11 @@ pin_project! {
         fired: u32,
         start: Option<Instant>,
         last: Option<Result<S::Response, S::Error>>,
-        shared: Arc<HedgeShared<R, C>>,
+        shared: Arc<HedgeShared<C, R>>,
     }
 }
 
-impl<S, Req, R, C> fmt::Debug for HedgeFuture<S, Req, R, C>
+impl<S, Req, C, R> fmt::Debug for HedgeFuture<S, Req, C, R>
 where
     S: Service<Req>,
 {
@@ -62,7 +62,7 @@ where
     }
 }
 
-impl<S, Req, R, C> HedgeFuture<S, Req, R, C>
+impl<S, Req, C, R> HedgeFuture<S, Req, C, R>
 where
     S: Service<Req>,
 {
@@ -72,7 +72,7 @@ where
         request: Option<Req>,
         delay: Option<Duration>,
         start: Option<Instant>,
-        shared: Arc<HedgeShared<R, C>>,
+        shared: Arc<HedgeShared<C, R>>,
     ) -> Self {
         Self {
             primary,
@@ -91,7 +91,7 @@ where
     }
 }
 
-impl<S, Req, R, C> Future for HedgeFuture<S, Req, R, C>
+impl<S, Req, C, R> Future for HedgeFuture<S, Req, C, R>
 where
     S: Service<Req>,
     R: Replay<Req>,
@@ -149,7 +149,11 @@ where
                         *this.request = None; // no timer, no hedging
                         return Poll::Pending;
                     }
-                    this.sleep.set(Some(tokio::time::sleep(delay)));
+                    // Timed from the request's start, when it was read.
+                    this.sleep.set(Some(match *this.start {
+                        Some(start) => tokio::time::sleep_until(start + delay),
+                        None => tokio::time::sleep(delay),
+                    }));
                 }
                 if let Some(sleep) = this.sleep.as_mut().as_pin_mut()
                     && sleep.poll(cx).is_pending()

@@ -25,12 +25,12 @@
 //! // A POST is sent once: no retry, the 503 comes back.
 //! let post = Request::post("http://svc/orders").body(ReplayBody::new("{}".to_string())).unwrap();
 //! assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
-//! assert_eq!(policy.stats().retries, 0);
+//! assert_eq!(policy.snapshot().retries, 0);
 //!
 //! // A GET is retried (3 attempts by default).
 //! let get = Request::get("http://svc/orders/7").body(ReplayBody::new(String::new())).unwrap();
 //! let _ = svc.clone().oneshot(get).await.unwrap();
-//! assert_eq!(policy.stats().retries, 2);
+//! assert_eq!(policy.snapshot().retries, 2);
 //! # }
 //! ```
 

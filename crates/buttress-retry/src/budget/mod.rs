@@ -1,4 +1,9 @@
 //! The retry budget (Finagle's `RetryBudget`): lock-free and exact.
+//! [`RetryBudget`] and its slot accounting here; its builder in `config`,
+//! the per-key budgets in `keyed`.
+
+mod config;
+mod keyed;
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +12,8 @@ use std::time::Duration;
 
 use buttress_core::time::Origin;
 
-use crate::error::ConfigError;
+pub use self::config::RetryBudgetBuilder;
+pub(crate) use self::keyed::KeyedBudgets;
 
 /// Deposits and withdrawals live in slots of `ttl / SLOTS`.
 const SLOTS: u64 = 10;
@@ -133,7 +139,7 @@ impl fmt::Debug for RetryBudget {
 impl Default for RetryBudget {
     /// Finagle's defaults: 20 %, 10 per second, 10 s.
     fn default() -> Self {
-        BudgetBuilder::new()
+        RetryBudgetBuilder::new()
             .build()
             .expect("the default budget is valid")
     }
@@ -142,8 +148,8 @@ impl Default for RetryBudget {
 impl RetryBudget {
     /// A builder with Finagle's defaults.
     #[must_use]
-    pub fn builder() -> BudgetBuilder {
-        BudgetBuilder::new()
+    pub fn builder() -> RetryBudgetBuilder {
+        RetryBudgetBuilder::new()
     }
 
     /// Records one request: it makes `fraction` of a retry available for
@@ -295,173 +301,6 @@ impl Inner {
     }
 }
 
-/// Builds a [`RetryBudget`]; [`build`](Self::build) validates.
-#[derive(Clone, Debug)]
-pub struct BudgetBuilder {
-    percent: f64,
-    min_per_second: u32,
-    ttl: Duration,
-}
-
-impl Default for BudgetBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BudgetBuilder {
-    /// Finagle's defaults: 20 %, 10 per second, 10 s.
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            percent: 20.0,
-            min_per_second: 10,
-            ttl: Duration::from_secs(10),
-        }
-    }
-
-    /// The share of requests that may be retried, in percent
-    /// (`0.0..=1000.0`; above 100, each request buys more than one retry).
-    /// Default: 20, Finagle's `RetryBudget` default (Google SRE suggests 10).
-    #[must_use]
-    pub fn percent(mut self, percent: f64) -> Self {
-        self.percent = percent;
-        self
-    }
-
-    /// Retries allowed per second whatever the traffic, so a client that
-    /// sends little can still retry. Default: 10, Finagle's default.
-    #[must_use]
-    pub fn min_per_second(mut self, retries: u32) -> Self {
-        self.min_per_second = retries;
-        self
-    }
-
-    /// How long a deposit (and a withdrawal) counts (`1 s..=60 s`).
-    /// Default: 10 s, Finagle's default; tower's `TpsBudget` has the same
-    /// bounds.
-    #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// Validates and builds the budget. Its clock starts now (tokio's clock).
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming `percent` (outside `0.0..=1000.0` or not a
-    /// number) or `ttl` (outside 1 s..=60 s).
-    pub fn build(self) -> Result<RetryBudget, ConfigError> {
-        if !(0.0..=MAX_BUDGET_PERCENT).contains(&self.percent) {
-            return Err(crate::error::config_error(
-                "percent",
-                format!("must be within 0.0..=1000.0, got {}", self.percent),
-            ));
-        }
-        if self.ttl < Duration::from_secs(1) || self.ttl > Duration::from_secs(60) {
-            return Err(crate::error::config_error(
-                "ttl",
-                format!("must be within 1s..=60s, got {:?}", self.ttl),
-            ));
-        }
-        let ttl_nanos = buttress_core::time::saturating_nanos(self.ttl);
-        // Percent to parts per million of a retry, rounded once: 30 % is
-        // exactly 300 000.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let deposit_units = (self.percent * 10_000.0).round() as u128;
-        let reserve_units =
-            u128::from(self.min_per_second) * u128::from(ttl_nanos) * UNIT / 1_000_000_000;
-        Ok(RetryBudget {
-            inner: Arc::new(Inner {
-                deposits: Default::default(),
-                withdrawals: Default::default(),
-                epoch: AtomicU64::new(0),
-                seq: AtomicU64::new(0),
-                origin: Origin::now(),
-                slot_nanos: (ttl_nanos / SLOTS).max(1),
-                deposit_units,
-                reserve_units,
-                percent: self.percent,
-                min_per_second: self.min_per_second,
-                ttl: self.ttl,
-            }),
-        })
-    }
-}
-
-/// One [`RetryBudget`] per key (a host, a tenant), made from a template on
-/// the key's first request, at most `max_keys` of them; see
-/// [`Builder::budget_per_key`](crate::Builder::budget_per_key).
-pub(crate) struct KeyedBudgets {
-    template: BudgetBuilder,
-    max_keys: usize,
-    budgets: std::sync::RwLock<std::collections::HashMap<u64, RetryBudget>>,
-}
-
-impl fmt::Debug for KeyedBudgets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedBudgets")
-            .field("template", &self.template)
-            .field("max_keys", &self.max_keys)
-            .field("keys", &self.len())
-            .finish()
-    }
-}
-
-impl KeyedBudgets {
-    pub(crate) fn new(template: BudgetBuilder, max_keys: usize) -> Self {
-        Self {
-            template,
-            max_keys,
-            budgets: std::sync::RwLock::default(),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.budgets
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
-
-    /// Runs `f` on `key`'s budget, creating it if there is room; `None` when
-    /// the key has no budget and there is no room for one.
-    pub(crate) fn with<T>(&self, key: u64, f: impl FnOnce(&RetryBudget) -> T) -> Option<T> {
-        {
-            let map = self
-                .budgets
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(b) = map.get(&key) {
-                return Some(f(b));
-            }
-        }
-        let mut map = self
-            .budgets
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !map.contains_key(&key) {
-            if map.len() >= self.max_keys {
-                return None;
-            }
-            // The template was validated when the policy was built.
-            let budget = self.template.clone().build().ok()?;
-            map.insert(key, budget);
-        }
-        map.get(&key).map(f)
-    }
-
-    /// `key`'s budget, if it has one.
-    pub(crate) fn get(&self, key: u64) -> Option<RetryBudget> {
-        self.budgets
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,16 +423,19 @@ mod tests {
             .build()
             .unwrap();
         let _guard = rt.enter();
-        let field = |b: BudgetBuilder| b.build().unwrap_err().field();
-        assert_eq!(field(BudgetBuilder::new().percent(-1.0)), "percent");
-        assert_eq!(field(BudgetBuilder::new().percent(f64::NAN)), "percent");
-        assert_eq!(field(BudgetBuilder::new().percent(1000.1)), "percent");
+        let field = |b: RetryBudgetBuilder| b.build().unwrap_err().field();
+        assert_eq!(field(RetryBudgetBuilder::new().percent(-1.0)), "percent");
         assert_eq!(
-            field(BudgetBuilder::new().ttl(Duration::from_millis(999))),
+            field(RetryBudgetBuilder::new().percent(f64::NAN)),
+            "percent"
+        );
+        assert_eq!(field(RetryBudgetBuilder::new().percent(1000.1)), "percent");
+        assert_eq!(
+            field(RetryBudgetBuilder::new().ttl(Duration::from_millis(999))),
             "ttl"
         );
         assert_eq!(
-            field(BudgetBuilder::new().ttl(Duration::from_secs(61))),
+            field(RetryBudgetBuilder::new().ttl(Duration::from_secs(61))),
             "ttl"
         );
     }
