@@ -199,7 +199,7 @@ async fn an_open_breaker_is_a_503_with_retry_after_in_every_order() {
             assert!(k < 50, "{order:?}: the breaker never opened");
             s.call(k).await.unwrap_err();
         }
-        let (calls, retries) = (s.backend.calls(), s.retry.stats().retries);
+        let (calls, retries) = (s.backend.calls(), s.retry.snapshot().retries);
         let err = s.call(1_000).await.unwrap_err();
         let (status, after, kind, name) = answer(&err);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{order:?}");
@@ -215,7 +215,7 @@ async fn an_open_breaker_is_a_503_with_retry_after_in_every_order() {
             calls,
             "{order:?}: the backend was not called"
         );
-        assert_eq!(s.retry.stats().retries, retries, "{order:?}: not retried");
+        assert_eq!(s.retry.snapshot().retries, retries, "{order:?}: not retried");
 
         // Not cached: once the breaker lets calls through, the key loads.
         s.backend.down.store(false, Ordering::SeqCst);
@@ -234,7 +234,7 @@ async fn a_shed_is_a_503_never_retried_nor_counted_by_the_breaker_in_every_order
         while s.limit.in_flight() == 0 {
             tokio::task::yield_now().await;
         }
-        let retries = s.retry.stats().retries;
+        let retries = s.retry.snapshot().retries;
         for k in 1..=10 {
             let err = s.call(k).await.unwrap_err();
             let (status, after, kind, name) = answer(&err);
@@ -243,7 +243,7 @@ async fn a_shed_is_a_503_never_retried_nor_counted_by_the_breaker_in_every_order
             assert_eq!(kind, RejectionKind::Overloaded, "{order:?}");
             assert_eq!(name, "shed-limit", "{order:?}");
         }
-        assert_eq!(s.retry.stats().retries, retries, "{order:?}: not retried");
+        assert_eq!(s.retry.snapshot().retries, retries, "{order:?}: not retried");
         assert_eq!(s.breaker.state(), State::Closed, "{order:?}");
         assert_eq!(s.breaker.snapshot().failures, 0, "{order:?}: not a failure");
         assert_eq!(s.backend.calls(), 1, "{order:?}: only the held call");
@@ -284,7 +284,7 @@ async fn a_cache_load_timeout_is_a_504_in_every_order() {
         assert_eq!(kind, RejectionKind::DeadlineExceeded, "{order:?}");
         assert_eq!(name, "load-cache", "{order:?}");
         assert_eq!(start.elapsed(), load_timeout, "{order:?}: not retried");
-        assert_eq!(s.retry.stats().retries, 0, "{order:?}");
+        assert_eq!(s.retry.snapshot().retries, 0, "{order:?}");
         assert_eq!(s.limit.in_flight(), 0, "{order:?}: the permit came back");
     }
 }
