@@ -215,7 +215,11 @@ async fn an_open_breaker_is_a_503_with_retry_after_in_every_order() {
             calls,
             "{order:?}: the backend was not called"
         );
-        assert_eq!(s.retry.snapshot().retries, retries, "{order:?}: not retried");
+        assert_eq!(
+            s.retry.snapshot().retries,
+            retries,
+            "{order:?}: not retried"
+        );
 
         // Not cached: once the breaker lets calls through, the key loads.
         s.backend.down.store(false, Ordering::SeqCst);
@@ -243,7 +247,11 @@ async fn a_shed_is_a_503_never_retried_nor_counted_by_the_breaker_in_every_order
             assert_eq!(kind, RejectionKind::Overloaded, "{order:?}");
             assert_eq!(name, "shed-limit", "{order:?}");
         }
-        assert_eq!(s.retry.snapshot().retries, retries, "{order:?}: not retried");
+        assert_eq!(
+            s.retry.snapshot().retries,
+            retries,
+            "{order:?}: not retried"
+        );
         assert_eq!(s.breaker.state(), State::Closed, "{order:?}");
         assert_eq!(s.breaker.snapshot().failures, 0, "{order:?}: not a failure");
         assert_eq!(s.backend.calls(), 1, "{order:?}: only the held call");

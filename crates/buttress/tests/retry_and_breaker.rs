@@ -88,7 +88,11 @@ async fn a_forced_open_breaker_inside_a_retry_is_not_retried() {
         .service(backend(&down, &calls));
     let err = svc.oneshot(()).await.unwrap_err();
     assert!(find::<CircuitOpen>(&err).is_some(), "{err}");
-    assert_eq!(policy.snapshot().retries, 0, "no wait is known: not retried");
+    assert_eq!(
+        policy.snapshot().retries,
+        0,
+        "no wait is known: not retried"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
