@@ -1,0 +1,16 @@
+//! Parsers for the header fields HTTP caching reads and writes:
+//! [`CacheControl`] (RFC 9111 §5.2), HTTP dates (RFC 9110 §5.6.7) and
+//! entity tags ([`EntityTag`], [`ETag`]; RFC 9110 §8.8.3). Each works on
+//! raw bytes and never panics, whatever a client or an upstream sends.
+
+mod cache_control;
+mod date;
+mod etag;
+pub(crate) mod list;
+
+pub use cache_control::{CacheControl, MAX_DELTA_SECONDS};
+pub use date::{http_date, parse_http_date, truncate_to_second};
+pub use etag::{ETag, EntityTag};
+
+/// `CDN-Cache-Control` (RFC 9213 §2): targeted cache control for CDNs.
+pub static CDN_CACHE_CONTROL: http::HeaderName = http::HeaderName::from_static("cdn-cache-control");
