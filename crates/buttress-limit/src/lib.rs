@@ -45,7 +45,7 @@
 //!   error, an [`Overloaded`] naming the limiter (two words), is one small
 //!   allocation when boxed.
 //! - **Samples**: each completed call's round-trip time (from `call` to
-//!   completion) and outcome, judged by a `buttress-core` classifier
+//!   completion, so a queued call's wait counts) and outcome, judged by a `buttress-core` classifier
 //!   ([`ErrorsAsFailures`] by default): a success feeds its RTT, a failure
 //!   counts as a drop, an ignored result (a cancelled call) only releases.
 //!   Calls faster than [`min_rtt`](AdaptiveLimitBuilder::min_rtt) (100 µs)

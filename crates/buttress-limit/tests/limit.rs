@@ -171,6 +171,41 @@ async fn queue_waits_then_times_out_fifo() {
     assert_eq!((limit.in_flight(), limit.snapshot().queued), (0, 0));
 }
 
+/// A queued call is timed from `call`, not from when it got its permit:
+/// the wait the queue absorbed shows in the window's RTT.
+#[tokio::test(start_paused = true)]
+async fn a_queued_call_is_timed_from_call() {
+    const WAIT: Duration = Duration::from_millis(100);
+    const WINDOW: Duration = Duration::from_secs(1);
+    let recorder = Recorder {
+        limit: 1,
+        ..Recorder::default()
+    };
+    let samples = recorder.samples.clone();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let limit = AdaptiveLimit::builder(recorder)
+        .window(WINDOW)
+        .window_samples(1)
+        .queue(1, WAIT)
+        .build()
+        .unwrap();
+    let svc = AdaptiveLimitLayer::new(limit.clone()).layer(backend(calls));
+    let first = tokio::spawn(svc.clone().oneshot(30));
+    tokio::task::yield_now().await;
+    // Waits 30 ms for `first`, then takes 30 ms: 60 ms from its `call`.
+    let second = tokio::spawn(svc.clone().oneshot(30));
+    tokio::task::yield_now().await;
+    assert_eq!(limit.snapshot().queued, 1);
+    assert_eq!(first.await.unwrap().unwrap(), 30);
+    assert_eq!(second.await.unwrap().unwrap(), 30);
+    advance(WINDOW).await;
+    // This call closes the window: the mean of 30, 60 and 30 ms.
+    assert_eq!(svc.clone().oneshot(30).await.unwrap(), 30);
+    let s = samples.lock().unwrap()[0];
+    assert_eq!(s.count(), 3);
+    assert_eq!(s.rtt(), Duration::from_millis(40));
+}
+
 #[tokio::test(start_paused = true)]
 async fn lifo_serves_the_newest_waiter_first() {
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -443,7 +478,10 @@ async fn busy_windows_sample_a_subset_with_the_same_mean() {
         ..Recorder::default()
     };
     let samples = recorder.samples.clone();
-    let limit = AdaptiveLimit::builder(recorder).build().unwrap();
+    let limit = AdaptiveLimit::builder(recorder)
+        .window(Duration::from_secs(1))
+        .build()
+        .unwrap();
     // Three busy windows of 3,000 calls, each taking 200 µs, in a row.
     for _ in 0..3 {
         for _ in 0..3_000 {
@@ -485,8 +523,17 @@ async fn nested_limiters_each_sample_their_own_calls() {
     };
     let (outer, inner) = (recorder(), recorder());
     let (outer_samples, inner_samples) = (outer.samples.clone(), inner.samples.clone());
-    let outer = AdaptiveLimit::builder(outer).name("outer").build().unwrap();
-    let inner = AdaptiveLimit::builder(inner).name("inner").build().unwrap();
+    let window = Duration::from_secs(1);
+    let outer = AdaptiveLimit::builder(outer)
+        .name("outer")
+        .window(window)
+        .build()
+        .unwrap();
+    let inner = AdaptiveLimit::builder(inner)
+        .name("inner")
+        .window(window)
+        .build()
+        .unwrap();
     for _ in 0..3 {
         for _ in 0..3_000 {
             let a = outer.try_acquire().unwrap();
@@ -511,6 +558,83 @@ async fn nested_limiters_each_sample_their_own_calls() {
         for c in &counts[1..] {
             assert!((1_400..=1_600).contains(c), "{name}: {counts:?}");
         }
+    }
+}
+
+/// The samples a limiter is fed for three busy windows (3,000 calls of
+/// 200 µs each, then a few to close the last), each call also passing
+/// through `stacked` (inner limiters) and preceded by `noise` other
+/// limiters taking and releasing 1 to 3 instant calls each on the same
+/// thread. Returns the samples of the limiter and of every stacked one.
+async fn busy_windows_through(stacked: usize, noise: usize) -> Vec<Vec<Sample>> {
+    const CALL: Duration = Duration::from_micros(200);
+    const GAP: Duration = Duration::from_secs(1);
+    let mut recorders = Vec::new();
+    let limiters: Vec<AdaptiveLimit> = (0..=stacked)
+        .map(|i| {
+            let r = Recorder {
+                limit: 100,
+                ..Recorder::default()
+            };
+            recorders.push(r.samples.clone());
+            AdaptiveLimit::builder(r)
+                .name(format!("stacked-{i}"))
+                .window(GAP)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let others: Vec<AdaptiveLimit> = (0..noise)
+        .map(|i| {
+            AdaptiveLimit::builder(Fixed::new(10).unwrap())
+                .name(format!("noise-{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut n = 0usize;
+    let one_call = async |n: &mut usize| {
+        for (i, other) in others.iter().enumerate() {
+            for _ in 0..1 + (*n + i) % 3 {
+                other.try_acquire().unwrap().record(Outcome::Success);
+            }
+        }
+        *n += 1;
+        let permits: Vec<_> = limiters.iter().map(|l| l.try_acquire().unwrap()).collect();
+        advance(CALL).await;
+        for p in permits.into_iter().rev() {
+            p.record(Outcome::Success);
+        }
+    };
+    for _ in 0..3 {
+        for _ in 0..3_000 {
+            one_call(&mut n).await;
+        }
+        advance(GAP).await;
+    }
+    for _ in 0..4 {
+        one_call(&mut n).await;
+    }
+    recorders
+        .iter()
+        .map(|r| r.lock().unwrap().clone())
+        .collect()
+}
+
+/// Stacked limiters (three on every call), and a limiter sharing its
+/// thread with many others whose calls interleave with its own, are each
+/// fed exactly the samples the limiter gets alone: each picks the calls it
+/// times from its own admissions.
+#[tokio::test(start_paused = true)]
+async fn stacked_and_neighbouring_limiters_behave_as_each_alone() {
+    let alone = busy_windows_through(0, 0).await.remove(0);
+    assert_eq!(alone.len(), 3, "every busy window fed");
+    assert!(alone[1].count() < 2_000, "busy windows are subsampled");
+    let stacked = busy_windows_through(2, 0).await;
+    let crowded = busy_windows_through(0, 16).await;
+    let both = busy_windows_through(2, 16).await;
+    for (i, samples) in stacked.iter().chain(&crowded).chain(&both).enumerate() {
+        assert_eq!(samples, &alone, "limiter {i}");
     }
 }
 

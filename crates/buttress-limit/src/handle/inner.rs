@@ -337,7 +337,9 @@ impl Inner {
         let Some(q) = &self.queue else {
             return Err(self.reject(partition));
         };
-        let waiter = q.enter(partition).map_err(|_| self.reject(partition))?;
+        let waiter = q
+            .enter(partition, self.origin.elapsed_nanos())
+            .map_err(|_| self.reject(partition))?;
         self.dispatch();
         Ok(waiter)
     }

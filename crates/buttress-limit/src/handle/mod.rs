@@ -164,6 +164,13 @@ impl AdaptiveLimit {
     /// not pick each other's calls.
     #[inline]
     fn permit(&self, in_flight: u32, partition: usize) -> Permit {
+        self.permit_since(in_flight, partition, None)
+    }
+
+    /// [`permit`](Self::permit) for a call that began at `since` (nanoseconds
+    /// since the limiter's origin), or now for `None`.
+    #[inline(always)]
+    fn permit_since(&self, in_flight: u32, partition: usize, since: Option<u64>) -> Permit {
         let tokens = &self.shared.tokens;
         let token = Arc::clone(&tokens[thread_stripe() & (tokens.len() - 1)]);
         let inner = self.inner();
@@ -172,7 +179,7 @@ impl AdaptiveLimit {
             .admitted
             .fetch_add(1, Ordering::Relaxed) as u32;
         let start = if nth & inner.hot.0.sample_mask.load(Ordering::Relaxed) == 0 {
-            inner.origin.elapsed_nanos()
+            since.unwrap_or_else(|| inner.origin.elapsed_nanos())
         } else {
             UNSAMPLED
         };
@@ -273,9 +280,14 @@ impl AdaptiveLimit {
             .map(|in_flight| self.permit(in_flight, partition))
     }
 
-    /// The permit of a waiter the queue granted.
+    /// The permit of a waiter the queue granted, timed from when it
+    /// entered the queue.
     pub(crate) fn granted(&self, waiter: &Waiter) -> Permit {
-        self.permit(waiter.in_flight.load(Ordering::Acquire), waiter.partition)
+        self.permit_since(
+            waiter.in_flight.load(Ordering::Acquire),
+            waiter.partition,
+            Some(waiter.since),
+        )
     }
 }
 

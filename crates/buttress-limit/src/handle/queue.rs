@@ -21,6 +21,11 @@ pub(crate) struct Waiter {
     waker: Mutex<Option<Waker>>,
     pub(super) partition: usize,
     pub(super) in_flight: AtomicU32,
+    /// When the call entered the queue (nanoseconds since the limiter's
+    /// origin): a granted call is timed from here, so the wait counts in
+    /// its round-trip time and the algorithm sees overload the queue
+    /// absorbs.
+    pub(super) since: u64,
 }
 
 impl fmt::Debug for Waiter {
@@ -79,7 +84,7 @@ impl Queue {
     /// Adds a waiter for `partition` to the queue, unless it is full. The
     /// caller then [dispatches](Self::dispatch): a permit released between
     /// its failed take and this push would otherwise wake nobody.
-    pub(super) fn enter(&self, partition: usize) -> Result<Arc<Waiter>, Full> {
+    pub(super) fn enter(&self, partition: usize, since: u64) -> Result<Arc<Waiter>, Full> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.config.max_len {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Full);
@@ -90,6 +95,7 @@ impl Queue {
             waker: Mutex::new(None),
             partition,
             in_flight: AtomicU32::new(0),
+            since,
         });
         let mut waiters = lock(&self.waiters);
         if waiters.len() >= 2 * self.config.max_len as usize {
