@@ -220,6 +220,12 @@ async fn entries_over_the_size_cap_are_not_written() {
     );
     assert_eq!((one, two), (true, false));
     assert_eq!((s.snapshot().writes, s.snapshot().oversized), (1, 1));
+    // An oversized write still replaces what Redis held: no instance goes
+    // on reading the older value.
+    let big = Entry::fresh_for("x".repeat(100), Duration::from_secs(60));
+    Store::<u64, String>::put(&s, 1, big).await;
+    let one: bool = conn.exists(s.key_of(&1u64).unwrap()).await.unwrap();
+    assert!(!one, "the older value is gone");
 }
 
 /// Instance A writes an entry fresh for 60 s; instances whose wall clocks
@@ -418,7 +424,7 @@ fn a_store_built_before_the_recorder_publishes_every_metric_into_it() {
                 )
             };
             put(1, 10).await; // written
-            put(2, 500).await; // oversized
+            put(2, 500).await; // oversized: not written, its key deleted
             let _: Option<Entry<String>> = s.get(&1).await; // hit
             let _: Option<Entry<String>> = s.get(&3).await; // miss
             let mut conn = raw(&server).await;
@@ -445,6 +451,7 @@ fn a_store_built_before_the_recorder_publishes_every_metric_into_it() {
     );
     assert_eq!((snap.rejected, snap.writes_dropped), (2, 1));
     assert_eq!(snap.errors + snap.timeouts, 1);
+    assert_eq!(snap.invalidations_published, 2, "the write and the delete");
 
     let mut seen = BTreeSet::new();
     for (key, _, _, value) in recorder.snapshotter().snapshot().into_vec() {
@@ -476,13 +483,24 @@ fn a_store_built_before_the_recorder_publishes_every_metric_into_it() {
             "buttress_cache_redis_writes_total" => Some(snap.writes),
             "buttress_cache_redis_writes_dropped_total" => Some(snap.writes_dropped),
             "buttress_cache_redis_oversized_total" => Some(snap.oversized),
+            "buttress_cache_redis_invalidations_published_total" => {
+                Some(snap.invalidations_published)
+            }
+            "buttress_cache_redis_invalidations_received_total" => {
+                Some(snap.invalidations_received)
+            }
+            "buttress_cache_redis_invalidation_reconnects_total" => {
+                Some(snap.invalidation_reconnects)
+            }
+            "buttress_cache_redis_l1_flushes_total" => Some(snap.l1_flushes),
             _ => None,
         };
         match (want, value) {
             (Some(n), DebugValue::Counter(v)) => assert_eq!(v, n, "{name}"),
             (None, DebugValue::Histogram(samples)) => {
-                // The commands answered: one SET, three GETs.
-                assert_eq!(samples.len(), 4, "{name}");
+                // The commands answered: one SET, one DEL (of the
+                // oversized entry's key), three GETs.
+                assert_eq!(samples.len(), 5, "{name}");
                 assert!(samples.iter().all(|s| s.into_inner() < 1.0));
             }
             other => panic!("{name}: {other:?}"),

@@ -28,7 +28,12 @@ use crate::entry::Entry;
 /// [`len`](Store::len), [`weighted_size`](Store::weighted_size) and
 /// [`evictions`](Store::evictions) are L1's: what this process holds.
 /// [`delete_where`](Store::delete_where) runs on both (on a
-/// [`RedisStore`](super::RedisStore), L2's does nothing).
+/// [`RedisStore`](super::RedisStore), L2's leaves Redis as it is and asks
+/// the other instances to empty their L1).
+///
+/// On a [`RedisStore`](super::RedisStore) L2,
+/// [`subscribe_invalidations`](Self::subscribe_invalidations) keeps L1
+/// coherent with the other instances' writes and deletes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,6 +64,62 @@ pub struct Tiered<L1, L2> {
     /// Bumped by every write and delete between its L2 and L1 steps: a
     /// promotion that sees it move undoes itself.
     writes: Arc<AtomicU64>,
+    /// The task that applies other instances' invalidations to L1, if
+    /// any: it stops when the last clone of the store is dropped.
+    listener: Option<Arc<Listener>>,
+}
+
+/// A background task bound to a [`Tiered`] store: aborted when the last
+/// clone of the store is dropped.
+#[derive(Debug)]
+pub(crate) struct Listener(tokio::task::AbortHandle);
+
+impl Listener {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn new(task: tokio::task::AbortHandle) -> Self {
+        Self(task)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a listener may do to a [`Tiered`] store's L1: drop one key, or
+/// everything, in the order that keeps a racing promotion from
+/// reinstating what it dropped.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct L1Access<L1> {
+    l1: L1,
+    writes: Arc<AtomicU64>,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl<L1> L1Access<L1> {
+    /// Drops `key` from L1. The write count moves first, so a promotion
+    /// that read L2 before this call and puts after it undoes its put.
+    pub(crate) async fn drop_key<K, V>(&self, key: &K)
+    where
+        K: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        L1: Store<K, V>,
+    {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.l1.delete(key).await;
+    }
+
+    /// Empties L1 (same ordering as [`drop_key`](Self::drop_key)).
+    pub(crate) async fn flush<K, V>(&self)
+    where
+        K: Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        L1: Store<K, V>,
+    {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.l1.delete_where(&|_: &K, _: &Entry<V>| true).await;
+    }
 }
 
 impl<L1: Clone, L2: Clone> Clone for Tiered<L1, L2> {
@@ -67,6 +128,7 @@ impl<L1: Clone, L2: Clone> Clone for Tiered<L1, L2> {
             l1: self.l1.clone(),
             l2: self.l2.clone(),
             writes: Arc::clone(&self.writes),
+            listener: self.listener.clone(),
         }
     }
 }
@@ -79,6 +141,7 @@ impl<L1, L2> Tiered<L1, L2> {
             l1,
             l2,
             writes: Arc::new(AtomicU64::new(0)),
+            listener: None,
         }
     }
 
@@ -92,6 +155,26 @@ impl<L1, L2> Tiered<L1, L2> {
     #[must_use]
     pub fn l2(&self) -> &L2 {
         &self.l2
+    }
+
+    /// A handle on L1 for a listener task.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn l1_access(&self) -> L1Access<L1>
+    where
+        L1: Clone,
+    {
+        L1Access {
+            l1: self.l1.clone(),
+            writes: Arc::clone(&self.writes),
+        }
+    }
+
+    /// Binds `listener` to this store (and its clones from now on),
+    /// replacing any previous one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn with_listener(mut self, listener: Listener) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
     }
 
     fn written(&self) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use buttress_breaker::CircuitBreaker;
 use buttress_core::telemetry::{Name, Registration, register_catalog};
 
+use super::bus::channel;
 use super::envelope::Codec;
 use super::key::{prefix, valid_namespace};
 use super::telemetry::{KIND, REDIS_METRICS};
@@ -23,6 +24,11 @@ pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) max_value_bytes: usize,
     pub(crate) clock_offset_ms: i64,
+    /// The invalidation channel: `<prefix>#invalidations`.
+    pub(crate) channel: Box<[u8]>,
+    /// Whether writes and deletes are announced on `channel`.
+    pub(crate) publish: bool,
+    pub(crate) connect_timeout: Duration,
 }
 
 /// Builds a [`RedisStore`]. Every setter documents its default and where
@@ -54,6 +60,7 @@ pub struct RedisStoreBuilder {
     max_value_bytes: usize,
     breaker: Option<CircuitBreaker>,
     clock_offset_ms: i64,
+    publish: bool,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -67,6 +74,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("breaker", &self.breaker)
+            .field("publish_invalidations", &self.publish)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +93,7 @@ impl RedisStoreBuilder {
             max_value_bytes: 1 << 20,
             breaker: None,
             clock_offset_ms: 0,
+            publish: true,
         }
     }
 
@@ -156,6 +165,21 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Whether every write and delete is also announced on the
+    /// namespace's invalidation channel (`PUBLISH <namespace>:v<schema
+    /// version>:#invalidations`, in the same pipeline: no extra round
+    /// trip), so that the L1 of every instance's
+    /// [`Tiered`](crate::store::Tiered) store subscribed to it
+    /// ([`subscribe_invalidations`](crate::store::Tiered::subscribe_invalidations))
+    /// drops its copy. Default: `true`. Turn it off only where no instance
+    /// keeps an L1 in front of this namespace: an instance that does not
+    /// announce its writes leaves the others' L1 copies stale until their
+    /// TTL.
+    pub fn publish_invalidations(mut self, publish: bool) -> Self {
+        self.publish = publish;
+        self
+    }
+
     /// Test hook: moves this store's wall clock by `offset_ms`, to
     /// stand for an instance whose clock is off.
     #[doc(hidden)]
@@ -212,9 +236,13 @@ impl RedisStoreBuilder {
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.timeout))
             .set_connection_timeout(Some(self.connect_timeout));
+        let prefix = prefix(&self.namespace, self.schema_version);
         let config = Config {
             name,
-            prefix: prefix(&self.namespace, self.schema_version),
+            channel: channel(&prefix),
+            publish: self.publish,
+            connect_timeout: self.connect_timeout,
+            prefix,
             codec: self.codec,
             timeout: self.timeout,
             max_value_bytes: self.max_value_bytes,

@@ -13,12 +13,13 @@ use redis::{RedisError, RedisResult, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Store;
 use crate::entry::Entry;
 
+mod bus;
 mod config;
 mod envelope;
 mod key;
+mod ops;
 mod telemetry;
 
 pub use self::config::RedisStoreBuilder;
@@ -29,12 +30,7 @@ use self::config::Config;
 use self::envelope::Clocks;
 use self::telemetry::{Counters, ROUND_TRIP_SECONDS};
 
-/// Keys per `MGET` in [`Store::get_many`]: a long batch is split into
-/// several `MGET`s sent in one pipeline (one round trip), so that no
-/// single command holds the server for long.
-const MGET_BATCH: usize = 256;
-
-/// A [`Store`] on Redis: the tier several instances of a service share.
+/// A [`Store`](super::Store) on Redis: the tier several instances of a service share.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -67,8 +63,8 @@ const MGET_BATCH: usize = 256;
 /// the wall times onto its own clock, so the layer judges an entry from
 /// Redis as it judges one from memory. A write is one `SET … PX`, the
 /// expiry at the entry's last servable instant;
-/// [`get_many`](Store::get_many) is `MGET`, [`put_many`](Store::put_many)
-/// one pipeline of `SET`s, [`delete`](Store::delete) a `DEL`.
+/// [`get_many`](super::Store::get_many) is `MGET`, [`put_many`](super::Store::put_many)
+/// one pipeline of `SET`s, [`delete`](super::Store::delete) a `DEL`.
 ///
 /// # Redis never takes the service down
 ///
@@ -94,13 +90,22 @@ const MGET_BATCH: usize = 256;
 /// reconnect) is attempted until its next probe. A thousand instances
 /// restarting Redis do not hammer it.
 ///
+/// # Other instances' L1
+///
+/// Every write and delete is announced on the namespace's invalidation
+/// channel in the same pipeline
+/// ([`publish_invalidations`](RedisStoreBuilder::publish_invalidations)),
+/// so that every instance's [`Tiered`](super::Tiered) store subscribed
+/// with [`subscribe_invalidations`](super::Tiered::subscribe_invalidations)
+/// drops its L1 copy.
+///
 /// # What it does not do (yet)
 ///
-/// [`delete_where`](Store::delete_where) (invalidation by predicate) does
-/// nothing on Redis: the entries it would match expire at their `PX`.
-/// [`len`](Store::len) and [`weighted_size`](Store::weighted_size) are 0
-/// (Redis's `DBSIZE` and `INFO memory` have them). Redis Cluster, the
-/// cross-instance invalidation of [`Tiered`](super::Tiered)'s L1 and the
+/// [`delete_where`](super::Store::delete_where) (invalidation by
+/// predicate) leaves Redis as it is (the entries it would match expire at
+/// their `PX`) and asks the other instances to empty their L1.
+/// [`len`](super::Store::len) and [`weighted_size`](super::Store::weighted_size) are 0
+/// (Redis's `DBSIZE` and `INFO memory` have them). Redis Cluster and the
 /// distributed stampede lease come later (see `docs/redis.md`).
 ///
 /// # Clone
@@ -117,6 +122,8 @@ pub(crate) struct Shared {
     manager: ConnectionManagerConfig,
     conn: OnceLock<ConnectionManager>,
     breaker: CircuitBreaker,
+    /// This store's id in the invalidation messages it sends (random).
+    origin: u64,
     counters: Counters,
     round_trip: Histogram,
     /// The store's claim on its name; publishes `counters` while alive.
@@ -231,9 +238,24 @@ impl Shared {
             manager,
             conn: OnceLock::new(),
             breaker,
+            origin: buttress_core::rng::FastRng::from_entropy().next_u64(),
             counters: Counters::default(),
             registration,
         }
+    }
+
+    /// Adds to `pipe` the announcement that `redis_key` changed, if this
+    /// store announces its writes; returns whether it did.
+    fn announce(&self, pipe: &mut redis::Pipeline, redis_key: &[u8]) -> bool {
+        if !self.cfg.publish {
+            return false;
+        }
+        let msg = bus::key_message(self.origin, self.cfg.prefix.len(), redis_key);
+        pipe.cmd("PUBLISH")
+            .arg(&*self.cfg.channel)
+            .arg(msg)
+            .ignore();
+        true
     }
 
     fn clocks(&self) -> Clocks {
@@ -342,170 +364,66 @@ impl Shared {
         tracing::debug!(name = %self.cfg.name, ?why, "redis value not decoded: a miss");
     }
 
-    /// `SET key envelope PX ms` for `entry`, or `None` (counted) when it
-    /// is not written: too large, not encodable, or already unservable.
-    fn set_command<K, V>(&self, key: &K, entry: &Entry<V>, clocks: Clocks) -> Option<redis::Cmd>
-    where
-        K: Serialize + ?Sized,
-        V: Serialize,
-    {
-        let px = clocks.ms_until(entry.stale_until());
-        if px == 0 {
-            return None; // never servable again: nothing to share
-        }
-        let (Some(key), Ok(bytes)) = (
-            key::encode(&self.cfg.prefix, key),
-            envelope::encode(entry, self.cfg.codec, clocks),
-        ) else {
-            self.counters.encode_failures.incr();
-            return None;
-        };
-        if bytes.len() > self.cfg.max_value_bytes {
-            self.counters.oversized.incr();
-            return None;
-        }
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(bytes).arg("PX").arg(px);
-        Some(cmd)
-    }
-}
-
-impl<K, V> Store<K, V> for RedisStore
-where
-    K: Serialize + Send + Sync + 'static,
-    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-{
-    async fn get(&self, key: &K) -> Option<Entry<V>> {
-        let s = &*self.shared;
-        let Some(key) = key::encode(&s.cfg.prefix, key) else {
-            s.counters.encode_failures.incr();
-            return None;
-        };
-        let mut get = redis::cmd("GET");
-        get.arg(key);
-        let reply = s
-            .run("get", true, |mut conn| async move {
-                get.query_async::<Value>(&mut conn).await
-            })
-            .await;
-        match reply {
-            Ok(value) => s.read(value, s.clocks()),
-            Err(Failed::Foreign) => {
-                s.decode_failure(envelope::DecodeError::Foreign);
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    async fn get_many(&self, keys: &[K]) -> Vec<Option<Entry<V>>> {
-        let s = &*self.shared;
-        let mut out: Vec<Option<Entry<V>>> = (0..keys.len()).map(|_| None).collect();
-        // (position in `keys`, Redis key) of the keys that encode.
-        let encoded: Vec<(usize, Vec<u8>)> = keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, k)| match key::encode(&s.cfg.prefix, k) {
-                Some(key) => Some((i, key)),
-                None => {
-                    s.counters.encode_failures.incr();
-                    None
-                }
-            })
-            .collect();
-        if encoded.is_empty() {
-            return out;
-        }
-        let mut pipe = redis::pipe();
-        for batch in encoded.chunks(MGET_BATCH) {
-            let mut mget = redis::cmd("MGET");
-            for (_, key) in batch {
-                mget.arg(key.as_slice());
-            }
-            pipe.add_command(mget);
-        }
-        let reply = s
-            .run("mget", true, |mut conn| async move {
-                pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await
-            })
-            .await;
-        let Ok(batches) = reply else {
-            return out;
-        };
-        let clocks = s.clocks();
-        let mut values = batches.into_iter().flatten();
-        for (i, _) in &encoded {
-            out[*i] = values.next().and_then(|v| s.read(v, clocks));
-        }
-        out
-    }
-
-    async fn put(&self, key: K, entry: Entry<V>) {
-        let s = &*self.shared;
-        let Some(set) = s.set_command(&key, &entry, s.clocks()) else {
-            return;
-        };
-        let reply = s
-            .run("set", true, |mut conn| async move {
-                set.query_async::<()>(&mut conn).await
-            })
-            .await;
-        match reply {
-            Ok(()) => s.counters.writes.incr(),
-            Err(_) => s.counters.writes_dropped.incr(),
-        }
-    }
-
-    async fn put_many(&self, entries: Vec<(K, Entry<V>)>) {
-        let s = &*self.shared;
-        let clocks = s.clocks();
-        let mut pipe = redis::pipe();
-        let mut n = 0;
-        for (key, entry) in &entries {
-            if let Some(set) = s.set_command(key, entry, clocks) {
-                pipe.add_command(set).ignore();
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return;
-        }
-        let reply = s
+    /// Sends a pipeline of writes (`sets` of them `SET`s) of `keys` keys,
+    /// each announced if the store announces, and counts the outcome.
+    async fn send_writes(&self, pipe: redis::Pipeline, sets: u64, keys: u64) {
+        let reply = self
             .run("set", true, |mut conn| async move {
                 pipe.query_async::<()>(&mut conn).await
             })
             .await;
         match reply {
-            Ok(()) => s.counters.writes.add(n),
-            Err(_) => s.counters.writes_dropped.add(n),
+            Ok(()) => {
+                self.counters.writes.add(sets);
+                if self.cfg.publish {
+                    self.counters.published.add(keys);
+                }
+            }
+            Err(_) => self.counters.writes_dropped.add(sets),
         }
     }
 
-    async fn delete(&self, key: &K) {
-        let s = &*self.shared;
-        let Some(key) = key::encode(&s.cfg.prefix, key) else {
-            s.counters.encode_failures.incr();
-            return;
+    /// Adds the write of `entry` under `key` to `pipe`: `SET key envelope
+    /// PX ms`, and its announcement. An entry that is not written (too
+    /// large, not encodable, already unservable: counted) still replaces
+    /// what Redis held: `DEL key` instead. Returns `None` if nothing was
+    /// added (the key does not encode), else whether it is a `SET`.
+    fn add_write<K, V>(
+        &self,
+        pipe: &mut redis::Pipeline,
+        key: &K,
+        entry: &Entry<V>,
+        clocks: Clocks,
+    ) -> Option<bool>
+    where
+        K: Serialize + ?Sized,
+        V: Serialize,
+    {
+        let Some(key) = key::encode(&self.cfg.prefix, key) else {
+            self.counters.encode_failures.incr();
+            return None;
         };
-        let mut del = redis::cmd("DEL");
-        del.arg(key);
-        let _ = s
-            .run("del", false, |mut conn| async move {
-                del.query_async::<()>(&mut conn).await
-            })
-            .await;
-    }
-
-    /// Does nothing: Redis is not scanned for a predicate (the entries it
-    /// would match expire at their `PX`). A [`Tiered`](super::Tiered)
-    /// store applies it to its L1.
-    async fn delete_where(&self, _pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync)) {}
-
-    fn weighted_size(&self) -> u64 {
-        0
-    }
-
-    fn len(&self) -> u64 {
-        0
+        let px = clocks.ms_until(entry.stale_until());
+        let value = match envelope::encode(entry, self.cfg.codec, clocks) {
+            // Never servable again: nothing to share.
+            _ if px == 0 => None,
+            Ok(bytes) if bytes.len() > self.cfg.max_value_bytes => {
+                self.counters.oversized.incr();
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(_) => {
+                self.counters.encode_failures.incr();
+                None
+            }
+        };
+        let set = value.is_some();
+        match value {
+            Some(bytes) => pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(px),
+            None => pipe.cmd("DEL").arg(&key),
+        }
+        .ignore();
+        self.announce(pipe, &key);
+        Some(set)
     }
 }

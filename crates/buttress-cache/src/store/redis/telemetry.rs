@@ -15,6 +15,10 @@ const REJECTED: &str = "buttress_cache_redis_rejected_total";
 const WRITES: &str = "buttress_cache_redis_writes_total";
 const WRITES_DROPPED: &str = "buttress_cache_redis_writes_dropped_total";
 const OVERSIZED: &str = "buttress_cache_redis_oversized_total";
+const PUBLISHED: &str = "buttress_cache_redis_invalidations_published_total";
+const RECEIVED: &str = "buttress_cache_redis_invalidations_received_total";
+const RECONNECTS: &str = "buttress_cache_redis_invalidation_reconnects_total";
+const L1_FLUSHES: &str = "buttress_cache_redis_l1_flushes_total";
 pub(crate) const ROUND_TRIP_SECONDS: &str = "buttress_cache_redis_round_trip_seconds";
 
 const fn counter(name: &'static str, help: &'static str) -> MetricInfo {
@@ -66,6 +70,22 @@ pub static REDIS_METRICS: &[MetricInfo] = &[
         OVERSIZED,
         "Entries not written because their envelope was larger than max_value_bytes.",
     ),
+    counter(
+        PUBLISHED,
+        "Invalidation messages sent with writes and deletes (one per key, or one for a predicate deletion).",
+    ),
+    counter(
+        RECEIVED,
+        "Invalidation messages from other instances applied to a subscribed Tiered store's L1.",
+    ),
+    counter(
+        RECONNECTS,
+        "Times the invalidation subscription was made again after its connection dropped (each one flushes L1).",
+    ),
+    counter(
+        L1_FLUSHES,
+        "Times a subscribed Tiered store's L1 was emptied: on every (re)subscription, and on another instance's predicate deletion.",
+    ),
     MetricInfo {
         name: ROUND_TRIP_SECONDS,
         kind: MetricKind::Histogram,
@@ -88,6 +108,10 @@ pub(crate) struct Counters {
     pub(crate) writes: Count,
     pub(crate) writes_dropped: Count,
     pub(crate) oversized: Count,
+    pub(crate) published: Count,
+    pub(crate) received: Count,
+    pub(crate) reconnects: Count,
+    pub(crate) l1_flushes: Count,
 }
 
 /// The counts of a [`RedisStore`](crate::store::RedisStore), from
@@ -116,6 +140,14 @@ pub struct RedisStoreSnapshot {
     pub writes_dropped: u64,
     /// Entries not written because they were too large.
     pub oversized: u64,
+    /// Invalidation messages sent.
+    pub invalidations_published: u64,
+    /// Invalidation messages from other instances applied to L1.
+    pub invalidations_received: u64,
+    /// Times the invalidation subscription was made again after a drop.
+    pub invalidation_reconnects: u64,
+    /// Times a subscribed L1 was emptied.
+    pub l1_flushes: u64,
 }
 
 impl Counters {
@@ -131,6 +163,10 @@ impl Counters {
             writes: self.writes.get(),
             writes_dropped: self.writes_dropped.get(),
             oversized: self.oversized.get(),
+            invalidations_published: self.published.get(),
+            invalidations_received: self.received.get(),
+            invalidation_reconnects: self.reconnects.get(),
+            l1_flushes: self.l1_flushes.get(),
         }
     }
 
@@ -146,5 +182,9 @@ impl Counters {
         out.counter(WRITES, s.writes);
         out.counter(WRITES_DROPPED, s.writes_dropped);
         out.counter(OVERSIZED, s.oversized);
+        out.counter(PUBLISHED, s.invalidations_published);
+        out.counter(RECEIVED, s.invalidations_received);
+        out.counter(RECONNECTS, s.invalidation_reconnects);
+        out.counter(L1_FLUSHES, s.l1_flushes);
     }
 }

@@ -1,0 +1,159 @@
+//! `Store` for [`RedisStore`]: the commands each method sends.
+
+use redis::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Failed, RedisStore, bus, envelope, key};
+use crate::entry::Entry;
+use crate::store::Store;
+
+/// Keys per `MGET` in [`Store::get_many`]: a long batch is split into
+/// several `MGET`s sent in one pipeline (one round trip), so that no
+/// single command holds the server for long.
+const MGET_BATCH: usize = 256;
+
+impl<K, V> Store<K, V> for RedisStore
+where
+    K: Serialize + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    async fn get(&self, key: &K) -> Option<Entry<V>> {
+        let s = &*self.shared;
+        let Some(key) = key::encode(&s.cfg.prefix, key) else {
+            s.counters.encode_failures.incr();
+            return None;
+        };
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let reply = s
+            .run("get", true, |mut conn| async move {
+                get.query_async::<Value>(&mut conn).await
+            })
+            .await;
+        match reply {
+            Ok(value) => s.read(value, s.clocks()),
+            Err(Failed::Foreign) => {
+                s.decode_failure(envelope::DecodeError::Foreign);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn get_many(&self, keys: &[K]) -> Vec<Option<Entry<V>>> {
+        let s = &*self.shared;
+        let mut out: Vec<Option<Entry<V>>> = (0..keys.len()).map(|_| None).collect();
+        // (position in `keys`, Redis key) of the keys that encode.
+        let encoded: Vec<(usize, Vec<u8>)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| match key::encode(&s.cfg.prefix, k) {
+                Some(key) => Some((i, key)),
+                None => {
+                    s.counters.encode_failures.incr();
+                    None
+                }
+            })
+            .collect();
+        if encoded.is_empty() {
+            return out;
+        }
+        let mut pipe = redis::pipe();
+        for batch in encoded.chunks(MGET_BATCH) {
+            let mut mget = redis::cmd("MGET");
+            for (_, key) in batch {
+                mget.arg(key.as_slice());
+            }
+            pipe.add_command(mget);
+        }
+        let reply = s
+            .run("mget", true, |mut conn| async move {
+                pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await
+            })
+            .await;
+        let Ok(batches) = reply else {
+            return out;
+        };
+        let clocks = s.clocks();
+        let mut values = batches.into_iter().flatten();
+        for (i, _) in &encoded {
+            out[*i] = values.next().and_then(|v| s.read(v, clocks));
+        }
+        out
+    }
+
+    async fn put(&self, key: K, entry: Entry<V>) {
+        let s = &*self.shared;
+        let mut pipe = redis::pipe();
+        let Some(set) = s.add_write(&mut pipe, &key, &entry, s.clocks()) else {
+            return;
+        };
+        s.send_writes(pipe, u64::from(set), 1).await;
+    }
+
+    async fn put_many(&self, entries: Vec<(K, Entry<V>)>) {
+        let s = &*self.shared;
+        let clocks = s.clocks();
+        let mut pipe = redis::pipe();
+        let (mut sets, mut keys) = (0, 0);
+        for (key, entry) in &entries {
+            if let Some(set) = s.add_write(&mut pipe, key, entry, clocks) {
+                sets += u64::from(set);
+                keys += 1;
+            }
+        }
+        if keys > 0 {
+            s.send_writes(pipe, sets, keys).await;
+        }
+    }
+
+    async fn delete(&self, key: &K) {
+        let s = &*self.shared;
+        let Some(key) = key::encode(&s.cfg.prefix, key) else {
+            s.counters.encode_failures.incr();
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&key).ignore();
+        let announced = u64::from(s.announce(&mut pipe, &key));
+        let reply = s
+            .run("del", false, |mut conn| async move {
+                pipe.query_async::<()>(&mut conn).await
+            })
+            .await;
+        if reply.is_ok() {
+            s.counters.published.add(announced);
+        }
+    }
+
+    /// Leaves Redis as it is (the entries it would match expire at their
+    /// `PX`), and asks every other instance's subscribed
+    /// [`Tiered`](crate::store::Tiered) L1 to empty itself, since a
+    /// predicate cannot be shipped. A [`Tiered`](crate::store::Tiered)
+    /// store applies it to its own L1.
+    async fn delete_where(&self, _pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync)) {
+        let s = &*self.shared;
+        if !s.cfg.publish {
+            return;
+        }
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&*s.cfg.channel).arg(bus::all_message(s.origin));
+        let reply = s
+            .run("publish", false, |mut conn| async move {
+                publish.query_async::<()>(&mut conn).await
+            })
+            .await;
+        if reply.is_ok() {
+            s.counters.published.incr();
+        }
+    }
+
+    fn weighted_size(&self) -> u64 {
+        0
+    }
+
+    fn len(&self) -> u64 {
+        0
+    }
+}

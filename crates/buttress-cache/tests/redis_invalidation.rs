@@ -1,0 +1,238 @@
+//! Cross-instance invalidation of `Tiered` L1s over Redis pub/sub, against
+//! a real `redis-server` the tests start themselves: two instances (each a
+//! `Tiered` store with its own L1 and its own `RedisStore` on one Redis)
+//! see each other's writes and invalidations within one delivery, and a
+//! dropped subscription empties L1 when it is made again.
+//!
+//! Real time throughout (a real server cannot follow tokio's paused
+//! clock); the only real waits are bounded polls for a message to arrive
+//! or a subscription to be made again, each bounded by a named constant.
+
+#![cfg(feature = "redis")]
+
+mod common;
+mod redis_server;
+
+use std::time::Duration;
+
+use buttress_cache::redis;
+use buttress_cache::store::{QuickCacheStore, RedisStore, RedisStoreSnapshot, Store, Tiered};
+use buttress_cache::{Cache, CacheLayer, Entry};
+use buttress_core::time::Instant;
+use common::{Answer, Backend};
+use redis_server::RedisServer;
+use tower::{Layer, ServiceExt};
+
+/// The longest a message or a resubscription may take to arrive (a real
+/// server, a real reconnect with its jittered backoff, a busy machine).
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
+/// Between two looks while waiting for one (a real wait).
+const POLL: Duration = Duration::from_millis(5);
+
+type Instance = Tiered<QuickCacheStore<u64, Answer>, RedisStore>;
+
+fn instance(server: &RedisServer, ns: &str) -> (Instance, RedisStore) {
+    let l2 = RedisStore::builder(server.client(), ns).build().unwrap();
+    let l1 = QuickCacheStore::builder(1 << 20).build().unwrap();
+    (Tiered::new(l1, l2.clone()).subscribe_invalidations(), l2)
+}
+
+fn cache_on(store: Instance) -> Cache<u64, Answer, Instance> {
+    Cache::builder(store)
+        .ttl(Duration::from_secs(60))
+        .ttl_jitter(0.0)
+        .xfetch_beta(None)
+        .build()
+        .unwrap()
+}
+
+/// Waits (really) until `done` holds of the store's counts.
+async fn until(store: &RedisStore, what: &str, done: impl Fn(&RedisStoreSnapshot) -> bool) {
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    loop {
+        let now = store.snapshot();
+        if done(&now) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {DELIVERY_DEADLINE:?}: {now:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn subscribed(store: &RedisStore) {
+    until(store, "subscribed", |s| s.l1_flushes >= 1).await;
+}
+
+fn l1_holds(t: &Instance, key: u64) -> bool {
+    Store::<u64, Answer>::try_get(t.l1(), &key)
+        .flatten()
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_or_an_invalidation_on_one_instance_drops_the_others_l1_copy() {
+    let server = RedisServer::start();
+    let backend = Backend::default();
+    let (ta, ra) = instance(&server, "inv");
+    let (tb, rb) = instance(&server, "inv");
+    subscribed(&ra).await;
+    subscribed(&rb).await;
+    let cache_a = cache_on(ta.clone());
+    let svc_a = CacheLayer::new(cache_a.clone(), |k: &u64| Some(*k)).layer(backend.clone());
+    let svc_b = CacheLayer::new(cache_on(tb.clone()), |k: &u64| Some(*k)).layer(backend.clone());
+
+    // B loads key 1 into its L1 (and Redis); A reads it through Redis.
+    assert_eq!(svc_b.clone().oneshot(1).await.unwrap(), (1, 0));
+    assert!(l1_holds(&tb, 1));
+    // A's read promoted (no write): B keeps its copy.
+    assert_eq!(svc_a.clone().oneshot(1).await.unwrap(), (1, 0));
+    assert_eq!(backend.started(), 1);
+    assert!(l1_holds(&ta, 1) && l1_holds(&tb, 1));
+
+    // A writes a new version: B's L1 drops its copy within one delivery,
+    // and B's next read is the new version, from Redis.
+    let received = rb.snapshot().invalidations_received;
+    ta.put(1, Entry::fresh_for((1, 7), Duration::from_secs(60)))
+        .await;
+    until(&rb, "B got A's write", |s| {
+        s.invalidations_received > received
+    })
+    .await;
+    assert!(!l1_holds(&tb, 1), "B's stale copy dropped");
+    assert!(
+        l1_holds(&ta, 1),
+        "A's own write is not undone by its message"
+    );
+    assert_eq!(svc_b.clone().oneshot(1).await.unwrap(), (1, 7));
+    assert_eq!(backend.started(), 1, "from Redis, not the backend");
+
+    // A invalidates: B's copy goes too, and B loads afresh.
+    let received = rb.snapshot().invalidations_received;
+    cache_a.invalidate(&1).await;
+    until(&rb, "B got A's invalidation", |s| {
+        s.invalidations_received > received
+    })
+    .await;
+    assert!(!l1_holds(&tb, 1));
+    backend.set_version(2);
+    assert_eq!(svc_b.clone().oneshot(1).await.unwrap(), (1, 2));
+    assert_eq!(backend.started(), 2);
+    assert!(
+        ra.snapshot().invalidations_published >= 2,
+        "{:?}",
+        ra.snapshot()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_subscription_empties_l1_when_it_is_made_again() {
+    let server = RedisServer::start();
+    let (tb, rb) = instance(&server, "kill");
+    subscribed(&rb).await;
+    let backend = Backend::default();
+    let svc_b = CacheLayer::new(cache_on(tb.clone()), |k: &u64| Some(*k)).layer(backend.clone());
+    assert_eq!(svc_b.clone().oneshot(5).await.unwrap(), (5, 0));
+    assert!(l1_holds(&tb, 5));
+
+    // Another program (or an instance whose message is lost) changes the
+    // entry without a message reaching B: B's L1 is now stale.
+    let silent = RedisStore::builder(server.client(), "kill")
+        .publish_invalidations(false)
+        .build()
+        .unwrap();
+    silent
+        .put(
+            5u64,
+            Entry::fresh_for((5u64, 9u64), Duration::from_secs(60)),
+        )
+        .await;
+    assert_eq!(silent.snapshot().writes, 1);
+    assert_eq!(svc_b.clone().oneshot(5).await.unwrap(), (5, 0), "stale L1");
+
+    // The subscription's connection is killed; the listener makes it
+    // again and, having possibly missed messages, empties L1.
+    let mut conn = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    until(&rb, "resubscribed", |s| s.invalidation_reconnects >= 1).await;
+    assert!(rb.snapshot().l1_flushes >= 2, "{:?}", rb.snapshot());
+    assert!(!l1_holds(&tb, 5), "L1 flushed on resubscription");
+    assert_eq!(svc_b.clone().oneshot(5).await.unwrap(), (5, 9), "fresh");
+    assert_eq!(backend.started(), 1);
+
+    // And messages flow again on the new subscription.
+    let received = rb.snapshot().invalidations_received;
+    let (ta, ra) = instance(&server, "kill");
+    subscribed(&ra).await;
+    ta.delete(&5).await;
+    until(&rb, "B got the delete", |s| {
+        s.invalidations_received > received
+    })
+    .await;
+    assert!(!l1_holds(&tb, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predicate_deletion_empties_the_other_instances_l1() {
+    let server = RedisServer::start();
+    let (ta, ra) = instance(&server, "pred");
+    let (tb, rb) = instance(&server, "pred");
+    subscribed(&ra).await;
+    subscribed(&rb).await;
+    for k in 0..4 {
+        tb.put(k, Entry::fresh_for((k, 0), Duration::from_secs(60)))
+            .await;
+    }
+    assert_eq!(Store::<u64, Answer>::len(tb.l1()), 4);
+    let flushes = rb.snapshot().l1_flushes;
+    let pred = |k: &u64, _: &Entry<Answer>| k.is_multiple_of(2);
+    ta.delete_where(&pred).await;
+    until(&rb, "B emptied", |s| s.l1_flushes > flushes).await;
+    assert_eq!(Store::<u64, Answer>::len(tb.l1()), 0);
+}
+
+/// Dropping the last clone of a subscribed store ends its subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_ends_with_the_store() {
+    let server = RedisServer::start();
+    let (t, r) = instance(&server, "drop");
+    subscribed(&r).await;
+    let mut conn = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let subscribers = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("drop:v1:#invalidations")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            counts[0].1
+        }
+    };
+    assert_eq!(subscribers(&mut conn).await, 1);
+    let t2 = t.clone();
+    drop(t);
+    assert_eq!(subscribers(&mut conn).await, 1, "a clone keeps it");
+    drop(t2);
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    while subscribers(&mut conn).await != 0 {
+        assert!(Instant::now() < deadline, "still subscribed");
+        tokio::time::sleep(POLL).await;
+    }
+}
