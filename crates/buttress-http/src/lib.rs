@@ -87,3 +87,8 @@ pub use policy::{CacheDirectives, CachePolicy, CachePolicyBuilder};
 pub use service::CacheHeadersService;
 pub use telemetry::METRICS;
 pub use validators::{Lookup, ValidatorLookup, Validators};
+
+/// The snippets of `docs/http-caching.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/http-caching.md")]
+struct Guide;
