@@ -26,7 +26,9 @@
 //!   timed as wall time / total calls (so `threads-1 / threads-2` is the
 //!   scaling ratio, 2.0 perfect).
 
-use std::future::{Future, Ready};
+mod cache_subjects;
+
+use std::future::Future;
 use std::hint::black_box;
 use std::io;
 use std::pin::pin;
@@ -44,20 +46,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-/// Cached keys in the hit benches.
-const KEYS: u64 = 10_000;
-
-type Value = Arc<u64>;
-
-/// The backend every subject wraps: answers `Arc::new(key)` at once.
-fn backend()
--> impl Service<u64, Response = Value, Error = io::Error, Future = Ready<io::Result<Value>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|k: u64| std::future::ready(Ok::<_, io::Error>(Arc::new(k))))
-}
+use cache_subjects::{KEYS, Value, backend, moka_layer, quick_cache_layer};
 
 /// Polls `future` to completion with a no-op waker, yielding the thread
 /// between polls if it is ever pending.
@@ -79,32 +68,6 @@ fn poll_now<F: Future>(future: F) -> F::Output {
 fn drive<S: Service<u64>>(svc: &mut S, key: u64) -> Result<S::Response, S::Error> {
     let svc = poll_now(ServiceExt::ready(svc))?;
     poll_now(svc.call(key))
-}
-
-fn quick_cache_layer()
--> impl Service<u64, Response = Value, Error = tower::BoxError> + Clone + Send + 'static {
-    let store = QuickCacheStore::builder(64 << 20)
-        .estimated_entries(KEYS as usize)
-        .build()
-        .expect("valid store configuration");
-    let cache = Cache::builder(store)
-        .ttl(Duration::from_secs(3600))
-        .build()
-        .expect("valid cache configuration");
-    CacheLayer::new(cache, |k: &u64| Some(*k)).layer(backend())
-}
-
-fn moka_layer()
--> impl Service<u64, Response = Value, Error = tower::BoxError> + Clone + Send + 'static {
-    let store = MokaStore::builder(64 << 20)
-        .maintenance_interval(None)
-        .build()
-        .expect("valid moka store configuration");
-    let cache = Cache::builder(store)
-        .ttl(Duration::from_secs(3600))
-        .build()
-        .expect("valid cache configuration");
-    CacheLayer::new(cache, |k: &u64| Some(*k)).layer(backend())
 }
 
 fn tower_resilience_layer() -> impl Service<u64, Response = Value> + Clone + Send + 'static {

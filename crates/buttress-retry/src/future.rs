@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use buttress_core::BoxError;
+use buttress_core::time::Instant;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tracing::instrument::Instrumented;
@@ -16,15 +17,15 @@ pub use crate::hedge::future::HedgeFuture;
 use crate::error::DeadlineExceeded;
 use crate::telemetry::RetryCounts;
 
-pin_project! {
-    /// The wait before a retry: the [`Future`] of
-    /// [`TowerPolicy`](crate::TowerPolicy)'s `tower::retry::Policy` impl.
-    /// Ready at once for a zero delay (no timer is created).
-    #[derive(Debug)]
-    pub struct Backoff {
-        #[pin]
-        sleep: Option<Sleep>,
-    }
+/// The wait before a retry: the [`Future`] of
+/// [`TowerPolicy`](crate::TowerPolicy)'s `tower::retry::Policy` impl.
+/// Ready at once for a zero delay (no timer is created). The timer is
+/// boxed: it exists only while a retry waits, and keeping it inline would
+/// make every call's future (which carries this type whether or not it
+/// retries) larger by a whole timer.
+#[derive(Debug)]
+pub struct Backoff {
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Backoff {
@@ -33,16 +34,18 @@ impl Backoff {
     }
 
     pub(crate) fn sleep(sleep: Sleep) -> Self {
-        Self { sleep: Some(sleep) }
+        Self {
+            sleep: Some(Box::pin(sleep)),
+        }
     }
 }
 
 impl Future for Backoff {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project().sleep.as_pin_mut() {
-            Some(sleep) => sleep.poll(cx),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().poll(cx),
             None => Poll::Ready(()),
         }
     }
@@ -64,18 +67,27 @@ pin_project! {
 }
 
 pin_project! {
-    /// The timer of a request's deadline, and the counts to report it in.
+    /// The deadline of a request, its timer, and the counts to report it
+    /// in. The timer is built the first time the call is pending inside a
+    /// tokio runtime: a call answered on its first poll never touches the
+    /// runtime's timer, and one made outside a runtime is bounded by the
+    /// policy alone (no retry starts past the deadline).
     #[derive(Debug)]
     pub(crate) struct DeadlineTimer {
+        deadline: Instant,
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         counts: Arc<RetryCounts>,
     }
 }
 
 impl DeadlineTimer {
-    pub(crate) fn new(sleep: Sleep, counts: Arc<RetryCounts>) -> Self {
-        Self { sleep, counts }
+    pub(crate) fn new(deadline: Instant, counts: Arc<RetryCounts>) -> Self {
+        Self {
+            deadline,
+            sleep: None,
+            counts,
+        }
     }
 }
 
@@ -112,8 +124,19 @@ where
         let Some(timer) = this.timer.as_pin_mut() else {
             return Poll::Pending;
         };
-        let timer = timer.project();
-        ready!(timer.sleep.poll(cx));
+        let mut timer = timer.project();
+        if timer.sleep.is_none() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Poll::Pending;
+            }
+            timer
+                .sleep
+                .set(Some(tokio::time::sleep_until(*timer.deadline)));
+        }
+        let Some(sleep) = timer.sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        ready!(sleep.poll(cx));
         let counts = &**timer.counts;
         counts.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(name = %counts.name(), "deadline exceeded: the attempt in flight is dropped");

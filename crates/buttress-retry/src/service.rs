@@ -187,35 +187,36 @@ where
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
         let shared = &*self.policy.shared;
-        let timer = match shared.deadline {
-            None => None,
-            Some(total) => stamp(shared, &mut req, total),
+        let (timer, start) = match shared.deadline {
+            None => (None, None),
+            Some(total) => {
+                let (timer, now) = stamp(shared, &mut req, total);
+                (Some(timer), Some(now))
+            }
         };
-        ResponseFuture::new(self.inner.call(AttemptRequest::first(req)), timer)
+        ResponseFuture::new(self.inner.call(AttemptRequest::first(req, start)), timer)
     }
 }
 
 /// Writes the request's deadline, `total` from now or the one it carries
-/// if that is sooner, into `req`, and arms a timer for it if a tokio
-/// runtime is there to drive one (without one, the policy still stops
-/// retrying in time). Out of line, so that a call without a deadline stays
-/// small enough to inline into its caller.
+/// if that is sooner, into `req`; returns the deadline's timer (armed only
+/// if the call is ever pending) and the one clock read the request's
+/// deadline is counted from. Out of line, so that a call without a
+/// deadline stays small enough to inline into its caller.
 #[inline(never)]
 fn stamp<Req, C, R: Replay<Req>>(
     shared: &Shared<C, R>,
     req: &mut Req,
     total: Duration,
-) -> Option<DeadlineTimer> {
+) -> (DeadlineTimer, Instant) {
     let now = Instant::now();
     let mut deadline = later(now, total);
     if let Some(upstream) = shared.replay.deadline(req) {
         deadline = deadline.min(upstream);
     }
     shared.replay.stamp(req, Deadline::at(deadline), now);
-    tokio::runtime::Handle::try_current().is_ok().then(|| {
-        DeadlineTimer::new(
-            tokio::time::sleep_until(deadline),
-            Arc::clone(&shared.counts),
-        )
-    })
+    (
+        DeadlineTimer::new(deadline, Arc::clone(&shared.counts)),
+        now,
+    )
 }

@@ -382,6 +382,24 @@ async fn deadline_cuts_a_hanging_attempt_short() {
     );
 }
 
+/// The deadline's timer is built only when the call is first pending, but
+/// the deadline counts from `call`: a future first polled late is cut
+/// short at the deadline, not a full deadline after its first poll.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_call_not_from_the_first_poll() {
+    const DEADLINE: Duration = Duration::from_millis(250);
+    const LATE: Duration = Duration::from_millis(200);
+    let backend = Backend::failing(0).slow(Duration::from_secs(3600));
+    let policy = exact().deadline(DEADLINE).build().unwrap();
+    let mut svc = RetryLayer::new(policy).layer(backend.service());
+    let start = Instant::now();
+    let future = svc.ready().await.unwrap().call(0);
+    advance(LATE).await;
+    let err = future.await.unwrap_err();
+    assert!(err.downcast_ref::<DeadlineExceeded>().is_some(), "{err}");
+    assert_eq!(start.elapsed(), DEADLINE);
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_attempt_starts_after_the_deadline_for_any_latency() {
     for latency_ms in [0u64, 1, 7, 30, 99, 150] {

@@ -22,7 +22,7 @@ impl<C, R> RetryPolicy<C, R> {
     /// Starts a session: deposits, fixes the deadline. The common case (one
     /// budget, no deadline) is inline, the rest out of line.
     #[inline]
-    fn begin<Req>(&mut self, req: &Req)
+    fn begin<Req>(&mut self, req: &Req, start: Option<Instant>)
     where
         R: Replay<Req>,
     {
@@ -43,7 +43,7 @@ impl<C, R> RetryPolicy<C, R> {
             }
             return;
         }
-        self.start_deadline(upstream);
+        self.start_deadline(upstream, start);
     }
 
     /// Deposits into the request's own budget, or the policy's when the
@@ -71,10 +71,11 @@ impl<C, R> RetryPolicy<C, R> {
     }
 
     /// Fixes the request's deadline: the policy's, or `upstream`, whichever
-    /// comes first.
+    /// comes first, counted from `start` (the service's own clock read for
+    /// this request) or from now.
     #[inline(never)]
-    fn start_deadline(&mut self, upstream: Option<Instant>) {
-        let now = Instant::now();
+    fn start_deadline(&mut self, upstream: Option<Instant>, start: Option<Instant>) {
+        let now = start.unwrap_or_else(Instant::now);
         self.session.attempt_start = Some(now);
         self.session.deadline = match (self.shared.deadline.map(|d| later(now, d)), upstream) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -167,7 +168,7 @@ impl<C, R> RetryPolicy<C, R> {
             return Some(AttemptRequest::new(None, next));
         };
         if self.session.attempts == 0 {
-            self.begin(inner);
+            self.begin(inner, req.start);
         } else if self.session.deadline.is_some() {
             self.session.attempt_start = Some(Instant::now());
         }
