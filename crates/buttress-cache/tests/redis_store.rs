@@ -228,6 +228,60 @@ async fn entries_over_the_size_cap_are_not_written() {
     assert!(!one, "the older value is gone");
 }
 
+/// Invalidation by predicate walks the namespace with `SCAN` in batches
+/// (never `KEYS`): it deletes exactly the matching entries, and leaves
+/// other namespaces and values that are not its own alone.
+#[tokio::test]
+async fn delete_where_scans_the_namespace_in_batches() {
+    const N: u64 = 700;
+    let server = RedisServer::start();
+    let (s, other) = (store(&server, "scan"), store(&server, "scan2"));
+    let entries: Vec<_> = (0..N)
+        .map(|k| (k, Entry::fresh_for((k, 0), Duration::from_secs(60))))
+        .collect();
+    Store::<u64, Answer>::put_many(&s, entries.clone()).await;
+    Store::<u64, Answer>::put_many(&other, entries).await;
+    let mut conn = raw(&server).await;
+    let foreign = s.key_of(&"not-a-number").unwrap();
+    let _: () = conn.set(&foreign, "foreign").await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["RESETSTAT"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let pred = |k: &u64, e: &Entry<Answer>| k.is_multiple_of(3) && e.value().1 == 0;
+    Store::<u64, Answer>::delete_where(&s, &pred).await;
+
+    for k in 0..N {
+        let (mine, theirs): (bool, bool) = (
+            conn.exists(s.key_of(&k).unwrap()).await.unwrap(),
+            conn.exists(other.key_of(&k).unwrap()).await.unwrap(),
+        );
+        assert_eq!(mine, !k.is_multiple_of(3), "key {k}");
+        assert!(theirs, "another namespace's key {k}");
+    }
+    let kept: bool = conn.exists(&foreign).await.unwrap();
+    assert!(
+        kept,
+        "a value that is not an entry of the store is left alone"
+    );
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls = |cmd: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("keys"), 0);
+    assert!(calls("scan") >= 2 * N / 256, "in batches: {stats}");
+}
+
 /// Instance A writes an entry fresh for 60 s; instances whose wall clocks
 /// are off by `skew` read it as fresh for `60 s − skew`: the error in
 /// freshness is the skew, no more (and a skew past the TTL makes it look

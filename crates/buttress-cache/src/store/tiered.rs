@@ -28,8 +28,8 @@ use crate::entry::Entry;
 /// [`len`](Store::len), [`weighted_size`](Store::weighted_size) and
 /// [`evictions`](Store::evictions) are L1's: what this process holds.
 /// [`delete_where`](Store::delete_where) runs on both (on a
-/// [`RedisStore`](super::RedisStore), L2's leaves Redis as it is and asks
-/// the other instances to empty their L1).
+/// [`RedisStore`](super::RedisStore), L2's walks Redis with `SCAN` and
+/// asks the other instances to empty their L1).
 ///
 /// On a [`RedisStore`](super::RedisStore) L2,
 /// [`subscribe_invalidations`](Self::subscribe_invalidations) keeps L1

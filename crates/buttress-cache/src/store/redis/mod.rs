@@ -20,6 +20,7 @@ mod config;
 mod envelope;
 mod key;
 mod ops;
+mod scan;
 mod telemetry;
 
 pub use self::config::RedisStoreBuilder;
@@ -99,11 +100,15 @@ use self::telemetry::{Counters, ROUND_TRIP_SECONDS};
 /// with [`subscribe_invalidations`](super::Tiered::subscribe_invalidations)
 /// drops its L1 copy.
 ///
+/// # Keys are JSON both ways
+///
+/// Keys must implement `Serialize` and `DeserializeOwned`: a key is read
+/// back from Redis (an invalidation message, a `SCAN`).
+///
 /// # What it does not do (yet)
 ///
 /// [`delete_where`](super::Store::delete_where) (invalidation by
-/// predicate) leaves Redis as it is (the entries it would match expire at
-/// their `PX`) and asks the other instances to empty their L1.
+/// predicate) walks the namespace with an incremental `SCAN` (see there).
 /// [`len`](super::Store::len) and [`weighted_size`](super::Store::weighted_size) are 0
 /// (Redis's `DBSIZE` and `INFO memory` have them). Redis Cluster and the
 /// distributed stampede lease come later (see `docs/redis.md`).

@@ -15,7 +15,7 @@ const MGET_BATCH: usize = 256;
 
 impl<K, V> Store<K, V> for RedisStore
 where
-    K: Serialize + Send + Sync + 'static,
+    K: Serialize + DeserializeOwned + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     async fn get(&self, key: &K) -> Option<Entry<V>> {
@@ -127,13 +127,18 @@ where
         }
     }
 
-    /// Leaves Redis as it is (the entries it would match expire at their
-    /// `PX`), and asks every other instance's subscribed
-    /// [`Tiered`](crate::store::Tiered) L1 to empty itself, since a
-    /// predicate cannot be shipped. A [`Tiered`](crate::store::Tiered)
-    /// store applies it to its own L1.
-    async fn delete_where(&self, _pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync)) {
+    /// Deletes the matching entries from Redis with an incremental
+    /// `SCAN` of the namespace (256 keys a step: `SCAN`, `MGET`, `DEL`,
+    /// each bounded by the timeout; never `KEYS`), then asks every other
+    /// instance's subscribed [`Tiered`](crate::store::Tiered) L1 to empty
+    /// itself, since a predicate cannot be shipped. A
+    /// [`Tiered`](crate::store::Tiered) store applies it to its own L1.
+    /// The cost grows with the namespace: every entry crosses the network
+    /// once. An entry rewritten between its read and the `DEL` is
+    /// deleted too (a spurious miss, never a stale read).
+    async fn delete_where(&self, pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync)) {
         let s = &*self.shared;
+        s.scan_delete(pred).await;
         if !s.cfg.publish {
             return;
         }

@@ -1,0 +1,111 @@
+//! Invalidation by predicate on Redis: an incremental `SCAN` of the
+//! namespace, in bounded batches.
+
+use redis::Value;
+use serde::de::DeserializeOwned;
+
+use super::{Shared, envelope};
+use crate::entry::Entry;
+
+/// Keys asked of each `SCAN` (its `COUNT`), and so the most one `MGET`
+/// and one `DEL` carry.
+const SCAN_BATCH: usize = 256;
+
+impl Shared {
+    /// Deletes every entry of the namespace for which `pred` holds: walks
+    /// the keyspace with `SCAN <cursor> MATCH <prefix>* COUNT 256`, reads
+    /// each batch's entries with one `MGET`, and deletes the matching ones
+    /// with one `DEL`. Every command is bounded by the timeout and never
+    /// holds the server long (no `KEYS`); the walk stops at the first
+    /// failed command (the entries it did not reach expire at their `PX`).
+    /// Keys and values that do not decode are left alone. Returns the
+    /// number of keys deleted.
+    pub(super) async fn scan_delete<K, V>(
+        &self,
+        pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync),
+    ) -> u64
+    where
+        K: DeserializeOwned,
+        V: DeserializeOwned,
+    {
+        let pattern = [&self.cfg.prefix[..], b"*"].concat();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let Ok((next, keys)) = self
+                .run("scan", true, |mut conn| async move {
+                    scan.query_async::<(u64, Vec<Vec<u8>>)>(&mut conn).await
+                })
+                .await
+            else {
+                return deleted;
+            };
+            if !keys.is_empty() {
+                let Some(n) = self.delete_matching(&keys, pred).await else {
+                    return deleted;
+                };
+                deleted += n;
+            }
+            if next == 0 {
+                return deleted;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Reads `keys`' entries and deletes those `pred` holds for; `None` if
+    /// a command failed.
+    async fn delete_matching<K, V>(
+        &self,
+        keys: &[Vec<u8>],
+        pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync),
+    ) -> Option<u64>
+    where
+        K: DeserializeOwned,
+        V: DeserializeOwned,
+    {
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(key);
+        }
+        let values = self
+            .run("mget", true, |mut conn| async move {
+                mget.query_async::<Vec<Value>>(&mut conn).await
+            })
+            .await
+            .ok()?;
+        let clocks = self.clocks();
+        let mut del = redis::cmd("DEL");
+        let mut n = 0;
+        for (redis_key, value) in keys.iter().zip(values) {
+            // Gone since the SCAN, or not one of ours: nothing to judge.
+            let Value::BulkString(bytes) = value else {
+                continue;
+            };
+            let Ok(key) = serde_json::from_slice::<K>(&redis_key[self.cfg.prefix.len()..]) else {
+                continue;
+            };
+            let Ok(entry) = envelope::decode::<V>(&bytes, clocks) else {
+                continue;
+            };
+            if pred(&key, &entry) {
+                del.arg(redis_key);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.run("del", false, |mut conn| async move {
+                del.query_async::<()>(&mut conn).await
+            })
+            .await
+            .ok()?;
+        }
+        Some(n)
+    }
+}
