@@ -25,6 +25,8 @@ pin_project! {
     enum Kind<B: Body> {
         Inner { #[pin] body: B },
         Full { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        // What was buffered before the body ran past the cap, then the rest.
+        Prefixed { prefix: Option<Bytes>, body: Pin<Box<B>> },
         // The handler's body failed while it was being buffered: what it
         // gave, then its error, as the client would have seen them.
         Failed { data: Option<Bytes>, error: Option<B::Error> },
@@ -51,6 +53,15 @@ impl<B: Body> ResponseBody<B> {
         Self::full(Bytes::new(), None)
     }
 
+    pub(crate) fn prefixed(prefix: Bytes, body: Pin<Box<B>>) -> Self {
+        Self {
+            kind: Kind::Prefixed {
+                prefix: (!prefix.is_empty()).then_some(prefix),
+                body,
+            },
+        }
+    }
+
     pub(crate) fn failed(data: Bytes, error: B::Error) -> Self {
         Self {
             kind: Kind::Failed {
@@ -66,6 +77,7 @@ impl<B: Body> std::fmt::Debug for ResponseBody<B> {
         let kind = match &self.kind {
             Kind::Inner { .. } => "Inner",
             Kind::Full { .. } => "Full",
+            Kind::Prefixed { .. } => "Prefixed",
             Kind::Failed { .. } => "Failed",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
@@ -84,6 +96,12 @@ impl<B: Body> Body for ResponseBody<B> {
             KindProj::Inner { body } => body.poll_frame(cx).map(|frame| {
                 frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
             }),
+            KindProj::Prefixed { prefix, body } => match prefix.take() {
+                Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
+                None => body.as_mut().poll_frame(cx).map(|frame| {
+                    frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
+                }),
+            },
             KindProj::Full { data, trailers } => Poll::Ready(
                 data.take()
                     .map(Frame::data)
@@ -102,6 +120,7 @@ impl<B: Body> Body for ResponseBody<B> {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Full { data, trailers } => data.is_none() && trailers.is_none(),
+            Kind::Prefixed { prefix, body } => prefix.is_none() && body.is_end_stream(),
             Kind::Failed { data, error } => data.is_none() && error.is_none(),
         }
     }
@@ -111,6 +130,16 @@ impl<B: Body> Body for ResponseBody<B> {
             Kind::Inner { body } => body.size_hint(),
             Kind::Full { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Prefixed { prefix, body } => {
+                let held = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let rest = body.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(held));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(held));
+                }
+                hint
             }
             Kind::Failed { .. } => SizeHint::default(),
         }

@@ -24,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) policy_fn: Option<PolicyFn>,
     pub(crate) etag_max_bytes: u64,
     pub(crate) weak_etags: bool,
+    pub(crate) hash_unbounded: bool,
     pub(crate) conditional: bool,
     pub(crate) lookup: Option<Arc<dyn ValidatorLookup>>,
 }
@@ -77,6 +78,7 @@ pub struct CacheHeadersBuilder {
     policy_fn: Option<PolicyFn>,
     etag_max_bytes: u64,
     weak_etags: bool,
+    hash_unbounded: bool,
     conditional: bool,
     lookup: Option<Arc<dyn ValidatorLookup>>,
 }
@@ -90,6 +92,7 @@ impl fmt::Debug for CacheHeadersBuilder {
             .field("policy_fn", &self.policy_fn.is_some())
             .field("etag_max_bytes", &self.etag_max_bytes)
             .field("weak_etags", &self.weak_etags)
+            .field("hash_unbounded", &self.hash_unbounded)
             .field("conditional", &self.conditional)
             .field("validators", &DebugLookup(&self.lookup))
             .finish()
@@ -109,6 +112,7 @@ impl CacheHeadersBuilder {
             policy_fn: None,
             etag_max_bytes: DEFAULT_ETAG_MAX_BYTES,
             weak_etags: true,
+            hash_unbounded: false,
             conditional: true,
             lookup: None,
         }
@@ -168,6 +172,20 @@ impl CacheHeadersBuilder {
         self
     }
 
+    /// Also buffers and hashes bodies whose size hint has no upper bound
+    /// (a compression layer's output, a stream), up to
+    /// [`etag_max_bytes`](Self::etag_max_bytes): one that ends within the
+    /// cap is tagged; one that runs past it is sent on untagged, what was
+    /// read first. Put this layer outside tower-http's `CompressionLayer`
+    /// with this on, and each encoding gets its own tag. Default: off,
+    /// since a slow stream (server-sent events) would be held back until
+    /// the cap fills or it ends; turn it on for routes that answer with
+    /// whole documents.
+    pub fn hash_unbounded(mut self, on: bool) -> Self {
+        self.hash_unbounded = on;
+        self
+    }
+
     /// Evaluates conditional requests (RFC 9110 §13): `304` and `412`.
     /// Default: on.
     pub fn conditional(mut self, on: bool) -> Self {
@@ -212,6 +230,7 @@ impl CacheHeadersBuilder {
             policy_fn: self.policy_fn,
             etag_max_bytes: self.etag_max_bytes,
             weak_etags: self.weak_etags,
+            hash_unbounded: self.hash_unbounded,
             conditional: self.conditional,
             lookup: self.lookup,
         }))

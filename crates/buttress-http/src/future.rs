@@ -41,7 +41,9 @@ pin_project! {
     enum State<F, B: Body> {
         Ready { response: Option<Response<ResponseBody<B>>> },
         Waiting { #[pin] future: F },
-        Buffering { parts: Option<http::response::Parts>, #[pin] body: B, buffer: Buffer },
+        // The body is boxed so that it can move into the response when it
+        // runs past the cap (one allocation, on a path that buffers anyway).
+        Buffering { parts: Option<http::response::Parts>, body: Option<Pin<Box<B>>>, buffer: Buffer },
     }
 }
 
@@ -80,7 +82,8 @@ impl Ctx {
     }
 
     /// Whether to buffer the body and hash it: it may be tagged, and its
-    /// size hint bounds it within the cap (and agrees with a
+    /// size hint bounds it within the cap (or has no bound and
+    /// `hash_unbounded` is on) (and agrees with a
     /// `Content-Length`, so a HEAD answer without its content is not
     /// tagged as the empty body).
     fn should_hash<B: Body>(&self, response: &Response<B>) -> bool {
@@ -92,7 +95,9 @@ impl Ctx {
             .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
         cap > 0
             && self.may_tag(response)
-            && hint.upper().is_some_and(|upper| upper <= cap)
+            && hint
+                .upper()
+                .map_or(self.handle.0.config.hash_unbounded, |upper| upper <= cap)
             && length.is_none_or(|len| len.is_some() && len == hint.exact())
     }
 
@@ -167,7 +172,7 @@ where
                         let (parts, body) = response.into_parts();
                         this.state.set(State::Buffering {
                             parts: Some(parts),
-                            body,
+                            body: Some(Box::pin(body)),
                             buffer: Buffer::default(),
                         });
                         continue;
@@ -176,42 +181,60 @@ where
                 }
                 StateProj::Buffering {
                     parts,
-                    mut body,
+                    body,
                     buffer,
-                } => loop {
-                    match ready!(body.as_mut().poll_frame(cx)) {
-                        Some(Ok(frame)) => match frame.into_data() {
-                            Ok(mut data) => buffer.push(data.copy_to_bytes(data.remaining())),
-                            Err(frame) => {
-                                if let Ok(trailers) = frame.into_trailers() {
-                                    buffer.trailers = Some(trailers);
+                } => {
+                    let cap = this.ctx.handle.0.config.etag_max_bytes;
+                    let take_parts = |p: &mut Option<http::response::Parts>| {
+                        p.take().unwrap_or_else(|| Response::new(()).into_parts().0)
+                    };
+                    loop {
+                        let Some(inner) = body.as_mut() else {
+                            break Response::from_parts(take_parts(parts), ResponseBody::empty());
+                        };
+                        match ready!(inner.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(mut data) => {
+                                    buffer.push(data.copy_to_bytes(data.remaining()));
+                                    if buffer.len() > cap
+                                        && let Some(rest) = body.take()
+                                    {
+                                        // Past the cap (a body without a bound, or
+                                        // one that broke its size hint): what was
+                                        // read goes first, the rest streams, untagged.
+                                        let response = Response::from_parts(
+                                            take_parts(parts),
+                                            ResponseBody::prefixed(buffer.take(), rest),
+                                        );
+                                        break this.ctx.finish(response, false);
+                                    }
                                 }
+                                Err(frame) => {
+                                    if let Ok(trailers) = frame.into_trailers() {
+                                        buffer.trailers = Some(trailers);
+                                    }
+                                }
+                            },
+                            Some(Err(error)) => {
+                                break Response::from_parts(
+                                    take_parts(parts),
+                                    ResponseBody::failed(buffer.take(), error),
+                                );
                             }
-                        },
-                        Some(Err(error)) => {
-                            let parts = parts
-                                .take()
-                                .unwrap_or_else(|| Response::new(()).into_parts().0);
-                            break Response::from_parts(
-                                parts,
-                                ResponseBody::failed(buffer.take(), error),
-                            );
-                        }
-                        None => {
-                            let mut parts = parts
-                                .take()
-                                .unwrap_or_else(|| Response::new(()).into_parts().0);
-                            let data = buffer.take();
-                            parts.headers.insert(ETAG, respond::body_etag(&data));
-                            this.ctx.handle.0.counts.etags_strong.incr();
-                            let response = Response::from_parts(
-                                parts,
-                                ResponseBody::full(data, buffer.trailers.take()),
-                            );
-                            break this.ctx.finish(response, true);
+                            None => {
+                                let mut head = take_parts(parts);
+                                let data = buffer.take();
+                                head.headers.insert(ETAG, respond::body_etag(&data));
+                                this.ctx.handle.0.counts.etags_strong.incr();
+                                let response = Response::from_parts(
+                                    head,
+                                    ResponseBody::full(data, buffer.trailers.take()),
+                                );
+                                break this.ctx.finish(response, true);
+                            }
                         }
                     }
-                },
+                }
             };
             this.state.set(State::Ready { response: None });
             return Poll::Ready(Ok(done));

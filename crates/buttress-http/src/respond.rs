@@ -172,6 +172,11 @@ impl Buffer {
         }
     }
 
+    /// How many bytes it holds.
+    pub(crate) fn len(&self) -> u64 {
+        self.rest.as_ref().map_or(self.first.len(), |r| r.len()) as u64
+    }
+
     /// The whole body so far.
     pub(crate) fn take(&mut self) -> Bytes {
         match self.rest.take() {
