@@ -41,7 +41,7 @@ pub(crate) struct QueueConfig {
 pub(crate) struct Config {
     pub(crate) algorithm: Box<dyn Limit>,
     pub(crate) name: Name,
-    pub(crate) window: Duration,
+    pub(crate) window: Option<Duration>,
     pub(crate) window_samples: u32,
     pub(crate) min_rtt: Duration,
     pub(crate) queue: Option<QueueConfig>,
@@ -72,7 +72,7 @@ pub(crate) struct Config {
 pub struct AdaptiveLimitBuilder {
     algorithm: Box<dyn Limit>,
     name: Name,
-    window: Duration,
+    window: Option<Duration>,
     window_samples: u32,
     min_rtt: Duration,
     queue: Option<(u32, Duration)>,
@@ -104,7 +104,7 @@ impl AdaptiveLimitBuilder {
         Self {
             algorithm,
             name: Name::caller(),
-            window: Duration::from_secs(1),
+            window: None,
             window_samples: 10,
             min_rtt: Duration::from_micros(100),
             queue: None,
@@ -126,20 +126,29 @@ impl AdaptiveLimitBuilder {
         self
     }
 
-    /// The sampling window: the algorithm is fed one aggregated sample per
-    /// window. Default: 1 s (Netflix concurrency-limits' `WindowedLimit`,
-    /// whose window is `clamp(2 · RTT, 1 s, 1 s)`; Envoy updates every
-    /// 100 ms).
+    /// A fixed sampling window: the algorithm is fed one aggregated sample
+    /// per `window`, and a window with fewer than
+    /// [`window_samples`](Self::window_samples) calls is discarded.
+    /// Default: no fixed window; each window lasts 4 times the last
+    /// window's RTT, within 10 ms and 1 s (the first one 1 s), and stays open
+    /// (up to 1 s) until it holds `window_samples` calls. Netflix
+    /// concurrency-limits scales its window with the RTT too (`2 · RTT`,
+    /// clamped to 1 s); Envoy updates every 100 ms. A fixed window of 1 s
+    /// reacts to a capacity change in tens of seconds where the RTT-scaled
+    /// one takes a few (see `docs/limit.md`).
     #[must_use]
     pub fn window(mut self, window: Duration) -> Self {
-        self.window = window;
+        self.window = Some(window);
         self
     }
 
-    /// The fewest calls a window needs to be fed to the algorithm; a window
-    /// with fewer is discarded, unless the algorithm has pinned its limit
-    /// for a measurement ([`Limit::is_pinned`]), which is fed every window
-    /// holding a call. Default: 10 (Netflix `WindowedLimit`).
+    /// The fewest calls a window needs to be fed to the algorithm. A
+    /// default (RTT-scaled) window with fewer stays open until it has them,
+    /// up to 1 s, and is discarded after that; a fixed
+    /// [`window`](Self::window) with fewer is discarded when it ends. While
+    /// the algorithm has pinned its limit for a measurement
+    /// ([`Limit::is_pinned`]) every window holding a call is fed. Default:
+    /// 10 (Netflix `WindowedLimit`).
     #[must_use]
     pub fn window_samples(mut self, samples: u32) -> Self {
         self.window_samples = samples;
@@ -218,7 +227,7 @@ impl AdaptiveLimitBuilder {
         if self.name.as_str().is_empty() {
             return Err(config_error("name", "must not be empty"));
         }
-        if self.window.is_zero() {
+        if self.window.is_some_and(|w| w.is_zero()) {
             return Err(config_error("window", "must be greater than zero"));
         }
         if self.window_samples == 0 {

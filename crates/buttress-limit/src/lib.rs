@@ -54,13 +54,18 @@
 //!   per limiter) is timed, the least k that keeps about 1,024 RTTs per
 //!   window: the mean of a uniform subsample is the window's mean, and an
 //!   admitted call then reads no clock at all.
-//! - **Windows**: samples are aggregated per [`window`](AdaptiveLimitBuilder::window)
-//!   (1 s) into one [`Sample`](algorithm::Sample) (mean RTT, or the
-//!   percentile the algorithm asks for; most calls in flight; whether any
-//!   call dropped); a window with fewer than
-//!   [`window_samples`](AdaptiveLimitBuilder::window_samples) calls (10) is discarded,
-//!   except while the algorithm pins its limit for a measurement
-//!   ([`Limit::is_pinned`](algorithm::Limit::is_pinned)).
+//! - **Windows**: samples are aggregated per window into one
+//!   [`Sample`](algorithm::Sample) (mean RTT, or the percentile the
+//!   algorithm asks for; most calls in flight; whether any call dropped).
+//!   By default a window lasts 4 times the last window's RTT (within 10 ms
+//!   and 1 s) and stays open until it holds
+//!   [`window_samples`](AdaptiveLimitBuilder::window_samples) calls (10), up
+//!   to 1 s, so the limit moves a few times per second and follows a
+//!   capacity change within seconds; a fixed
+//!   [`window`](AdaptiveLimitBuilder::window) discards a window with fewer
+//!   calls instead. While the algorithm pins its limit for a measurement
+//!   ([`Limit::is_pinned`](algorithm::Limit::is_pinned)) every window with
+//!   a call is fed.
 //!   The call that closes the window feeds the [`algorithm`] under
 //!   a lock taken once per window, never on the per-call path.
 //! - **At the limit**: [`Overloaded`] at once (default), or a bounded
@@ -69,7 +74,9 @@
 //!   shares that apply only while the whole limit is in use, and not while
 //!   the algorithm pins the limit.
 //!
-//! The algorithms ([`algorithm`]) are pure: [`Fixed`](algorithm::Fixed),
+//! The algorithms ([`algorithm`]) are pure: [`Knee`](algorithm::Knee) (the
+//! recommended one: its defaults meet the targets of the crate's
+//! simulation, see `docs/limit.md`), [`Fixed`](algorithm::Fixed),
 //! [`Aimd`](algorithm::Aimd), [`Vegas`](algorithm::Vegas),
 //! [`Gradient2`](algorithm::Gradient2) (all three as in Netflix
 //! concurrency-limits, with its defaults) and Envoy's gradient controller

@@ -171,6 +171,48 @@ async fn queue_waits_then_times_out_fifo() {
     assert_eq!((limit.in_flight(), limit.snapshot().queued), (0, 0));
 }
 
+/// Rounds of `n` calls of 50 ms, each round after the last, for `secs`:
+/// the samples fed to a limiter with the default (RTT-scaled) windows.
+async fn rounds_of(n: u32, secs: u64) -> Vec<Sample> {
+    const CALL: Duration = Duration::from_millis(50);
+    let recorder = Recorder {
+        limit: 100,
+        ..Recorder::default()
+    };
+    let samples = recorder.samples.clone();
+    let limit = AdaptiveLimit::builder(recorder).build().unwrap();
+    for _ in 0..secs * 20 {
+        let permits: Vec<_> = (0..n).map(|_| limit.try_acquire().unwrap()).collect();
+        advance(CALL).await;
+        for p in permits {
+            p.record(Outcome::Success);
+        }
+    }
+    samples.lock().unwrap().clone()
+}
+
+/// By default a window lasts 4 RTTs (here 200 ms), and one with fewer than
+/// `window_samples` calls stays open until it has them, so a small limit is
+/// fed too.
+#[tokio::test(start_paused = true)]
+async fn default_windows_scale_with_the_rtt_and_wait_for_their_calls() {
+    let busy = rounds_of(20, 2).await;
+    // The first window closes once it holds 10 calls: at the second round.
+    assert_eq!(busy[0].at(), Duration::from_millis(100));
+    for w in busy.windows(2) {
+        assert_eq!(
+            w[1].at() - w[0].at(),
+            Duration::from_millis(200),
+            "{busy:?}"
+        );
+    }
+    let quiet = rounds_of(2, 3).await;
+    assert!(quiet.len() >= 8, "{} windows fed", quiet.len());
+    for s in &quiet {
+        assert!(s.count() >= 10, "{s:?}");
+    }
+}
+
 /// A queued call is timed from `call`, not from when it got its permit:
 /// the wait the queue absorbed shows in the window's RTT.
 #[tokio::test(start_paused = true)]

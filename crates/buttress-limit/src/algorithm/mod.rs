@@ -23,6 +23,7 @@
 //!
 //! | algorithm | signal | source |
 //! |---|---|---|
+//! | [`Knee`] | queue share from RTT / no-load RTT, checked by the next window | this crate (the recommended default) |
 //! | [`Fixed`] | none: a static limit | tower's `ConcurrencyLimit` |
 //! | [`Aimd`] | drops and RTTs over a timeout | Netflix concurrency-limits `AIMDLimit` |
 //! | [`Vegas`] | queue estimate from RTT over no-load RTT | Netflix `VegasLimit` (TCP Vegas) |
@@ -36,12 +37,14 @@ mod aimd;
 mod envoy;
 mod fixed;
 mod gradient2;
+mod knee;
 mod vegas;
 
 pub use aimd::{Aimd, AimdBuilder};
 pub use envoy::{EnvoyGradient, EnvoyGradientBuilder};
 pub use fixed::Fixed;
 pub use gradient2::{Gradient2, Gradient2Builder};
+pub use knee::{Knee, KneeBuilder};
 pub use vegas::{Vegas, VegasBuilder};
 
 /// One sampling window's worth of observations.

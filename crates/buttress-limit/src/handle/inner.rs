@@ -53,7 +53,10 @@ pub(crate) struct Inner {
     pub(super) origin: Origin,
     /// Successes faster than this are not fed to the window.
     pub(super) sample_floor_nanos: u64,
-    pub(super) window_nanos: u64,
+    /// A fixed window's length, or `None` for windows scaled to the RTT.
+    pub(super) window_fixed: Option<u64>,
+    /// When the open window began.
+    pub(super) window_start: AtomicU64,
     pub(super) window_samples: u32,
     pub(super) algorithm: Mutex<Box<dyn Limit>>,
     pub(super) algorithm_name: &'static str,
@@ -95,6 +98,15 @@ impl Inner {
 
     pub(crate) fn max_wait(&self) -> Option<Duration> {
         self.queue.as_ref().map(Queue::max_wait)
+    }
+
+    /// The next window's length: the fixed window, or
+    /// [`WINDOW_RTTS`](window::WINDOW_RTTS) times the last window's RTT
+    /// within [`MIN_WINDOW`](window::MIN_WINDOW) and
+    /// [`MAX_WINDOW`](window::MAX_WINDOW).
+    pub(super) fn window_len(&self) -> u64 {
+        self.window_fixed
+            .unwrap_or_else(|| window::rtt_scaled(self.rtts.window.load(Ordering::Relaxed)))
     }
 
     /// The current limit.
@@ -240,12 +252,6 @@ impl Inner {
         if now < self.hot.0.window_end.load(Ordering::Acquire) {
             return;
         }
-        let w = window::drain(&self.stripes);
-        self.hot
-            .0
-            .window_end
-            .store(now.saturating_add(self.window_nanos), Ordering::Release);
-        let count = w.count();
         // A pinned algorithm aggregates its own measurement: a window too
         // small for a limit decision still carries its calls to it, so a
         // measurement completes however slow the calls.
@@ -254,6 +260,28 @@ impl Inner {
         } else {
             self.window_samples
         };
+        let len = self.window_len();
+        // An RTT-scaled window with too few calls stays open, looked at
+        // again every shortest window, up to the longest window, so a small
+        // limit (or the first window, before any RTT) is fed as soon as it
+        // has its calls.
+        if self.window_fixed.is_none()
+            && window::count(&self.stripes) < needed
+            && now.saturating_sub(self.window_start.load(Ordering::Relaxed)) < window::MAX_WINDOW
+        {
+            self.hot
+                .0
+                .window_end
+                .store(now.saturating_add(window::MIN_WINDOW), Ordering::Release);
+            return;
+        }
+        let w = window::drain(&self.stripes);
+        self.window_start.store(now, Ordering::Relaxed);
+        self.hot
+            .0
+            .window_end
+            .store(now.saturating_add(len), Ordering::Release);
+        let count = w.count();
         if self.percentile.is_some() && count < needed {
             window::take_percentile(&self.stripes, 0.5); // empties the histograms
         }
@@ -285,6 +313,13 @@ impl Inner {
         drop(algorithm);
         if rtt > 0 {
             self.rtts.window.store(rtt, Ordering::Relaxed);
+            if self.window_fixed.is_none() {
+                // The next window scales with this one's RTT.
+                self.hot
+                    .0
+                    .window_end
+                    .store(now.saturating_add(self.window_len()), Ordering::Release);
+            }
         }
         self.rtts.no_load.store(no_load, Ordering::Relaxed);
         // Set before a pinned limit is published and cleared after the

@@ -106,14 +106,14 @@ impl AdaptiveLimit {
             .algorithm
             .rtt_percentile()
             .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1.0);
-        let window_nanos = saturating_nanos(c.window).max(1);
+        let window_fixed = c.window.map(|w| saturating_nanos(w).max(1));
         let stripes = stripes();
         let inner = Arc::new(Inner {
             in_flight: Padded(AtomicU32::new(0)),
             hot: Padded(Hot {
                 limit: AtomicU32::new(limit),
                 sample_mask: AtomicU32::new(0),
-                window_end: AtomicU64::new(window_nanos),
+                window_end: AtomicU64::new(window_fixed.unwrap_or(window::MIN_WINDOW)),
                 pinned: AtomicBool::new(c.algorithm.is_pinned()),
             }),
             stripes: (0..stripes)
@@ -122,7 +122,8 @@ impl AdaptiveLimit {
             percentile,
             origin: Origin::now(),
             sample_floor_nanos: saturating_nanos(c.min_rtt),
-            window_nanos,
+            window_fixed,
+            window_start: AtomicU64::new(0),
             window_samples: c.window_samples,
             algorithm_name: c.algorithm.name(),
             rtts: Rtts::default(),

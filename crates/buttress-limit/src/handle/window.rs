@@ -16,6 +16,32 @@ use buttress_core::stripe::Padded;
 /// unbiased estimate of the window's mean.
 pub(super) const SAMPLES_PER_WINDOW: u64 = 1024;
 
+/// An RTT-scaled window lasts this many times the last window's RTT:
+/// long enough that most of its calls were admitted under the limit the
+/// last window set (Netflix concurrency-limits scales its window with the
+/// RTT too, at 2×; Envoy samples every 100 ms).
+pub(super) const WINDOW_RTTS: u64 = 4;
+
+/// The shortest RTT-scaled window, in nanoseconds (10 ms): at most 100
+/// window closes a second, however fast the calls.
+pub(super) const MIN_WINDOW: u64 = 10_000_000;
+
+/// The longest RTT-scaled window, in nanoseconds (1 s, Netflix
+/// `WindowedLimit`'s): also the first window's, before any RTT, and how
+/// long a window with too few calls stays open before it is discarded.
+pub(super) const MAX_WINDOW: u64 = 1_000_000_000;
+
+/// An RTT-scaled window's length for a last window RTT of `rtt`
+/// nanoseconds (0 for none).
+pub(super) fn rtt_scaled(rtt: u64) -> u64 {
+    if rtt == 0 {
+        MAX_WINDOW
+    } else {
+        rtt.saturating_mul(WINDOW_RTTS)
+            .clamp(MIN_WINDOW, MAX_WINDOW)
+    }
+}
+
 /// The start time of a permit whose call's RTT is not sampled.
 pub(super) const UNSAMPLED: u64 = u64::MAX;
 
@@ -105,6 +131,15 @@ impl Drained {
             self.rtt_sum / u64::from(self.samples)
         }
     }
+}
+
+/// The calls the open window holds so far (fed RTTs and drops), leaving
+/// it open.
+pub(super) fn count(stripes: &[Padded<Stripe>]) -> u32 {
+    stripes.iter().fold(0u32, |n, s| {
+        n.saturating_add(s.0.samples.load(Ordering::Relaxed))
+            .saturating_add(s.0.drops.load(Ordering::Relaxed))
+    })
 }
 
 /// Empties the stripes' window accumulators (not their histograms).
