@@ -79,6 +79,7 @@ pub struct AdaptiveLimitBuilder {
     order: QueueOrder,
     partitions: Vec<(Arc<str>, f64)>,
     listener: Option<Listener>,
+    seed: Option<u64>,
 }
 
 impl fmt::Debug for AdaptiveLimitBuilder {
@@ -93,6 +94,7 @@ impl fmt::Debug for AdaptiveLimitBuilder {
             .field("order", &self.order)
             .field("partitions", &self.partitions)
             .field("listener", &self.listener.as_ref().map(|_| ".."))
+            .field("seed", &self.seed)
             .finish()
     }
 }
@@ -111,6 +113,7 @@ impl AdaptiveLimitBuilder {
             order: QueueOrder::Fifo,
             partitions: Vec::new(),
             listener: None,
+            seed: None,
         }
     }
 
@@ -221,6 +224,18 @@ impl AdaptiveLimitBuilder {
         self
     }
 
+    /// Seeds the algorithm's random draws ([`Limit::seed`]: Vegas' probe
+    /// jitter, Envoy's re-measurement jitter), so a test or a replay sees
+    /// the same limits every run; it overrides a seed given to the
+    /// algorithm's own builder. Default: unset, and each algorithm seeds
+    /// itself from the process's entropy (a different sequence per process
+    /// and per limiter).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Checks every setting; the first bad one is the error (see
     /// [`build`](Self::build)).
     pub(crate) fn validate(self) -> Result<Config, ConfigError> {
@@ -246,8 +261,12 @@ impl AdaptiveLimitBuilder {
             }),
         };
         check_partitions(&self.partitions)?;
+        let mut algorithm = self.algorithm;
+        if let Some(seed) = self.seed {
+            algorithm.seed(seed);
+        }
         Ok(Config {
-            algorithm: self.algorithm,
+            algorithm,
             name: self.name,
             window: self.window,
             window_samples: self.window_samples,

@@ -931,3 +931,58 @@ async fn another_layers_refusal_is_not_a_drop() {
     assert_eq!(s.count(), 1, "nor a sample");
     assert_eq!(s.rtt(), RTT);
 }
+
+/// The limiter's seed reaches its algorithm, and pins Vegas' probe jitter:
+/// two Vegas seeded alike re-probe on the same windows.
+#[test]
+fn the_limiter_seed_reaches_the_algorithm_and_pins_its_jitter() {
+    #[derive(Debug, Default)]
+    struct Seeded(Arc<Mutex<Option<u64>>>);
+    impl Limit for Seeded {
+        fn limit(&self) -> u32 {
+            1
+        }
+        fn update(&mut self, _: &Sample) -> u32 {
+            1
+        }
+        fn name(&self) -> &'static str {
+            "seeded"
+        }
+        fn seed(&mut self, seed: u64) {
+            *self.0.lock().unwrap() = Some(seed);
+        }
+    }
+    let seen = Arc::new(Mutex::new(None));
+    let _limit = AdaptiveLimit::builder(Seeded(seen.clone()))
+        .seed(42)
+        .build()
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), Some(42));
+    let unseeded = Arc::new(Mutex::new(None));
+    let _limit = AdaptiveLimit::builder(Seeded(unseeded.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        *unseeded.lock().unwrap(),
+        None,
+        "unset: the algorithm's own"
+    );
+
+    // Vegas re-probes its no-load RTT after a jittered number of windows.
+    let probes = |seed: u64| {
+        let mut v = buttress_limit::algorithm::Vegas::builder()
+            .probe_multiplier(1)
+            .build()
+            .unwrap();
+        v.seed(seed);
+        (0..200u64)
+            .map(|i| {
+                let rtt = Duration::from_millis(100 + i);
+                v.update(&Sample::new(Duration::ZERO, rtt, 1000, false));
+                v.rtt_noload()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(probes(7), probes(7));
+    assert_ne!(probes(7), probes(8));
+}

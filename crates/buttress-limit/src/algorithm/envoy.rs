@@ -164,7 +164,9 @@ impl EnvoyGradientBuilder {
         self
     }
 
-    /// Seeds the jitter. Default: seeded from the process's entropy.
+    /// Seeds the jitter, so runs repeat exactly (a limiter's
+    /// [`seed`](crate::AdaptiveLimitBuilder::seed) overrides it). Default:
+    /// seeded from the process's entropy, differently for each instance.
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -296,6 +298,10 @@ impl Limit for EnvoyGradient {
     /// The last measured min RTT.
     fn no_load_rtt(&self) -> Option<Duration> {
         self.min_rtt
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = FastRng::seeded(seed);
     }
 }
 

@@ -161,6 +161,15 @@ pub trait Limit: fmt::Debug + Send {
     fn no_load_rtt(&self) -> Option<Duration> {
         None
     }
+
+    /// Reseeds the algorithm's random draws (its jitter), so runs repeat
+    /// exactly. The limiter calls it once, at build, with
+    /// [`AdaptiveLimitBuilder::seed`](crate::AdaptiveLimitBuilder::seed)
+    /// when that is set. Default: nothing to seed ([`Vegas`] and
+    /// [`EnvoyGradient`] draw jitter and implement it).
+    fn seed(&mut self, seed: u64) {
+        let _ = seed;
+    }
 }
 
 impl<L: Limit + ?Sized> Limit for Box<L> {
@@ -181,6 +190,9 @@ impl<L: Limit + ?Sized> Limit for Box<L> {
     }
     fn no_load_rtt(&self) -> Option<Duration> {
         (**self).no_load_rtt()
+    }
+    fn seed(&mut self, seed: u64) {
+        (**self).seed(seed);
     }
 }
 

@@ -99,7 +99,9 @@ impl VegasBuilder {
         self
     }
 
-    /// Seeds the probe jitter. Default: seeded from the process's entropy.
+    /// Seeds the probe jitter, so runs repeat exactly (a limiter's
+    /// [`seed`](crate::AdaptiveLimitBuilder::seed) overrides it). Default:
+    /// seeded from the process's entropy, differently for each instance.
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -192,6 +194,11 @@ impl Limit for Vegas {
 
     fn no_load_rtt(&self) -> Option<Duration> {
         Some(self.rtt_noload).filter(|d| !d.is_zero())
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = FastRng::seeded(seed);
+        self.reset_probe_jitter();
     }
 }
 
