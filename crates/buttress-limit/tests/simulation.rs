@@ -82,13 +82,17 @@ fn rising() -> Scenario {
     }
 }
 
-/// Every algorithm at its defaults, under the limiter's defaults.
-fn contenders() -> Vec<(&'static str, AdaptiveLimit)> {
+/// Every algorithm at its defaults, under the limiter's defaults; then,
+/// for the record in `docs/limit.md`, one setting changed on each of the
+/// others.
+fn contenders(sc: &Scenario) -> Vec<(&'static str, AdaptiveLimit)> {
     let build = |algorithm: Box<dyn Limit>| {
         AdaptiveLimit::builder(algorithm)
+            .seed(7)
             .build()
             .expect("valid limiter")
     };
+    let base = sc.phases[0].base;
     vec![
         ("knee", build(Box::new(Knee::builder().build().unwrap()))),
         ("vegas", build(Box::new(Vegas::builder().build().unwrap()))),
@@ -101,43 +105,86 @@ fn contenders() -> Vec<(&'static str, AdaptiveLimit)> {
             "envoy",
             build(Box::new(EnvoyGradient::builder().build().unwrap())),
         ),
+        (
+            "vegas probe_multiplier(1)",
+            build(Box::new(
+                Vegas::builder().probe_multiplier(1).build().unwrap(),
+            )),
+        ),
+        (
+            "aimd timeout(1.5× no-load)",
+            build(Box::new(
+                Aimd::builder().timeout(base.mul_f64(1.5)).build().unwrap(),
+            )),
+        ),
+        (
+            "gradient2 rtt_tolerance(1.0)",
+            build(Box::new(
+                Gradient2::builder().rtt_tolerance(1.0).build().unwrap(),
+            )),
+        ),
+        (
+            "envoy buffer(0.0)",
+            build(Box::new(
+                EnvoyGradient::builder().buffer(0.0).build().unwrap(),
+            )),
+        ),
     ]
 }
 
 async fn run_all(sc: &Scenario) -> Vec<Report> {
     let mut reports = Vec::new();
-    for (name, limit) in contenders() {
+    for (name, limit) in contenders(sc) {
         reports.push(scenarios::run(name, limit, sc).await);
     }
     println!("{}", scenarios::table(&reports));
     println!("{}", scenarios::trajectories(&reports));
+    for r in &reports {
+        println!("{} {}: misses {:?}", r.scenario, r.limit, misses(r));
+    }
     reports
 }
 
-/// The targets every phase of every scenario holds the default to.
-fn assert_targets(r: &Report) {
+/// The targets a report misses, phase by phase (empty: every one met).
+fn misses(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
     for (i, p) in r.phases.iter().enumerate() {
-        let at = format!("{} {} phase {i}", r.scenario, r.limit);
-        assert!(p.goodput >= 0.95, "{at}: goodput {:.3}", p.goodput);
-        assert!(
-            p.converged.is_some_and(|s| s <= 3),
-            "{at}: converged {:?}: {:?}",
-            p.converged,
-            p.limits
-        );
+        if p.goodput < 0.95 {
+            out.push(format!("phase {i}: goodput {:.1} %", p.goodput * 100.0));
+        }
+        if !p.converged.is_some_and(|s| s <= 3) {
+            let s = p
+                .converged
+                .map_or("never".to_string(), |s| format!("{s} s"));
+            out.push(format!("phase {i}: within ±20 % after {s}"));
+        }
+        if r.scenario == "halves" && i == 1 && p.p99_settled > 1.5 {
+            out.push(format!("phase {i}: p99 {:.2}× no-load", p.p99_settled));
+        }
+        if r.scenario == "rising" && p.min_settled < 0.8 {
+            out.push(format!("phase {i}: limit down to {:.2}× C", p.min_settled));
+        }
     }
+    out
+}
+
+/// The recommended default meets every target.
+fn assert_targets(r: &Report) {
+    assert_eq!(r.limit, "knee");
+    let missed = misses(r);
+    assert!(
+        missed.is_empty(),
+        "{} {}: {missed:?}: {:?}",
+        r.scenario,
+        r.limit,
+        r.phases.iter().map(|p| &p.limits).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn capacity_halves_and_returns() {
     let reports = run_all(&halves()).await;
-    let knee = &reports[0];
-    assert_targets(knee);
-    assert!(
-        knee.phases[1].p99_settled <= 1.5,
-        "p99 after capacity halves: {:.2}× no-load",
-        knee.phases[1].p99_settled
-    );
+    assert_targets(&reports[0]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -155,13 +202,5 @@ async fn a_short_burst_of_5x() {
 #[tokio::test(start_paused = true)]
 async fn rising_latency_does_not_collapse_the_limit() {
     let reports = run_all(&rising()).await;
-    let knee = &reports[0];
-    assert_targets(knee);
-    for p in &knee.phases {
-        assert!(
-            p.min_settled >= 0.8,
-            "lowest 1-s mean limit {:.2}× C",
-            p.min_settled
-        );
-    }
+    assert_targets(&reports[0]);
 }
