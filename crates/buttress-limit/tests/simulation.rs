@@ -152,7 +152,7 @@ fn misses(r: &Report) -> Vec<String> {
         if p.goodput < 0.95 {
             out.push(format!("phase {i}: goodput {:.1} %", p.goodput * 100.0));
         }
-        if !p.converged.is_some_and(|s| s <= 3) {
+        if p.converged.is_none_or(|s| s > 3) {
             let s = p
                 .converged
                 .map_or("never".to_string(), |s| format!("{s} s"));
