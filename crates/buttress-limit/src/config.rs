@@ -57,9 +57,9 @@ pub(crate) struct Config {
 ///
 /// ```
 /// use std::time::Duration;
-/// use buttress_limit::{AdaptiveLimit, QueueOrder, algorithm::Vegas};
+/// use buttress_limit::{AdaptiveLimit, QueueOrder, algorithm::Knee};
 ///
-/// let limit = AdaptiveLimit::builder(Vegas::builder().build()?)
+/// let limit = AdaptiveLimit::builder(Knee::builder().build()?)
 ///     .name("api")
 ///     .queue(100, Duration::from_millis(50))
 ///     .queue_order(QueueOrder::Lifo)

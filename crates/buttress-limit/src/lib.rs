@@ -5,12 +5,12 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, Overloaded, algorithm::Vegas};
+//! use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, Overloaded, algorithm::Knee};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), tower::BoxError> {
-//! let limit = AdaptiveLimit::builder(Vegas::builder().initial_limit(2).build()?)
+//! let limit = AdaptiveLimit::builder(Knee::builder().initial_limit(2).build()?)
 //!     .name("backend")
 //!     .build()?;
 //! let mut svc = ServiceBuilder::new()

@@ -81,7 +81,7 @@ proptest! {
 mod algorithms {
     use std::time::Duration;
 
-    use buttress_limit::algorithm::{Aimd, EnvoyGradient, Gradient2, Limit, Sample, Vegas};
+    use buttress_limit::algorithm::{Aimd, EnvoyGradient, Gradient2, Knee, Limit, Sample, Vegas};
     use proptest::prelude::*;
 
     fn sample() -> impl Strategy<Value = Sample> {
@@ -108,6 +108,7 @@ mod algorithms {
         fn limits_stay_within_bounds(samples in proptest::collection::vec(sample(), 1..200)) {
             let mut algorithms: Vec<(Box<dyn Limit>, u32, u32)> = vec![
                 (Box::new(Aimd::builder().build().unwrap()), 20, 200),
+                (Box::new(Knee::builder().build().unwrap()), 1, 1000),
                 (Box::new(Vegas::builder().seed(1).build().unwrap()), 1, 1000),
                 (Box::new(Gradient2::builder().build().unwrap()), 20, 200),
                 (Box::new(EnvoyGradient::builder().seed(1).build().unwrap()), 3, 1000),
