@@ -18,6 +18,8 @@
 //!   Precondition Failed` for failed preconditions; before the handler
 //!   runs where a [`ValidatorLookup`] knows the current validators, so a
 //!   `PUT` with a stale `If-Match` never runs (optimistic concurrency).
+//! - [`semantics`]: RFC 9111's storability, freshness, age and reuse
+//!   rules as functions, for the HTTP cache layer to come.
 //! - [`header`]: the parsers (Cache-Control, HTTP dates, entity tags),
 //!   which never panic on any bytes.
 //!
@@ -73,6 +75,7 @@ pub mod header;
 mod layer;
 mod policy;
 mod respond;
+pub mod semantics;
 mod service;
 mod telemetry;
 mod validators;

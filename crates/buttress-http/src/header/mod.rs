@@ -8,7 +8,13 @@ mod date;
 mod etag;
 pub(crate) mod list;
 
+pub(crate) use cache_control::delta_seconds as delta_seconds_raw;
 pub use cache_control::{CacheControl, MAX_DELTA_SECONDS};
+
+/// A `delta-seconds` field value (such as `Age`), whitespace trimmed.
+pub(crate) fn delta_seconds_of(value: &[u8]) -> Option<std::time::Duration> {
+    delta_seconds_raw(list::trim_ows(value))
+}
 pub use date::{http_date, parse_http_date, truncate_to_second};
 pub use etag::{ETag, EntityTag};
 
