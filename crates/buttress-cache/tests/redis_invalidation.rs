@@ -236,3 +236,20 @@ async fn the_subscription_ends_with_the_store() {
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// A quiet subscription is checked (`PING`) and kept: L1 is not emptied
+/// while nothing happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_subscription_is_kept_and_l1_with_it() {
+    /// More than two health checks (one a second).
+    const QUIET: Duration = Duration::from_millis(2_500);
+    let server = RedisServer::start();
+    let (t, r) = instance(&server, "quiet");
+    subscribed(&r).await;
+    t.put(1, Entry::fresh_for((1, 0), Duration::from_secs(60)))
+        .await;
+    tokio::time::sleep(QUIET).await;
+    let snap = r.snapshot();
+    assert_eq!((snap.invalidation_reconnects, snap.l1_flushes), (0, 1));
+    assert!(l1_holds(&t, 1));
+}

@@ -113,3 +113,139 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// How long a fresh cluster may take to report `cluster_state:ok` on
+/// every node.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports,
+/// made with `redis-cli --cluster create`; killed when dropped.
+pub struct RedisCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server --cluster-enabled yes`, joins them
+    /// (`redis-cli --cluster create … --cluster-replicas 0`) and waits
+    /// until every node reports `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` or `redis-cli` is missing, or the cluster does
+    /// not form within [`CLUSTER_DEADLINE`].
+    pub fn start() -> Self {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let dir = std::env::temp_dir().join(format!("buttress-cluster-{}", ports[0]));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let mut children = Vec::new();
+        for &port in &ports {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--cluster-port", &free_port().to_string()])
+                .args(["--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--dir", dir.to_str().expect("a UTF-8 path")])
+                .args(["--save", ""])
+                .args(["--appendonly", "no"])
+                .args(["--loglevel", "warning"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start `redis-server` ({e}): the Redis tests need the \
+                         redis-server binary on PATH (Debian/Ubuntu: \
+                         `apt-get install redis-server`; .ci/run installs it)"
+                    )
+                });
+            children.push(child);
+        }
+        let cluster = Self {
+            ports,
+            children,
+            dir,
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        for &port in &cluster.ports {
+            while command(port, "PING").as_deref() != Some("+PONG\r\n") {
+                assert!(Instant::now() < deadline, "node {port} did not start");
+                std::thread::park_timeout(START_POLL);
+            }
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `redis-cli` ({e}): it comes with redis-server (apt-get install redis-server)")
+            });
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        for &port in &cluster.ports {
+            while !command(port, "CLUSTER INFO").is_some_and(|i| i.contains("cluster_state:ok")) {
+                assert!(Instant::now() < deadline, "node {port}: cluster not ok");
+                std::thread::park_timeout(START_POLL);
+            }
+        }
+        cluster
+    }
+
+    /// The nodes' ports.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// A redis-rs client for each node, in order.
+    pub fn clients(&self) -> Vec<buttress_cache::redis::Client> {
+        self.ports
+            .iter()
+            .map(|p| {
+                buttress_cache::redis::Client::open(format!("redis://127.0.0.1:{p}/"))
+                    .expect("a valid URL")
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends one inline command and returns what one read gives back (enough
+/// for `PING` and `CLUSTER INFO`), or `None` if the node does not answer.
+fn command(port: u16, cmd: &str) -> Option<String> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}

@@ -150,8 +150,9 @@ where
     let rng = FastRng::from_entropy();
     let mut wait = RECONNECT_MIN;
     let mut subscribed_before = false;
-    loop {
-        match tokio::time::timeout(s.cfg.connect_timeout, subscribe(s)).await {
+    for attempt in 0.. {
+        let client = s.target.pubsub_client(attempt);
+        match tokio::time::timeout(s.cfg.connect_timeout, subscribe(s, client)).await {
             Ok(Ok((sink, stream))) => {
                 if subscribed_before {
                     s.counters.reconnects.incr();
@@ -178,8 +179,11 @@ where
     }
 }
 
-async fn subscribe(s: &Shared) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
-    let (mut sink, stream) = s.client.get_async_pubsub().await?.split();
+async fn subscribe(
+    s: &Shared,
+    client: &redis::Client,
+) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
+    let (mut sink, stream) = client.get_async_pubsub().await?.split();
     sink.subscribe(&*s.cfg.channel).await?;
     Ok((sink, stream))
 }
@@ -201,7 +205,7 @@ async fn serve<K, V, L1>(
             Ok(None) => return,
             Err(_) => {
                 // Quiet: make sure the connection still answers.
-                let ping = tokio::time::timeout(s.cfg.connect_timeout, sink.ping::<String>());
+                let ping = tokio::time::timeout(s.cfg.connect_timeout, sink.ping::<redis::Value>());
                 if !matches!(ping.await, Ok(Ok(_))) {
                     return;
                 }

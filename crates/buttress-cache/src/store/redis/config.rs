@@ -1,12 +1,14 @@
 //! The Redis store's builder and validated configuration.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use buttress_breaker::CircuitBreaker;
 use buttress_core::telemetry::{Name, Registration, register_catalog};
 
 use super::bus::channel;
+use super::conn::Target;
 use super::envelope::Codec;
 use super::key::{prefix, valid_namespace};
 use super::telemetry::{KIND, REDIS_METRICS};
@@ -50,7 +52,7 @@ pub(crate) struct Config {
 /// ```
 #[must_use]
 pub struct RedisStoreBuilder {
-    client: redis::Client,
+    target: Spec,
     namespace: String,
     name: Name,
     schema_version: u32,
@@ -63,9 +65,16 @@ pub struct RedisStoreBuilder {
     publish: bool,
 }
 
+/// What the builder was given to reach Redis.
+enum Spec {
+    Node(redis::Client),
+    Cluster(Vec<redis::Client>),
+}
+
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
+            .field("cluster", &matches!(self.target, Spec::Cluster(_)))
             .field("namespace", &self.namespace)
             .field("name", &self.name)
             .field("schema_version", &self.schema_version)
@@ -82,8 +91,18 @@ impl fmt::Debug for RedisStoreBuilder {
 impl RedisStoreBuilder {
     #[track_caller]
     pub(crate) fn new(client: redis::Client, namespace: String) -> Self {
+        Self::with_target(Spec::Node(client), namespace)
+    }
+
+    #[track_caller]
+    pub(crate) fn cluster(nodes: Vec<redis::Client>, namespace: String) -> Self {
+        Self::with_target(Spec::Cluster(nodes), namespace)
+    }
+
+    #[track_caller]
+    fn with_target(target: Spec, namespace: String) -> Self {
         Self {
-            client,
+            target,
             namespace,
             name: Name::caller(),
             schema_version: 1,
@@ -196,7 +215,8 @@ impl RedisStoreBuilder {
     ///
     /// [`ConfigError`] naming the setting at fault: `namespace` (empty,
     /// or a character other than ASCII letters, digits and `_ . : -`),
-    /// `name` (empty), `timeout`, `connect_timeout` or `max_value_bytes`
+    /// `nodes` (a cluster store without seed nodes, or nodes redis-rs
+    /// refuses: different credentials), `name` (empty), `timeout`, `connect_timeout` or `max_value_bytes`
     /// (zero).
     pub fn build(self) -> Result<RedisStore, ConfigError> {
         if !valid_namespace(&self.namespace) {
@@ -206,6 +226,12 @@ impl RedisStoreBuilder {
                     "must be non-empty ASCII letters, digits and `_ . : -`, got {:?}",
                     self.namespace
                 ),
+            ));
+        }
+        if matches!(&self.target, Spec::Cluster(nodes) if nodes.is_empty()) {
+            return Err(config_error(
+                "nodes",
+                "a cluster needs at least one seed node",
             ));
         }
         if self.name.as_str().is_empty() {
@@ -233,9 +259,29 @@ impl RedisStoreBuilder {
                 .max_open_duration(Duration::from_secs(30))
                 .build()?,
         };
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.connect_timeout));
+        let target = match self.target {
+            Spec::Node(client) => Target::Node {
+                client,
+                manager: redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(self.timeout))
+                    .set_connection_timeout(Some(self.connect_timeout)),
+                conn: OnceLock::new(),
+            },
+            Spec::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClient::builder(
+                    nodes.iter().map(|n| n.get_connection_info().clone()),
+                )
+                .response_timeout(self.timeout)
+                .connection_timeout(self.connect_timeout)
+                .build()
+                .map_err(|e| config_error("nodes", e.to_string()))?;
+                Target::Cluster {
+                    client,
+                    conn: tokio::sync::OnceCell::new(),
+                    nodes: nodes.into_boxed_slice(),
+                }
+            }
+        };
         let prefix = prefix(&self.namespace, self.schema_version);
         let config = Config {
             name,
@@ -250,8 +296,7 @@ impl RedisStoreBuilder {
         };
         Ok(RedisStore::from_parts(Shared::new(
             config,
-            self.client,
-            manager,
+            target,
             breaker,
             registration,
         )))

@@ -2,13 +2,12 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use buttress_breaker::CircuitBreaker;
 use buttress_core::classify::Outcome;
 use buttress_core::telemetry::{Emit, Histogram, Name, Publish, Registration};
 use buttress_core::time::Instant;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,6 +16,7 @@ use crate::entry::Entry;
 
 mod bus;
 mod config;
+mod conn;
 mod envelope;
 mod key;
 mod ops;
@@ -28,6 +28,7 @@ pub use self::envelope::Codec;
 pub use self::telemetry::{REDIS_METRICS, RedisStoreSnapshot};
 
 use self::config::Config;
+use self::conn::{Batch, Conn, Target};
 use self::envelope::Clocks;
 use self::telemetry::{Counters, ROUND_TRIP_SECONDS};
 
@@ -110,8 +111,8 @@ use self::telemetry::{Counters, ROUND_TRIP_SECONDS};
 /// [`delete_where`](super::Store::delete_where) (invalidation by
 /// predicate) walks the namespace with an incremental `SCAN` (see there).
 /// [`len`](super::Store::len) and [`weighted_size`](super::Store::weighted_size) are 0
-/// (Redis's `DBSIZE` and `INFO memory` have them). Redis Cluster and the
-/// distributed stampede lease come later (see `docs/redis.md`).
+/// (Redis's `DBSIZE` and `INFO memory` have them). The distributed
+/// stampede lease comes later (see `docs/redis.md`).
 ///
 /// # Clone
 ///
@@ -123,9 +124,7 @@ pub struct RedisStore {
 
 pub(crate) struct Shared {
     cfg: Config,
-    client: redis::Client,
-    manager: ConnectionManagerConfig,
-    conn: OnceLock<ConnectionManager>,
+    target: Target,
     breaker: CircuitBreaker,
     /// This store's id in the invalidation messages it sends (random).
     origin: u64,
@@ -182,6 +181,26 @@ impl RedisStore {
         RedisStoreBuilder::new(client, namespace.into())
     }
 
+    /// A builder for a store on a Redis Cluster, through redis-rs's async
+    /// cluster client: `nodes` are seed nodes (one is enough; the others
+    /// are found from its slot map), each a client of one node's URL, and
+    /// every setting is the same as [`builder`](Self::builder)'s. Keys,
+    /// envelopes and invalidation messages are the same as on one node,
+    /// so the same namespace can move between the two. Batches stay
+    /// correct across slots: [`get_many`](super::Store::get_many)'s `MGET`s
+    /// are split by slot (by redis-rs), writes go in one pipeline per slot,
+    /// sent concurrently, and their announcements after them.
+    /// [`delete_where`](super::Store::delete_where) does not scan a
+    /// cluster: it only asks the other instances to empty their L1 (the
+    /// matching entries expire at their `PX`).
+    #[track_caller]
+    pub fn cluster_builder(
+        nodes: impl IntoIterator<Item = redis::Client>,
+        namespace: impl Into<String>,
+    ) -> RedisStoreBuilder {
+        RedisStoreBuilder::cluster(nodes.into_iter().collect(), namespace.into())
+    }
+
     fn from_parts(shared: Shared) -> Self {
         let shared = Arc::new(shared);
         let source: Weak<dyn Publish> = Arc::downgrade(&shared) as _;
@@ -231,17 +250,14 @@ impl RedisStore {
 impl Shared {
     fn new(
         cfg: Config,
-        client: redis::Client,
-        manager: ConnectionManagerConfig,
+        target: Target,
         breaker: CircuitBreaker,
         registration: Registration,
     ) -> Self {
         Self {
             round_trip: Histogram::new(ROUND_TRIP_SECONDS, cfg.name),
             cfg,
-            client,
-            manager,
-            conn: OnceLock::new(),
+            target,
             breaker,
             origin: buttress_core::rng::FastRng::from_entropy().next_u64(),
             counters: Counters::default(),
@@ -249,14 +265,16 @@ impl Shared {
         }
     }
 
-    /// Adds to `pipe` the announcement that `redis_key` changed, if this
+    /// Adds to `batch` the announcement that `redis_key` changed, if this
     /// store announces its writes; returns whether it did.
-    fn announce(&self, pipe: &mut redis::Pipeline, redis_key: &[u8]) -> bool {
+    fn announce(&self, batch: &mut Batch, redis_key: &[u8]) -> bool {
         if !self.cfg.publish {
             return false;
         }
         let msg = bus::key_message(self.origin, self.cfg.prefix.len(), redis_key);
-        pipe.cmd("PUBLISH")
+        batch
+            .announce_on(redis_key)
+            .cmd("PUBLISH")
             .arg(&*self.cfg.channel)
             .arg(msg)
             .ignore();
@@ -267,23 +285,12 @@ impl Shared {
         Clocks::read(self.cfg.clock_offset_ms)
     }
 
-    /// The connection, made (lazily: it connects on first use, on the
-    /// runtime of the caller) the first time a command needs it.
-    fn connection(&self) -> RedisResult<ConnectionManager> {
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn.clone());
-        }
-        let conn =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), self.manager.clone())?;
-        Ok(self.conn.get_or_init(|| conn).clone())
-    }
-
     /// Sends one command (or pipeline) built by `send`, bounded by the
     /// timeout; `guarded` commands ask the breaker first and report to
     /// it. Every failure is counted here.
     async fn run<T, F, Fut>(&self, op: &'static str, guarded: bool, send: F) -> Result<T, Failed>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let permit = if guarded {
@@ -302,15 +309,12 @@ impl Shared {
                 permit.record(outcome);
             }
         };
-        let conn = match self.connection() {
-            Ok(conn) => conn,
-            Err(error) => {
-                report(Outcome::Failure);
-                return Err(self.failed(op, error));
-            }
-        };
         let start = Instant::now();
-        match tokio::time::timeout(self.cfg.timeout, send(conn)).await {
+        let reply = async {
+            let conn = self.target.connection().await?;
+            send(conn).await
+        };
+        match tokio::time::timeout(self.cfg.timeout, reply).await {
             Ok(Ok(answer)) => {
                 self.round_trip.record(start.elapsed().as_secs_f64());
                 report(Outcome::Success);
@@ -369,14 +373,10 @@ impl Shared {
         tracing::debug!(name = %self.cfg.name, ?why, "redis value not decoded: a miss");
     }
 
-    /// Sends a pipeline of writes (`sets` of them `SET`s) of `keys` keys,
+    /// Sends a batch of writes (`sets` of them `SET`s) of `keys` keys,
     /// each announced if the store announces, and counts the outcome.
-    async fn send_writes(&self, pipe: redis::Pipeline, sets: u64, keys: u64) {
-        let reply = self
-            .run("set", true, |mut conn| async move {
-                pipe.query_async::<()>(&mut conn).await
-            })
-            .await;
+    async fn send_writes(&self, batch: Batch, sets: u64, keys: u64) {
+        let reply = self.run("set", true, |conn| batch.send(conn)).await;
         match reply {
             Ok(()) => {
                 self.counters.writes.add(sets);
@@ -388,14 +388,14 @@ impl Shared {
         }
     }
 
-    /// Adds the write of `entry` under `key` to `pipe`: `SET key envelope
+    /// Adds the write of `entry` under `key` to `batch`: `SET key envelope
     /// PX ms`, and its announcement. An entry that is not written (too
     /// large, not encodable, already unservable: counted) still replaces
     /// what Redis held: `DEL key` instead. Returns `None` if nothing was
     /// added (the key does not encode), else whether it is a `SET`.
     fn add_write<K, V>(
         &self,
-        pipe: &mut redis::Pipeline,
+        batch: &mut Batch,
         key: &K,
         entry: &Entry<V>,
         clocks: Clocks,
@@ -423,12 +423,13 @@ impl Shared {
             }
         };
         let set = value.is_some();
+        let pipe = batch.on(&key);
         match value {
             Some(bytes) => pipe.cmd("SET").arg(&key).arg(bytes).arg("PX").arg(px),
             None => pipe.cmd("DEL").arg(&key),
         }
         .ignore();
-        self.announce(pipe, &key);
+        self.announce(batch, &key);
         Some(set)
     }
 }

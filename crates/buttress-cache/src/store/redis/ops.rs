@@ -1,9 +1,11 @@
 //! `Store` for [`RedisStore`]: the commands each method sends.
 
+use futures_util::future::try_join_all;
 use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::conn::Batch;
 use super::{Failed, RedisStore, bus, envelope, key};
 use crate::entry::Entry;
 use crate::store::Store;
@@ -59,17 +61,34 @@ where
         if encoded.is_empty() {
             return out;
         }
-        let mut pipe = redis::pipe();
-        for batch in encoded.chunks(MGET_BATCH) {
-            let mut mget = redis::cmd("MGET");
-            for (_, key) in batch {
-                mget.arg(key.as_slice());
-            }
-            pipe.add_command(mget);
-        }
+        let mgets: Vec<redis::Cmd> = encoded
+            .chunks(MGET_BATCH)
+            .map(|batch| {
+                let mut mget = redis::cmd("MGET");
+                for (_, key) in batch {
+                    mget.arg(key.as_slice());
+                }
+                mget
+            })
+            .collect();
+        let cluster = s.target.is_cluster();
         let reply = s
             .run("mget", true, |mut conn| async move {
-                pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await
+                if cluster {
+                    // No pipeline across slots: each MGET on its own,
+                    // which redis-rs splits by slot and reassembles.
+                    try_join_all(mgets.iter().map(|mget| {
+                        let mut conn = conn.clone();
+                        async move { mget.query_async::<Vec<Value>>(&mut conn).await }
+                    }))
+                    .await
+                } else {
+                    let mut pipe = redis::pipe();
+                    for mget in mgets {
+                        pipe.add_command(mget);
+                    }
+                    pipe.query_async::<Vec<Vec<Value>>>(&mut conn).await
+                }
             })
             .await;
         let Ok(batches) = reply else {
@@ -85,26 +104,26 @@ where
 
     async fn put(&self, key: K, entry: Entry<V>) {
         let s = &*self.shared;
-        let mut pipe = redis::pipe();
-        let Some(set) = s.add_write(&mut pipe, &key, &entry, s.clocks()) else {
+        let mut batch = Batch::new(s.target.is_cluster());
+        let Some(set) = s.add_write(&mut batch, &key, &entry, s.clocks()) else {
             return;
         };
-        s.send_writes(pipe, u64::from(set), 1).await;
+        s.send_writes(batch, u64::from(set), 1).await;
     }
 
     async fn put_many(&self, entries: Vec<(K, Entry<V>)>) {
         let s = &*self.shared;
         let clocks = s.clocks();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new(s.target.is_cluster());
         let (mut sets, mut keys) = (0, 0);
         for (key, entry) in &entries {
-            if let Some(set) = s.add_write(&mut pipe, key, entry, clocks) {
+            if let Some(set) = s.add_write(&mut batch, key, entry, clocks) {
                 sets += u64::from(set);
                 keys += 1;
             }
         }
         if keys > 0 {
-            s.send_writes(pipe, sets, keys).await;
+            s.send_writes(batch, sets, keys).await;
         }
     }
 
@@ -114,14 +133,10 @@ where
             s.counters.encode_failures.incr();
             return;
         };
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(&key).ignore();
-        let announced = u64::from(s.announce(&mut pipe, &key));
-        let reply = s
-            .run("del", false, |mut conn| async move {
-                pipe.query_async::<()>(&mut conn).await
-            })
-            .await;
+        let mut batch = Batch::new(s.target.is_cluster());
+        batch.on(&key).cmd("DEL").arg(&key).ignore();
+        let announced = u64::from(s.announce(&mut batch, &key));
+        let reply = s.run("del", false, |conn| batch.send(conn)).await;
         if reply.is_ok() {
             s.counters.published.add(announced);
         }

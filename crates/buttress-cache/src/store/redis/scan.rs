@@ -28,6 +28,10 @@ impl Shared {
         K: DeserializeOwned,
         V: DeserializeOwned,
     {
+        if self.target.is_cluster() {
+            // A cursor is per node: a cluster is not walked.
+            return 0;
+        }
         let pattern = [&self.cfg.prefix[..], b"*"].concat();
         let mut cursor: u64 = 0;
         let mut deleted = 0;

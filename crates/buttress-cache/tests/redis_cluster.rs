@@ -1,0 +1,168 @@
+//! `RedisStore` on a Redis Cluster of three masters the tests start
+//! themselves (`redis-server --cluster-enabled yes` ×3, joined with
+//! `redis-cli --cluster create`): the store's behaviour on one node, with
+//! keys spread over every master's slots; batches across slots; values
+//! that must never be served; and invalidation messages between instances
+//! subscribed through different nodes.
+//!
+//! Real time throughout (a real server cannot follow tokio's paused
+//! clock); the only real waits are bounded polls, each bounded by a named
+//! constant.
+
+#![cfg(feature = "redis")]
+
+mod common;
+mod redis_server;
+
+use std::time::Duration;
+
+use buttress_cache::redis::{self, AsyncCommands};
+use buttress_cache::store::{QuickCacheStore, RedisStore, Store, Tiered};
+use buttress_cache::{Cache, CacheLayer, Entry};
+use buttress_core::time::Instant;
+use common::{Answer, Backend};
+use redis_server::RedisCluster;
+use tower::{Layer, ServiceExt};
+
+/// The longest a message may take to arrive (a busy machine).
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
+/// Between two looks while waiting for one (a real wait).
+const POLL: Duration = Duration::from_millis(5);
+/// Keys in the batch tests: enough to cover every master many times and
+/// more than one `MGET` batch (256).
+const N: u64 = 600;
+
+fn store(nodes: Vec<redis::Client>, ns: &str) -> RedisStore {
+    RedisStore::cluster_builder(nodes, ns)
+        // A cold cluster connection asks a seed node for the slot map
+        // within the first command's timeout.
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+fn entry(k: u64, v: u64) -> Entry<Answer> {
+    Entry::fresh_for((k, v), Duration::from_secs(60))
+}
+
+async fn node(c: &redis::Client) -> redis::aio::MultiplexedConnection {
+    c.get_multiplexed_async_connection().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_across_slots_stay_correct_and_spread_over_every_master() {
+    let cluster = RedisCluster::start();
+    let s = store(cluster.clients(), "clu");
+    let entries: Vec<_> = (0..N).map(|k| (k, entry(k, 1))).collect();
+    Store::<u64, Answer>::put_many(&s, entries).await;
+    assert_eq!(s.snapshot().writes, N, "{:?}", s.snapshot());
+    assert_eq!(s.snapshot().writes_dropped, 0);
+
+    // Every master holds some of them: the batch really crossed slots.
+    for c in cluster.clients() {
+        let n: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut node(&c).await)
+            .await
+            .unwrap();
+        assert!(n > N / 10, "a master holds {n} keys");
+    }
+
+    // get_many answers in order across slots (and several MGET batches),
+    // misses included.
+    let keys: Vec<u64> = (0..N + 50).rev().collect();
+    let got = Store::<u64, Answer>::get_many(&s, &keys).await;
+    for (k, e) in keys.iter().zip(&got) {
+        match e {
+            Some(e) => assert_eq!(*e.value(), (*k, 1)),
+            None => assert!(*k >= N, "key {k} missed"),
+        }
+    }
+    assert_eq!(s.snapshot().hits, N);
+
+    // Single-key operations and deletes.
+    let one: Option<Entry<Answer>> = s.get(&7).await;
+    assert_eq!(one.map(|e| *e.value()), Some((7, 1)));
+    Store::<u64, Answer>::delete(&s, &7).await;
+    let gone: Option<Entry<Answer>> = s.get(&7).await;
+    assert!(gone.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_values_on_a_cluster_are_misses_never_served() {
+    let cluster = RedisCluster::start();
+    let s = store(cluster.clients(), "foreign");
+    let mut conn = redis::cluster::ClusterClient::new(
+        cluster
+            .ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/")),
+    )
+    .unwrap()
+    .get_async_connection()
+    .await
+    .unwrap();
+    for k in 0..20u64 {
+        let _: () = conn.set(s.key_of(&k).unwrap(), "foreign").await.unwrap();
+    }
+    let keys: Vec<u64> = (0..20).collect();
+    let got = Store::<u64, Answer>::get_many(&s, &keys).await;
+    assert!(got.iter().all(Option::is_none));
+    assert_eq!(s.snapshot().decode_failures, 20);
+}
+
+/// Two instances through the layer, each a `Tiered` store subscribed
+/// through a different node: one loads, the other finds it; one writes,
+/// the other's L1 drops its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_entries_and_invalidations_across_the_cluster() {
+    let cluster = RedisCluster::start();
+    let mut rotated = cluster.clients();
+    rotated.rotate_left(2);
+    let (ra, rb) = (store(cluster.clients(), "two"), store(rotated, "two"));
+    let tiered = |r: &RedisStore| {
+        Tiered::new(
+            QuickCacheStore::<u64, Answer>::builder(1 << 20)
+                .build()
+                .unwrap(),
+            r.clone(),
+        )
+        .subscribe_invalidations()
+    };
+    let (ta, tb) = (tiered(&ra), tiered(&rb));
+    for r in [&ra, &rb] {
+        let deadline = Instant::now() + DELIVERY_DEADLINE;
+        while r.snapshot().l1_flushes == 0 {
+            assert!(Instant::now() < deadline, "not subscribed");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    let backend = Backend::default();
+    let cache = |t: &Tiered<_, _>| {
+        Cache::builder(t.clone())
+            .ttl(Duration::from_secs(60))
+            .ttl_jitter(0.0)
+            .xfetch_beta(None)
+            .build()
+            .unwrap()
+    };
+    let svc_a = CacheLayer::new(cache(&ta), |k: &u64| Some(*k)).layer(backend.clone());
+    let svc_b = CacheLayer::new(cache(&tb), |k: &u64| Some(*k)).layer(backend.clone());
+    for k in 0..30 {
+        assert_eq!(svc_a.clone().oneshot(k).await.unwrap(), (k, 0));
+        assert_eq!(svc_b.clone().oneshot(k).await.unwrap(), (k, 0));
+    }
+    assert_eq!(backend.started(), 30, "B found every entry A loaded");
+
+    let received = rb.snapshot().invalidations_received;
+    let fresh: Vec<_> = (0..30).map(|k| (k, entry(k, 5))).collect();
+    ta.put_many(fresh).await;
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    while rb.snapshot().invalidations_received < received + 30 {
+        assert!(Instant::now() < deadline, "{:?}", rb.snapshot());
+        tokio::time::sleep(POLL).await;
+    }
+    for k in 0..30 {
+        assert_eq!(svc_b.clone().oneshot(k).await.unwrap(), (k, 5));
+    }
+    assert_eq!(backend.started(), 30);
+}
