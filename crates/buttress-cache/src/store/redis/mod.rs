@@ -82,8 +82,9 @@ use self::telemetry::{Counters, ROUND_TRIP_SECONDS};
 ///
 /// # One connection, no pool
 ///
-/// The store talks over one redis-rs [`ConnectionManager`]: a
-/// multiplexed connection (commands from every task are pipelined on one
+/// On one node, the store talks over one redis-rs
+/// [`ConnectionManager`](redis::aio::ConnectionManager): a multiplexed
+/// connection (commands from every task are pipelined on one
 /// socket, their replies matched in order), so concurrent requests need
 /// no pool of connections. The connection is made on first use; when it
 /// drops, the manager reconnects in the background, once for all
