@@ -93,3 +93,25 @@ proptest! {
         prop_assert_eq!((cc.public, cc.must_revalidate, cc.invalid, cc.duplicated), (public, must_revalidate, false, false));
     }
 }
+
+proptest! {
+    #[test]
+    fn rfc9111_2_and_4_1_keys_never_panic(host in field_bytes(), vary in field_bytes(), value in field_bytes()) {
+        use buttress_http::semantics::{VaryKey, cache_key};
+        let mut request = HeaderMap::new();
+        let mut response = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(&host) {
+            request.insert(header::HOST, v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&vary) {
+            response.insert(header::VARY, v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            request.insert(header::ACCEPT, v);
+        }
+        let _ = cache_key("http", &http::Uri::from_static("/a"), &request);
+        if let Some(key) = VaryKey::new(&response, &request) {
+            prop_assert!(key.matches(&request), "a request matches its own key");
+        }
+    }
+}

@@ -582,3 +582,255 @@ fn rfc5861_4_stale_if_error() {
         );
     }
 }
+
+#[test]
+fn rfc9111_2_primary_key_is_the_effective_uri_and_nothing_else() {
+    use buttress_http::semantics::cache_key;
+    let rows: &[(&str, &str, Fields, Option<&str>)] = &[
+        (
+            "origin-form + Host",
+            "/a?b=1",
+            &[("host", "example.com")],
+            Some("http://example.com/a?b=1"),
+        ),
+        (
+            "RFC 9110 §4.2.3 host case and default port",
+            "/a",
+            &[("host", "EXAMPLE.com:80")],
+            Some("http://example.com/a"),
+        ),
+        (
+            "a non-default port stays",
+            "/a",
+            &[("host", "example.com:8080")],
+            Some("http://example.com:8080/a"),
+        ),
+        (
+            "absolute-form wins over Host",
+            "https://Api.Example.com:443/x",
+            &[("host", "evil.test")],
+            Some("https://api.example.com/x"),
+        ),
+        (
+            "the query is part of the key",
+            "/a?b=2",
+            &[("host", "example.com")],
+            Some("http://example.com/a?b=2"),
+        ),
+        ("no host: no key", "/a", &[], None),
+        (
+            "RFC 9112 §3.2 two Host lines: no key",
+            "/a",
+            &[("host", "a.test"), ("host", "b.test")],
+            None,
+        ),
+        (
+            "poisoning: forwarding fields never enter the key",
+            "/a",
+            &[
+                ("host", "example.com"),
+                ("x-forwarded-host", "evil.test"),
+                ("x-original-url", "/admin"),
+                ("x-forwarded-scheme", "https"),
+            ],
+            Some("http://example.com/a"),
+        ),
+    ];
+    for (rule, uri, fields, want) in rows {
+        let uri: http::Uri = uri.parse().unwrap();
+        assert_eq!(
+            cache_key("http", &uri, &map(fields)).as_deref(),
+            *want,
+            "{rule}"
+        );
+    }
+}
+
+#[test]
+fn rfc9111_4_1_vary_selects_by_normalised_request_fields() {
+    use buttress_http::semantics::VaryKey;
+    let response = map(&[
+        ("vary", "Accept-Encoding, accept-language"),
+        ("vary", "ACCEPT-ENCODING"),
+    ]);
+    let stored = VaryKey::new(
+        &response,
+        &map(&[("accept-encoding", "gzip, br"), ("accept-language", "en")]),
+    )
+    .unwrap();
+    let rows: &[(&str, Fields, bool)] = &[
+        (
+            "the same values",
+            &[("accept-encoding", "gzip, br"), ("accept-language", "en")],
+            true,
+        ),
+        (
+            "RFC 9110 §5.3 lines combined, whitespace normalised",
+            &[
+                ("accept-encoding", "gzip"),
+                ("accept-encoding", "br"),
+                ("accept-language", "en"),
+            ],
+            true,
+        ),
+        (
+            "a different value",
+            &[("accept-encoding", "gzip"), ("accept-language", "en")],
+            false,
+        ),
+        ("a field missing", &[("accept-encoding", "gzip, br")], false),
+        (
+            "unrelated fields do not matter",
+            &[
+                ("accept-encoding", "gzip,br"),
+                ("accept-language", "en"),
+                ("cookie", "a=1"),
+            ],
+            true,
+        ),
+    ];
+    for (rule, request, want) in rows {
+        assert_eq!(stored.matches(&map(request)), *want, "{rule}");
+    }
+    // Absent matches absent.
+    let none = VaryKey::new(&map(&[("vary", "origin")]), &HeaderMap::new()).unwrap();
+    assert!(
+        none.matches(&HeaderMap::new()) && !none.matches(&map(&[("origin", "https://a.test")]))
+    );
+    // §4.1: Vary: * never matches.
+    assert!(VaryKey::new(&map(&[("vary", "accept, *")]), &HeaderMap::new()).is_none());
+    assert!(
+        VaryKey::new(&HeaderMap::new(), &HeaderMap::new())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn rfc9111_4_3_4_freshening_with_a_304() {
+    use buttress_http::semantics::{freshen, freshens};
+    let rows: &[(&str, Fields, Fields, bool)] = &[
+        (
+            "the same strong ETag",
+            &[("etag", "\"v1\"")],
+            &[("etag", "\"v1\"")],
+            true,
+        ),
+        (
+            "a different ETag",
+            &[("etag", "\"v1\"")],
+            &[("etag", "\"v2\"")],
+            false,
+        ),
+        (
+            "a weak ETag in the 304 selects nothing by tag",
+            &[("etag", "W/\"v1\"")],
+            &[("etag", "W/\"v1\"")],
+            false,
+        ),
+        (
+            "the same Last-Modified",
+            &[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")],
+            &[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")],
+            true,
+        ),
+        ("no validator on either side", &[], &[], true),
+        (
+            "a validator only on the stored side",
+            &[("etag", "\"v1\"")],
+            &[],
+            false,
+        ),
+    ];
+    for (rule, stored, not_modified, want) in rows {
+        assert_eq!(freshens(&map(stored), &map(not_modified)), *want, "{rule}");
+    }
+    let mut stored = map(&[
+        ("etag", "\"v1\""),
+        ("cache-control", "max-age=10"),
+        ("content-length", "5"),
+        ("content-type", "text/plain"),
+    ]);
+    freshen(
+        &mut stored,
+        &map(&[
+            ("etag", "\"v1\""),
+            ("cache-control", "max-age=60"),
+            ("content-length", "0"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+        ]),
+    );
+    assert_eq!(stored["cache-control"], "max-age=60", "replaced");
+    assert_eq!(
+        stored["content-length"], "5",
+        "Content-Length is not updated"
+    );
+    assert_eq!(stored["content-type"], "text/plain", "kept");
+    assert!(
+        !stored.contains_key("x-hop") && !stored.contains_key("connection"),
+        "§3.1 hop-by-hop fields are not stored"
+    );
+}
+
+#[test]
+fn rfc9111_4_4_unsafe_methods_invalidate_the_target_and_same_origin_locations() {
+    use buttress_http::semantics::invalidated_keys;
+    let host: Fields = &[("host", "example.com")];
+    let rows: &[(&str, Method, u16, Fields, &[&str])] = &[
+        (
+            "a successful POST invalidates its target",
+            Method::POST,
+            200,
+            &[],
+            &["http://example.com/items"],
+        ),
+        (
+            "Location and Content-Location on the same origin",
+            Method::POST,
+            201,
+            &[
+                ("location", "/items/7"),
+                ("content-location", "http://example.com/items/7/v1"),
+            ],
+            &[
+                "http://example.com/items",
+                "http://example.com/items/7",
+                "http://example.com/items/7/v1",
+            ],
+        ),
+        (
+            "another origin's Location is not invalidated",
+            Method::PUT,
+            204,
+            &[("location", "http://other.test/items")],
+            &["http://example.com/items"],
+        ),
+        (
+            "an error response invalidates nothing",
+            Method::DELETE,
+            500,
+            &[],
+            &[],
+        ),
+        (
+            "safe methods invalidate nothing",
+            Method::GET,
+            200,
+            &[],
+            &[],
+        ),
+    ];
+    for (rule, method, status, response, want) in rows {
+        let uri: http::Uri = "/items".parse().unwrap();
+        let got = invalidated_keys(
+            "http",
+            method,
+            &uri,
+            &map(host),
+            StatusCode::from_u16(*status).unwrap(),
+            &map(response),
+        );
+        assert_eq!(got, *want, "{rule}");
+    }
+}

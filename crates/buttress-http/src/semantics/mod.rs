@@ -2,7 +2,8 @@
 //! response may be stored (§3), how long it stays fresh (§4.2.1, with the
 //! heuristic of §4.2.2), how old it is (§4.2.3), and whether a stored
 //! response may answer a request without revalidation (§4.2.4, §5.2.1,
-//! RFC 5861). No I/O and no clock: the caller passes the times in, so the
+//! RFC 5861), what it is stored under (§2, §4.1), how a `304` updates it
+//! (§4.3.4) and what an unsafe request invalidates (§4.4). No I/O and no clock: the caller passes the times in, so the
 //! rules are tested alone and an HTTP cache (in process, or sharing one
 //! store across instances) applies them the same way.
 //!
@@ -24,9 +25,13 @@
 //! ```
 
 mod freshness;
+mod key;
 mod storable;
+mod update;
 
 pub use freshness::{Reuse, Timing};
+pub use key::{VaryKey, cache_key};
+pub use update::{freshen, freshens, invalidated_keys, strip_hop_by_hop};
 
 /// Which kind of cache applies the rules (RFC 9111 §1): a shared cache
 /// (a proxy, a CDN, a gateway's cache serving many users) or a private
