@@ -50,10 +50,11 @@
 //!   counts as a drop, an ignored result (a cancelled call) only releases.
 //!   Calls faster than [`min_rtt`](AdaptiveLimitBuilder::min_rtt) (100 µs)
 //!   are not sampled. An RTT costs two clock reads, so above about 2,000
-//!   calls per window only one call in 2^k (counted per thread stripe, and
-//!   per limiter) is timed, the least k that keeps about 1,024 RTTs per
-//!   window: the mean of a uniform subsample is the window's mean, and an
-//!   admitted call then reads no clock at all.
+//!   calls per second of window only one call in 2^k (counted per thread
+//!   stripe, and per limiter) is timed, the least k that keeps about 1,024
+//!   RTTs per second of window (at least 128 per window): the mean of a
+//!   uniform subsample is the window's mean, and an admitted call then
+//!   reads no clock at all.
 //! - **Windows**: samples are aggregated per window into one
 //!   [`Sample`](algorithm::Sample) (mean RTT, or the percentile the
 //!   algorithm asks for; most calls in flight; whether any call dropped).

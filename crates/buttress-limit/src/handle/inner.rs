@@ -25,8 +25,8 @@ pub(super) struct Hot {
     pub(super) limit: AtomicU32,
     /// A call's RTT is sampled when its stripe's admitted count (before
     /// it) `& sample_mask` is 0: every call at low rates, about
-    /// [`SAMPLES_PER_WINDOW`](window::SAMPLES_PER_WINDOW) per window at high
-    /// ones.
+    /// [`SAMPLES_PER_WINDOW`](window::SAMPLES_PER_WINDOW) per second of
+    /// window at high ones.
     pub(super) sample_mask: AtomicU32,
     pub(super) window_end: AtomicU64,
     /// The algorithm pinned the limit for a measurement
@@ -286,8 +286,13 @@ impl Inner {
             window::take_percentile(&self.stripes, 0.5); // empties the histograms
         }
         let mask = self.hot.0.sample_mask.load(Ordering::Relaxed);
+        let target = if self.window_fixed.is_some() {
+            window::SAMPLES_PER_WINDOW
+        } else {
+            window::samples_for(len)
+        };
         self.hot.0.sample_mask.store(
-            window::next_sample_mask(w.measured, mask),
+            window::next_sample_mask(w.measured, mask, target),
             Ordering::Relaxed,
         );
         if count < needed {

@@ -10,11 +10,23 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use buttress_core::histogram::{self as hist, BUCKETS};
 use buttress_core::stripe::Padded;
 
-/// The RTT samples a window aims for: above this many calls per window, only
-/// one call in 2^k has its RTT measured (two clock reads), the least k that
-/// keeps about this many samples. The mean of a uniform subsample is an
-/// unbiased estimate of the window's mean.
+/// The RTT samples a window of 1 s aims for: above twice this many calls
+/// per window, only one call in 2^k has its RTT measured (two clock
+/// reads), the least k that keeps about this many samples. The mean of a
+/// uniform subsample is an unbiased estimate of the window's mean. A
+/// shorter RTT-scaled window aims for its share of this (see
+/// [`samples_for`]), so the clock reads per second stay about the same
+/// however short the windows.
 pub(super) const SAMPLES_PER_WINDOW: u64 = 1024;
+
+/// The fewest RTT samples a window aims for, however short.
+pub(super) const MIN_SAMPLES: u64 = 128;
+
+/// The samples a window of `len` nanoseconds aims for: its share of
+/// [`SAMPLES_PER_WINDOW`] per second, at least [`MIN_SAMPLES`].
+pub(super) fn samples_for(len: u64) -> u64 {
+    (SAMPLES_PER_WINDOW.saturating_mul(len) / 1_000_000_000).clamp(MIN_SAMPLES, SAMPLES_PER_WINDOW)
+}
 
 /// An RTT-scaled window lasts this many times the last window's RTT:
 /// long enough that most of its calls were admitted under the limit the
@@ -180,13 +192,13 @@ pub(super) fn take_percentile(stripes: &[Padded<Stripe>], p: f64) -> Option<u64>
 
 /// The next window's sampling mask, from this window's sampled calls and
 /// mask: every call at low rates, else the fewest (one in a power of two)
-/// that keep about [`SAMPLES_PER_WINDOW`].
-pub(super) fn next_sample_mask(measured: u64, mask: u32) -> u32 {
+/// that keep about `target` samples.
+pub(super) fn next_sample_mask(measured: u64, mask: u32, target: u64) -> u32 {
     let calls = measured * (u64::from(mask) + 1);
-    if calls < 2 * SAMPLES_PER_WINDOW {
+    if calls < 2 * target {
         0
     } else {
-        let every = (calls / SAMPLES_PER_WINDOW).min(1 << 16);
+        let every = (calls / target).min(1 << 16);
         (1u32 << (63 - every.leading_zeros())) - 1
     }
 }
@@ -219,11 +231,16 @@ mod tests {
 
     #[test]
     fn the_sample_mask_keeps_about_a_thousand_rtts_per_window() {
-        assert_eq!(next_sample_mask(2 * SAMPLES_PER_WINDOW - 1, 0), 0);
-        assert_eq!(next_sample_mask(3_000, 0), 1);
+        let n = SAMPLES_PER_WINDOW;
+        assert_eq!(next_sample_mask(2 * n - 1, 0, n), 0);
+        assert_eq!(next_sample_mask(3_000, 0, n), 1);
         // 1,500 sampled at one in two: 3,000 calls again.
-        assert_eq!(next_sample_mask(1_500, 1), 1);
-        assert_eq!(next_sample_mask(1_000_000, 0), 511);
-        assert_eq!(next_sample_mask(u64::from(u32::MAX), 0), (1 << 16) - 1);
+        assert_eq!(next_sample_mask(1_500, 1, n), 1);
+        assert_eq!(next_sample_mask(1_000_000, 0, n), 511);
+        assert_eq!(next_sample_mask(u64::from(u32::MAX), 0, n), (1 << 16) - 1);
+        // A 10 ms window aims for 128 samples, a 1 s one for 1,024.
+        assert_eq!(samples_for(MIN_WINDOW), MIN_SAMPLES);
+        assert_eq!(samples_for(MAX_WINDOW), n);
+        assert_eq!(next_sample_mask(10_000, 0, samples_for(MIN_WINDOW)), 63);
     }
 }
