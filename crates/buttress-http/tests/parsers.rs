@@ -28,6 +28,13 @@ proptest! {
     }
 
     #[test]
+    fn rfc9213_targeted_fields_never_panic(bytes in field_bytes()) {
+        if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+            let _ = CacheControl::parse_targeted([&v]);
+        }
+    }
+
+    #[test]
     fn rfc9110_8_8_3_entity_tags_never_panic(bytes in field_bytes()) {
         if let Some(tag) = EntityTag::parse(&bytes) {
             // A parsed tag equals itself weakly, and strongly unless weak.
@@ -87,6 +94,13 @@ proptest! {
         if public { d = d.public(); }
         if must_revalidate { d = d.must_revalidate(); }
         let cc = CacheControl::parse_bytes(d.to_string().as_bytes());
+        // What a policy renders is also a valid RFC 8941 Dictionary, read
+        // the same way as a targeted field (RFC 9213 §2.1).
+        let targeted = CacheControl::parse_targeted([&HeaderValue::from_str(&d.to_string()).unwrap()]);
+        // (No directives render an empty field, which a cache ignores; a
+        // policy never renders one.)
+        let rendered = d.to_string();
+        prop_assert_eq!(targeted.as_ref(), (!rendered.is_empty()).then_some(&cc));
         prop_assert_eq!(cc.max_age, max_age.map(Duration::from_secs));
         prop_assert_eq!(cc.s_maxage, s_maxage.map(Duration::from_secs));
         prop_assert_eq!(cc.stale_while_revalidate, swr.map(Duration::from_secs));

@@ -1,5 +1,6 @@
 //! Parsers for the header fields HTTP caching reads and writes:
-//! [`CacheControl`] (RFC 9111 §5.2), HTTP dates (RFC 9110 §5.6.7) and
+//! [`CacheControl`] (RFC 9111 §5.2; targeted fields, RFC 9213, through
+//! [`CacheControl::parse_targeted`]), HTTP dates (RFC 9110 §5.6.7) and
 //! entity tags ([`EntityTag`], [`ETag`]; RFC 9110 §8.8.3). Each works on
 //! raw bytes and never panics, whatever a client or an upstream sends.
 
@@ -7,6 +8,7 @@ mod cache_control;
 mod date;
 mod etag;
 pub(crate) mod list;
+mod targeted;
 
 pub(crate) use cache_control::delta_seconds as delta_seconds_raw;
 pub use cache_control::{CacheControl, MAX_DELTA_SECONDS};
