@@ -92,6 +92,11 @@ pub(crate) struct PendingTags<'a, K: Hash + Eq + Clone> {
 }
 
 impl<K: Hash + Eq + Clone> PendingTags<'_, K> {
+    /// The tags of the write.
+    pub(crate) fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
     /// Inserts the pairs; returns the claim on a sweep if one is due.
     pub(crate) fn commit(mut self) -> Option<SweepClaim> {
         let tags = std::mem::take(&mut self.tags);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use buttress_cache::redis;
 use buttress_cache::store::{QuickCacheStore, RedisStore, RedisStoreSnapshot, Store, Tiered};
-use buttress_cache::{Cache, CacheLayer, Entry};
+use buttress_cache::{Cache, CacheLayer, Entry, Verdict};
 use buttress_core::time::Instant;
 use common::{Answer, Backend};
 use redis_server::RedisServer;
@@ -87,6 +87,9 @@ async fn a_write_or_an_invalidation_on_one_instance_drops_the_others_l1_copy() {
     // B loads key 1 into its L1 (and Redis); A reads it through Redis.
     assert_eq!(svc_b.clone().oneshot(1).await.unwrap(), (1, 0));
     assert!(l1_holds(&tb, 1));
+    // A hears of B's write before it reads (a late message would drop
+    // what A promotes: conservative, and not what this checks).
+    until(&ra, "A heard B's write", |s| s.invalidations_received == 1).await;
     // A's read promoted (no write): B keeps its copy.
     assert_eq!(svc_a.clone().oneshot(1).await.unwrap(), (1, 0));
     assert_eq!(backend.started(), 1);
@@ -252,4 +255,87 @@ async fn a_quiet_subscription_is_kept_and_l1_with_it() {
     let snap = r.snapshot();
     assert_eq!((snap.invalidation_reconnects, snap.l1_flushes), (0, 1));
     assert!(l1_holds(&t, 1));
+}
+
+/// A tag invalidated on one instance drops, in Redis and in every L1,
+/// the keys every instance wrote with it, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_invalidated_on_one_instance_drops_what_every_instance_tagged() {
+    let server = RedisServer::start();
+    let (ta, ra) = instance(&server, "tags");
+    let (tb, rb) = instance(&server, "tags");
+    subscribed(&ra).await;
+    subscribed(&rb).await;
+    let backend = Backend::default();
+    let (cache_a, cache_b) = (cache_on(ta.clone()), cache_on(tb.clone()));
+    let layer = |c: &Cache<u64, Answer, Instance>| {
+        CacheLayer::new(c.clone(), |k: &u64| Some(*k))
+            .policy(|a: &Answer| {
+                Verdict::cache().tag(if a.0.is_multiple_of(2) { "even" } else { "odd" })
+            })
+            .layer(backend.clone())
+    };
+    let (svc_a, svc_b) = (layer(&cache_a), layer(&cache_b));
+    // B loads 0..4, A 4..8; each reads the other's through Redis into
+    // its L1.
+    for k in 0..4 {
+        assert_eq!(svc_b.clone().oneshot(k).await.unwrap(), (k, 0));
+        assert_eq!(svc_a.clone().oneshot(k + 4).await.unwrap(), (k + 4, 0));
+    }
+    // Each heard of the other's four writes (so no late message drops
+    // what it reads next).
+    until(&ra, "A heard B's writes", |s| s.invalidations_received == 4).await;
+    until(&rb, "B heard A's writes", |s| s.invalidations_received == 4).await;
+    for k in 0..4 {
+        assert_eq!(svc_a.clone().oneshot(k).await.unwrap(), (k, 0));
+        assert_eq!(svc_b.clone().oneshot(k + 4).await.unwrap(), (k + 4, 0));
+    }
+    assert_eq!(backend.started(), 8);
+    assert!((0..8).all(|k| l1_holds(&ta, k) && l1_holds(&tb, k)));
+
+    // A invalidates "even": B's evens go too (A never tagged 0 and 2),
+    // from Redis and from both L1s, within one delivery.
+    let (a0, b0) = (ra.snapshot(), rb.snapshot());
+    cache_a.invalidate_tag("even").await;
+    until(&ra, "A got the deletes", |s| {
+        s.invalidations_received >= a0.invalidations_received + 2
+    })
+    .await;
+    until(&rb, "B got the deletes", |s| {
+        s.invalidations_received >= b0.invalidations_received + 4
+    })
+    .await;
+    for k in 0..8u64 {
+        let even = k.is_multiple_of(2);
+        assert_eq!(l1_holds(&ta, k), !even, "A's L1, key {k}");
+        assert_eq!(l1_holds(&tb, k), !even, "B's L1, key {k}");
+        let in_redis: Option<Entry<Answer>> = ra.get(&k).await;
+        assert_eq!(in_redis.is_some(), !even, "Redis, key {k}");
+    }
+    // The tag's set expires with its entries; the invalidated one is gone.
+    let conn = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pttl = |set: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(set)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let odd = pttl("tags:v1:#tag:odd").await;
+    assert!(odd > 50_000 && odd <= 60_000, "{odd}");
+    assert_eq!(pttl("tags:v1:#tag:even").await, -2, "deleted");
+    backend.set_version(1);
+    assert_eq!(
+        svc_b.clone().oneshot(0).await.unwrap(),
+        (0, 1),
+        "loaded afresh"
+    );
+    assert_eq!(svc_a.clone().oneshot(1).await.unwrap(), (1, 0), "odd kept");
 }

@@ -255,6 +255,8 @@ where
         for key in keys.keys() {
             s.store.delete(key).await;
         }
+        // A shared store also drops what other instances wrote with it.
+        s.store.delete_tag(tag).await;
         s.invalidated("tag");
     }
 

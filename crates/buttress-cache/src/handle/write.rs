@@ -91,7 +91,10 @@ where
         // (see `tags.rs`), and an invalidation sees the pairs of every
         // write it does not stop.
         let pending = self.tags.pending(&key, version, verdict.tags);
-        self.store.put(key, entry).await;
+        match &pending {
+            Some(p) => self.store.put_tagged(key, entry, p.tags()).await,
+            None => self.store.put(key, entry).await,
+        }
         let claim = pending.and_then(|p| p.commit());
         drop(gate);
         if let Some(claim) = claim {

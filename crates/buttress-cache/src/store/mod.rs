@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::entry::Entry;
+use crate::entry::{Entry, Tag};
 
 #[cfg(feature = "moka")]
 mod moka;
@@ -67,6 +67,26 @@ where
         &self,
         pred: &(dyn Fn(&K, &Entry<V>) -> bool + Send + Sync),
     ) -> impl Future<Output = ()> + Send;
+
+    /// Writes `entry` under `key`, as [`put`](Self::put) does, for a
+    /// response that carried `tags` (never empty). A store shared between
+    /// instances records the pairs so that [`delete_tag`](Self::delete_tag)
+    /// finds keys other instances tagged too; the default ignores the tags
+    /// (the cache's own per-process tag index has them).
+    fn put_tagged(&self, key: K, entry: Entry<V>, tags: &[Tag]) -> impl Future<Output = ()> + Send {
+        let _ = tags;
+        self.put(key, entry)
+    }
+
+    /// Drops the entries a shared store recorded with `tag` (see
+    /// [`put_tagged`](Self::put_tagged)), whichever instance wrote them;
+    /// called by [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
+    /// after it dropped the keys of its own index. The default does
+    /// nothing.
+    fn delete_tag(&self, tag: &str) -> impl Future<Output = ()> + Send {
+        let _ = tag;
+        async {}
+    }
 
     /// The entries for `keys`, in order. The default asks one by one.
     fn get_many(&self, keys: &[K]) -> impl Future<Output = Vec<Option<Entry<V>>>> + Send {

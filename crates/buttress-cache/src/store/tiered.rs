@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use buttress_core::time::Instant;
 
 use super::{Evictions, Store};
-use crate::entry::Entry;
+use crate::entry::{Entry, Tag};
 
 /// Two stores as one: a small, fast `L1` (an in-process store) in front of
 /// a shared `L2` (a [`RedisStore`](super::RedisStore), say).
@@ -285,6 +285,22 @@ where
         self.l2.put_many(entries.clone()).await;
         self.written();
         self.l1.put_many(entries).await;
+    }
+
+    async fn put_tagged(&self, key: K, entry: Entry<V>, tags: &[Tag]) {
+        self.l2.put_tagged(key.clone(), entry.clone(), tags).await;
+        self.written();
+        self.l1.put_tagged(key, entry, tags).await;
+    }
+
+    /// L2's [`delete_tag`](Store::delete_tag), then L1's. On a
+    /// [`RedisStore`](super::RedisStore), the keys it drops are announced
+    /// to every subscribed instance, this one included: this L1's copies
+    /// of keys only other instances tagged go within one delivery.
+    async fn delete_tag(&self, tag: &str) {
+        self.l2.delete_tag(tag).await;
+        self.written();
+        self.l1.delete_tag(tag).await;
     }
 
     async fn delete(&self, key: &K) {

@@ -30,6 +30,9 @@ const KEY: u8 = 1;
 const ALL: u8 = 2;
 /// Origin and kind.
 const HEADER: usize = 9;
+/// The origin of a message every instance applies, the sender included
+/// (no store's own origin is 0).
+pub(crate) const EVERYONE: u64 = 0;
 
 /// The first wait before subscribing again after a drop or a failed
 /// attempt; it doubles up to [`RECONNECT_MAX`], and each wait is drawn
@@ -242,6 +245,8 @@ mod tests {
         let msg = key_message(7, 10, key);
         assert_eq!(parse(&msg, 8), Some(Message::Key(b"\"sku-7\"")));
         assert_eq!(parse(&msg, 7), None, "own message");
+        let to_all = key_message(EVERYONE, 10, key);
+        assert_eq!(parse(&to_all, 7), Some(Message::Key(b"\"sku-7\"")));
         assert_eq!(parse(&all_message(7), 8), Some(Message::All));
         assert_eq!(parse(b"short", 8), None);
         let mut odd = all_message(7);

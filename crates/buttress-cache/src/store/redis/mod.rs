@@ -21,6 +21,7 @@ mod envelope;
 mod key;
 mod ops;
 mod scan;
+mod tags;
 mod telemetry;
 
 pub use self::config::RedisStoreBuilder;
@@ -260,7 +261,8 @@ impl Shared {
             cfg,
             target,
             breaker,
-            origin: buttress_core::rng::FastRng::from_entropy().next_u64(),
+            // Never 0, the origin of messages for everyone.
+            origin: buttress_core::rng::FastRng::from_entropy().next_u64() | 1,
             counters: Counters::default(),
             registration,
         }

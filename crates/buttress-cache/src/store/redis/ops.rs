@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::conn::Batch;
 use super::{Failed, RedisStore, bus, envelope, key};
-use crate::entry::Entry;
+use crate::entry::{Entry, Tag};
 use crate::store::Store;
 
 /// Keys per `MGET` in [`Store::get_many`]: a long batch is split into
@@ -109,6 +109,27 @@ where
             return;
         };
         s.send_writes(batch, u64::from(set), 1).await;
+    }
+
+    async fn put_tagged(&self, key: K, entry: Entry<V>, tags: &[Tag]) {
+        let s = &*self.shared;
+        let clocks = s.clocks();
+        let mut batch = Batch::new(s.target.is_cluster());
+        let Some(set) = s.add_write(&mut batch, &key, &entry, clocks) else {
+            return;
+        };
+        if set {
+            s.add_tags(&mut batch, &key, &entry, tags, clocks);
+        }
+        s.send_writes(batch, u64::from(set), 1).await;
+    }
+
+    /// Deletes every key any instance wrote with `tag` (recorded by
+    /// [`put_tagged`](Store::put_tagged) in a set beside the entries,
+    /// walked with `SSCAN` in batches of 256), and announces each to every
+    /// subscribed instance, this one included.
+    async fn delete_tag(&self, tag: &str) {
+        self.shared.delete_tag(tag).await;
     }
 
     async fn put_many(&self, entries: Vec<(K, Entry<V>)>) {
