@@ -133,8 +133,9 @@ impl AdaptiveLimitBuilder {
     /// per `window`, and a window with fewer than
     /// [`window_samples`](Self::window_samples) calls is discarded.
     /// Default: no fixed window; each window lasts 4 times the last
-    /// window's RTT, within 10 ms and 1 s (the first one 1 s), and stays open
-    /// (up to 1 s) until it holds `window_samples` calls. Netflix
+    /// window's RTT, within 10 ms and 1 s, and stays open (up to 1 s) until
+    /// it holds `window_samples` calls (the first one, before any RTT, until
+    /// it also lasted 4 of its calls' mean RTT). Netflix
     /// concurrency-limits scales its window with the RTT too (`2 · RTT`,
     /// clamped to 1 s); Envoy updates every 100 ms. A fixed window of 1 s
     /// reacts to a capacity change in tens of seconds where the RTT-scaled

@@ -197,8 +197,9 @@ async fn rounds_of(n: u32, secs: u64) -> Vec<Sample> {
 #[tokio::test(start_paused = true)]
 async fn default_windows_scale_with_the_rtt_and_wait_for_their_calls() {
     let busy = rounds_of(20, 2).await;
-    // The first window closes once it holds 10 calls: at the second round.
-    assert_eq!(busy[0].at(), Duration::from_millis(100));
+    // The first window closes once it holds 10 calls and has lasted 4 of
+    // their RTTs: at the fourth round.
+    assert_eq!(busy[0].at(), Duration::from_millis(200));
     for w in busy.windows(2) {
         assert_eq!(
             w[1].at() - w[0].at(),

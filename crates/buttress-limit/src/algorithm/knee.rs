@@ -3,6 +3,12 @@ use std::time::Duration;
 use super::{Limit, Sample};
 use crate::error::{ConfigError, check_bounds, check_range, config_error};
 
+/// A window whose RTT is within 3 % of the no-load RTT is at or below the
+/// knee: the limit grows by its growth share. (A window's mean RTT wanders
+/// by a few per cent when call latencies are noisy, and the lowest one is
+/// the no-load RTT: a tighter band would stall growth on noise.)
+const CALM: f64 = 0.97;
+
 /// Finds the knee of the backend's latency curve: the most calls it serves
 /// at its no-load latency. The crate's recommended algorithm, built to
 /// converge within a few windows when capacity or latency changes (the
@@ -21,7 +27,7 @@ use crate::error::{ConfigError, check_bounds, check_range, config_error};
 ///   that mixes calls from before a change does not decide alone):
 ///   `L ← L · rtt₀ / rtt · (1 + tolerance / 2)`, down to what the backend
 ///   serves in one step, not one call per window;
-/// - the RTT within 1 % of `rtt₀` (at or below the knee):
+/// - the RTT within 3 % of `rtt₀` (at or below the knee):
 ///   `L ← L · (1 + growth)`; doubling instead before the first queue is
 ///   seen (a slow start) and from the third such window in a row (the
 ///   backend has room to spare);
@@ -266,10 +272,10 @@ impl Limit for Knee {
             return self.limit();
         }
         self.over = false;
-        if served < 0.99 {
+        if served < CALM {
             self.calm = 0;
         }
-        if served >= 0.99 {
+        if served >= CALM {
             // At the no-load RTT: the knee may be anywhere above. Double
             // until the first queue (slow start), then grow by `growth`.
             self.calm = self.calm.saturating_add(1);
@@ -327,8 +333,8 @@ mod tests {
         assert_eq!(k.no_load_rtt(), Some(Duration::from_millis(100)));
         // 10 % over no-load: within the tolerance, no change.
         assert_eq!(k.update(&s(110, 21)), 21);
-        // Just past the knee (3 % over): one more call.
-        assert_eq!(k.update(&s(103, 21)), 22);
+        // Just past the knee (4 % over): one more call.
+        assert_eq!(k.update(&s(104, 21)), 22);
         // At the no-load RTT after the slow start: × 1.5.
         assert_eq!(k.update(&s(100, 22)), 33);
         // A drop: × 0.9.

@@ -265,15 +265,20 @@ impl Inner {
         // again every shortest window, up to the longest window, so a small
         // limit (or the first window, before any RTT) is fed as soon as it
         // has its calls.
-        if self.window_fixed.is_none()
-            && window::count(&self.stripes) < needed
-            && now.saturating_sub(self.window_start.load(Ordering::Relaxed)) < window::MAX_WINDOW
-        {
-            self.hot
-                .0
-                .window_end
-                .store(now.saturating_add(window::MIN_WINDOW), Ordering::Release);
-            return;
+        let age = now.saturating_sub(self.window_start.load(Ordering::Relaxed));
+        if self.window_fixed.is_none() && age < window::MAX_WINDOW {
+            let (count, mean) = window::so_far(&self.stripes);
+            // Before any RTT, the first calls to complete are the fastest
+            // of their cohort: the first window also lasts 4 of its RTTs.
+            let first =
+                self.rtts.window.load(Ordering::Relaxed) == 0 && age < window::rtt_scaled(mean);
+            if count < needed || first {
+                self.hot
+                    .0
+                    .window_end
+                    .store(now.saturating_add(window::MIN_WINDOW), Ordering::Release);
+                return;
+            }
         }
         let w = window::drain(&self.stripes);
         self.window_start.store(now, Ordering::Relaxed);

@@ -145,13 +145,21 @@ impl Drained {
     }
 }
 
-/// The calls the open window holds so far (fed RTTs and drops), leaving
-/// it open.
-pub(super) fn count(stripes: &[Padded<Stripe>]) -> u32 {
-    stripes.iter().fold(0u32, |n, s| {
-        n.saturating_add(s.0.samples.load(Ordering::Relaxed))
-            .saturating_add(s.0.drops.load(Ordering::Relaxed))
-    })
+/// The calls the open window holds so far (fed RTTs and drops) and their
+/// mean RTT in nanoseconds (0 for none), leaving it open.
+pub(super) fn so_far(stripes: &[Padded<Stripe>]) -> (u32, u64) {
+    let (mut samples, mut drops, mut sum) = (0u32, 0u32, 0u64);
+    for s in stripes {
+        samples = samples.saturating_add(s.0.samples.load(Ordering::Relaxed));
+        drops = drops.saturating_add(s.0.drops.load(Ordering::Relaxed));
+        sum = sum.saturating_add(s.0.rtt_sum.load(Ordering::Relaxed));
+    }
+    let mean = if samples == 0 {
+        0
+    } else {
+        sum / u64::from(samples)
+    };
+    (samples.saturating_add(drops), mean)
 }
 
 /// Empties the stripes' window accumulators (not their histograms).

@@ -78,6 +78,9 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
     /// A call slower than this failed the client (it gave up).
     pub client_timeout: Duration,
+    /// Each call's latency is multiplied by a factor drawn uniformly from
+    /// `[1 − jitter, 1 + jitter]`.
+    pub jitter: f64,
 }
 
 /// What one phase of a run saw.
@@ -119,6 +122,7 @@ struct Backend {
     events: RefCell<BinaryHeap<Reverse<(Instant, u64)>>>,
     next_id: Cell<u64>,
     done: RefCell<HashSet<u64>>,
+    jitter: f64,
 }
 
 /// The backend's future: pending until the driver marks it done.
@@ -152,6 +156,13 @@ impl Backend {
         };
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        // Each call's latency times a uniform factor in [1 − jitter, 1 + jitter]
+        // (SplitMix64 of the call id: the same every run).
+        let mut z = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let j = self.jitter;
+        let latency = latency.mul_f64(1.0 - j + 2.0 * j * u);
         self.events
             .borrow_mut()
             .push(Reverse((Instant::now() + latency, id)));
@@ -216,6 +227,7 @@ pub async fn run(name: &str, limit: AdaptiveLimit, sc: &Scenario) -> Report {
         events: RefCell::new(BinaryHeap::new()),
         next_id: Cell::new(0),
         done: RefCell::new(HashSet::new()),
+        jitter: sc.jitter,
     });
     BACKEND.with(|b| *b.borrow_mut() = Some(Rc::clone(&backend)));
 
