@@ -339,3 +339,117 @@ async fn a_tag_invalidated_on_one_instance_drops_what_every_instance_tagged() {
     );
     assert_eq!(svc_a.clone().oneshot(1).await.unwrap(), (1, 0), "odd kept");
 }
+
+/// A steady load through a subscribed `Tiered` store while Redis is
+/// killed: no request fails, none waits much past the store's timeout;
+/// once Redis is back, L2 is read and written again and the subscription
+/// is made again (emptying L1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_behind_a_subscribed_tiered_store() {
+    const REQUESTS: usize = 600;
+    const KILL_AFTER: usize = 150;
+    const CONCURRENCY: usize = 4;
+    /// Between two requests of a worker, so that the load outlasts L1's
+    /// entries (TTL below) and keeps reaching L2 during the outage.
+    const PACE: Duration = Duration::from_millis(2);
+    /// The listener's reconnect backoff is at most 5 s.
+    const RECOVERY_DEADLINE: Duration = Duration::from_secs(20);
+    let timeout = Duration::from_millis(50);
+    // Generous: a busy machine schedules late; what matters is that no
+    // request waits on a dead Redis (seconds of reconnect backoff).
+    let latency_bound = timeout * 10;
+
+    let mut server = RedisServer::start();
+    let breaker = buttress_breaker::CircuitBreaker::builder()
+        .name("killed-tiered")
+        .minimum_calls(10)
+        .open_duration(Duration::from_millis(100))
+        .max_open_duration(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let r = RedisStore::builder(server.client(), "killed")
+        .timeout(timeout)
+        .breaker(breaker)
+        .build()
+        .unwrap();
+    let t = Tiered::new(
+        QuickCacheStore::<u64, Answer>::builder(1 << 20)
+            .build()
+            .unwrap(),
+        r.clone(),
+    )
+    .subscribe_invalidations();
+    subscribed(&r).await;
+    let backend = Backend::default();
+    let cache = Cache::builder(t.clone())
+        .ttl(Duration::from_millis(20))
+        .ttl_jitter(0.0)
+        .xfetch_beta(None)
+        .build()
+        .unwrap();
+    let svc = CacheLayer::new(cache, |k: &u64| Some(*k)).layer(backend.clone());
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..CONCURRENCY {
+        let (svc, done) = (svc.clone(), std::sync::Arc::clone(&done));
+        workers.push(tokio::spawn(async move {
+            let (mut failed, mut slowest) = (0, Duration::ZERO);
+            for i in 0..REQUESTS / CONCURRENCY {
+                let key = ((i * CONCURRENCY + w) % 50) as u64;
+                let start = Instant::now();
+                if svc.clone().oneshot(key).await.is_err() {
+                    failed += 1;
+                }
+                slowest = slowest.max(start.elapsed());
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(PACE).await;
+            }
+            (failed, slowest)
+        }));
+    }
+    while done.load(std::sync::atomic::Ordering::SeqCst) < KILL_AFTER {
+        tokio::task::yield_now().await;
+    }
+    let before = r.snapshot();
+    server.kill();
+    let (mut failed, mut slowest) = (0, Duration::ZERO);
+    for w in workers {
+        let (f, s) = w.await.unwrap();
+        failed += f;
+        slowest = slowest.max(s);
+    }
+    let during = r.snapshot();
+    assert_eq!(failed, 0, "no request fails because of Redis");
+    assert!(slowest <= latency_bound, "slowest request {slowest:?}");
+    assert!(before.writes > 0, "Redis was used: {before:?}");
+    assert!(
+        during.errors + during.timeouts + during.rejected > 0,
+        "the outage was seen: {during:?}"
+    );
+
+    server.restart();
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    let mut key = 1_000;
+    loop {
+        key += 1;
+        svc.clone().oneshot(key).await.unwrap();
+        let now = r.snapshot();
+        if now.writes > during.writes
+            && now.invalidation_reconnects > during.invalidation_reconnects
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis not used again within {RECOVERY_DEADLINE:?}: {now:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    // A key only Redis has (L1 emptied by the resubscription) is read
+    // from it.
+    let hits = r.snapshot().hits;
+    Store::<u64, Answer>::delete(t.l1(), &key).await;
+    svc.clone().oneshot(key).await.unwrap();
+    assert!(r.snapshot().hits > hits, "read from Redis again");
+}
