@@ -547,6 +547,8 @@ fn a_store_built_before_the_recorder_publishes_every_metric_into_it() {
                 Some(snap.invalidation_reconnects)
             }
             "buttress_cache_redis_l1_flushes_total" => Some(snap.l1_flushes),
+            "buttress_cache_redis_lease_waits_total" => Some(snap.lease_waits),
+            "buttress_cache_redis_lease_fills_total" => Some(snap.lease_fills),
             _ => None,
         };
         match (want, value) {

@@ -31,6 +31,8 @@ pub(crate) struct Config {
     /// Whether writes and deletes are announced on `channel`.
     pub(crate) publish: bool,
     pub(crate) connect_timeout: Duration,
+    /// The stampede lease's time, if the store takes leases.
+    pub(crate) lease: Option<Duration>,
 }
 
 /// Builds a [`RedisStore`]. Every setter documents its default and where
@@ -63,6 +65,7 @@ pub struct RedisStoreBuilder {
     breaker: Option<CircuitBreaker>,
     clock_offset_ms: i64,
     publish: bool,
+    lease: Option<Duration>,
 }
 
 /// What the builder was given to reach Redis.
@@ -84,6 +87,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("breaker", &self.breaker)
             .field("publish_invalidations", &self.publish)
+            .field("stampede_lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +117,7 @@ impl RedisStoreBuilder {
             breaker: None,
             clock_offset_ms: 0,
             publish: true,
+            lease: None,
         }
     }
 
@@ -199,6 +204,23 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Turns on the distributed stampede lease: after a miss, an instance
+    /// takes the key's lease (`SET <namespace>:v<n>:#lease:<key> <id> NX
+    /// PX <lease>`) and loads; another instance that misses the same key
+    /// meanwhile waits, polling Redis, until the entry appears (served
+    /// without a backend call), the lease frees, or `lease` passes, then
+    /// loads itself. The holder's write releases the lease; a holder that
+    /// dies or is cancelled holds it until it expires. So across
+    /// instances one loads a key at a time, and a waiting request waits
+    /// at most `lease` (and nothing while Redis is in trouble). Set it a
+    /// little above the backend's usual load time. Default: off (each
+    /// instance loads on its own; the cache still coalesces within one).
+    /// Must be greater than zero.
+    pub fn stampede_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
     /// Test hook: moves this store's wall clock by `offset_ms`, to
     /// stand for an instance whose clock is off.
     #[doc(hidden)]
@@ -216,7 +238,8 @@ impl RedisStoreBuilder {
     /// [`ConfigError`] naming the setting at fault: `namespace` (empty,
     /// or a character other than ASCII letters, digits and `_ . : -`),
     /// `nodes` (a cluster store without seed nodes, or nodes redis-rs
-    /// refuses: different credentials), `name` (empty), `timeout`, `connect_timeout` or `max_value_bytes`
+    /// refuses: different credentials), `name` (empty), `stampede_lease`,
+    /// `timeout`, `connect_timeout` or `max_value_bytes`
     /// (zero).
     pub fn build(self) -> Result<RedisStore, ConfigError> {
         if !valid_namespace(&self.namespace) {
@@ -240,6 +263,7 @@ impl RedisStoreBuilder {
         for (field, d) in [
             ("timeout", self.timeout),
             ("connect_timeout", self.connect_timeout),
+            ("stampede_lease", self.lease.unwrap_or(Duration::MAX)),
         ] {
             if d.is_zero() {
                 return Err(config_error(field, "must be greater than zero"));
@@ -288,6 +312,7 @@ impl RedisStoreBuilder {
             channel: channel(&prefix),
             publish: self.publish,
             connect_timeout: self.connect_timeout,
+            lease: self.lease,
             prefix,
             codec: self.codec,
             timeout: self.timeout,
@@ -328,6 +353,10 @@ mod tests {
         assert_eq!(
             field(RedisStore::builder(client(), "ns").max_value_bytes(0)),
             "max_value_bytes"
+        );
+        assert_eq!(
+            field(RedisStore::builder(client(), "ns").stampede_lease(Duration::ZERO)),
+            "stampede_lease"
         );
     }
 

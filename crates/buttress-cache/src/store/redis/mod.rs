@@ -19,6 +19,7 @@ mod config;
 mod conn;
 mod envelope;
 mod key;
+mod lease;
 mod ops;
 mod scan;
 mod tags;
@@ -108,13 +109,16 @@ use self::telemetry::{Counters, ROUND_TRIP_SECONDS};
 /// Keys must implement `Serialize` and `DeserializeOwned`: a key is read
 /// back from Redis (an invalidation message, a `SCAN`).
 ///
-/// # What it does not do (yet)
+/// # Predicates, tags, sizes, the lease
 ///
 /// [`delete_where`](super::Store::delete_where) (invalidation by
-/// predicate) walks the namespace with an incremental `SCAN` (see there).
+/// predicate) walks the namespace with an incremental `SCAN` (see there);
+/// tags are kept in Redis so that invalidating one reaches what every
+/// instance tagged ([`delete_tag`](super::Store::delete_tag)); an
+/// optional stampede lease makes instances coalesce their loads
+/// ([`stampede_lease`](RedisStoreBuilder::stampede_lease)).
 /// [`len`](super::Store::len) and [`weighted_size`](super::Store::weighted_size) are 0
-/// (Redis's `DBSIZE` and `INFO memory` have them). The distributed
-/// stampede lease comes later (see `docs/redis.md`).
+/// (Redis's `DBSIZE` and `INFO memory` have them).
 ///
 /// # Clone
 ///
@@ -347,6 +351,26 @@ impl Shared {
         Failed::Error
     }
 
+    /// `GET key`: the reply, or `None` if there is none to use (counted;
+    /// a foreign value as a decode failure).
+    async fn get_one(&self, redis_key: &[u8]) -> Option<Value> {
+        let mut get = redis::cmd("GET");
+        get.arg(redis_key);
+        let reply = self
+            .run("get", true, |mut conn| async move {
+                get.query_async::<Value>(&mut conn).await
+            })
+            .await;
+        match reply {
+            Ok(value) => Some(value),
+            Err(Failed::Foreign) => {
+                self.decode_failure(envelope::DecodeError::Foreign);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// The entry in one `GET`/`MGET` reply.
     fn read<V: DeserializeOwned>(&self, value: Value, clocks: Clocks) -> Option<Entry<V>> {
         match value {
@@ -433,6 +457,7 @@ impl Shared {
         }
         .ignore();
         self.announce(batch, &key);
+        self.release_lease(batch, &key);
         Some(set)
     }
 }

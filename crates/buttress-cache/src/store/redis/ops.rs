@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::conn::Batch;
-use super::{Failed, RedisStore, bus, envelope, key};
+use super::{RedisStore, bus, key};
 use crate::entry::{Entry, Tag};
 use crate::store::Store;
 
@@ -26,20 +26,13 @@ where
             s.counters.encode_failures.incr();
             return None;
         };
-        let mut get = redis::cmd("GET");
-        get.arg(key);
-        let reply = s
-            .run("get", true, |mut conn| async move {
-                get.query_async::<Value>(&mut conn).await
-            })
-            .await;
-        match reply {
-            Ok(value) => s.read(value, s.clocks()),
-            Err(Failed::Foreign) => {
-                s.decode_failure(envelope::DecodeError::Foreign);
-                None
+        match s.get_one(&key).await {
+            Some(Value::Nil) if s.cfg.lease.is_some() => {
+                s.counters.misses.incr();
+                s.lease_or_wait(&key).await
             }
-            Err(_) => None,
+            Some(value) => s.read(value, s.clocks()),
+            None => None,
         }
     }
 

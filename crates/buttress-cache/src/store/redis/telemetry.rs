@@ -19,6 +19,8 @@ const PUBLISHED: &str = "buttress_cache_redis_invalidations_published_total";
 const RECEIVED: &str = "buttress_cache_redis_invalidations_received_total";
 const RECONNECTS: &str = "buttress_cache_redis_invalidation_reconnects_total";
 const L1_FLUSHES: &str = "buttress_cache_redis_l1_flushes_total";
+const LEASE_WAITS: &str = "buttress_cache_redis_lease_waits_total";
+const LEASE_FILLS: &str = "buttress_cache_redis_lease_fills_total";
 pub(crate) const ROUND_TRIP_SECONDS: &str = "buttress_cache_redis_round_trip_seconds";
 
 const fn counter(name: &'static str, help: &'static str) -> MetricInfo {
@@ -86,6 +88,14 @@ pub static REDIS_METRICS: &[MetricInfo] = &[
         L1_FLUSHES,
         "Times a subscribed Tiered store's L1 was emptied: on every (re)subscription, and on another instance's predicate deletion.",
     ),
+    counter(
+        LEASE_WAITS,
+        "Misses that waited because another instance held the key's stampede lease.",
+    ),
+    counter(
+        LEASE_FILLS,
+        "Lease waits answered by the entry the lease holder wrote (no backend call).",
+    ),
     MetricInfo {
         name: ROUND_TRIP_SECONDS,
         kind: MetricKind::Histogram,
@@ -112,6 +122,8 @@ pub(crate) struct Counters {
     pub(crate) received: Count,
     pub(crate) reconnects: Count,
     pub(crate) l1_flushes: Count,
+    pub(crate) lease_waits: Count,
+    pub(crate) lease_fills: Count,
 }
 
 /// The counts of a [`RedisStore`](crate::store::RedisStore), from
@@ -148,6 +160,10 @@ pub struct RedisStoreSnapshot {
     pub invalidation_reconnects: u64,
     /// Times a subscribed L1 was emptied.
     pub l1_flushes: u64,
+    /// Misses that waited on another instance's stampede lease.
+    pub lease_waits: u64,
+    /// Lease waits answered by the holder's entry.
+    pub lease_fills: u64,
 }
 
 impl Counters {
@@ -167,6 +183,8 @@ impl Counters {
             invalidations_received: self.received.get(),
             invalidation_reconnects: self.reconnects.get(),
             l1_flushes: self.l1_flushes.get(),
+            lease_waits: self.lease_waits.get(),
+            lease_fills: self.lease_fills.get(),
         }
     }
 
@@ -186,5 +204,7 @@ impl Counters {
         out.counter(RECEIVED, s.invalidations_received);
         out.counter(RECONNECTS, s.invalidation_reconnects);
         out.counter(L1_FLUSHES, s.l1_flushes);
+        out.counter(LEASE_WAITS, s.lease_waits);
+        out.counter(LEASE_FILLS, s.lease_fills);
     }
 }
