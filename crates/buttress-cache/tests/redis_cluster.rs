@@ -166,3 +166,60 @@ async fn two_instances_share_entries_and_invalidations_across_the_cluster() {
     }
     assert_eq!(backend.started(), 30);
 }
+
+/// Tags and the stampede lease on a cluster: a tag's set, its keys and
+/// their leases live on different slots, and still work together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_the_lease_work_across_slots() {
+    /// How long the backend takes to load, and the lease above it.
+    const LOAD: Duration = Duration::from_millis(200);
+    const LEASE: Duration = Duration::from_millis(2_000);
+    let cluster = RedisCluster::start();
+    let leased = |nodes| {
+        RedisStore::cluster_builder(nodes, "tagged")
+            .timeout(Duration::from_secs(2))
+            .stampede_lease(LEASE)
+            .build()
+            .unwrap()
+    };
+    let (ra, rb) = (leased(cluster.clients()), leased(cluster.clients()));
+    let backend = Backend::new(LOAD);
+    let cache = |r: &RedisStore| {
+        Cache::builder(r.clone())
+            .ttl(Duration::from_secs(60))
+            .ttl_jitter(0.0)
+            .xfetch_beta(None)
+            .build()
+            .unwrap()
+    };
+    let (cache_a, cache_b) = (cache(&ra), cache(&rb));
+    let layer = |c: &Cache<u64, Answer, RedisStore>| {
+        CacheLayer::new(c.clone(), |k: &u64| Some(*k))
+            .policy(|a: &Answer| {
+                buttress_cache::Verdict::cache().tag(if a.0.is_multiple_of(2) {
+                    "even"
+                } else {
+                    "odd"
+                })
+            })
+            .layer(backend.clone())
+    };
+    let (svc_a, svc_b) = (layer(&cache_a), layer(&cache_b));
+
+    // Both instances miss the same keys at once: one load per key.
+    for k in 0..6u64 {
+        let (a, b) = tokio::join!(svc_a.clone().oneshot(k), svc_b.clone().oneshot(k));
+        assert_eq!((a.unwrap(), b.unwrap()), ((k, 0), (k, 0)));
+    }
+    assert_eq!(backend.started(), 6);
+    assert_eq!(ra.snapshot().lease_fills + rb.snapshot().lease_fills, 6);
+
+    // A tag invalidated on a third instance, which loaded nothing, drops
+    // the keys the others tagged, from every slot.
+    let rc = leased(cluster.clients());
+    cache(&rc).invalidate_tag("even").await;
+    for k in 0..6u64 {
+        let e: Option<Entry<Answer>> = ra.get(&k).await;
+        assert_eq!(e.is_some(), !k.is_multiple_of(2), "key {k}");
+    }
+}
