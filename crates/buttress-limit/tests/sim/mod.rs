@@ -1,6 +1,8 @@
 //! A deterministic simulation of an adaptive limit in front of a backend
-//! with a capacity, under paused tokio time. Shared by the crate's
-//! `simulation` test and the `limit-simulation` example.
+//! with a capacity, under paused tokio time, with fixed 1-s windows: the
+//! `limit-simulation` example's (the table in `docs/benchmarks.md`). The
+//! crate's `simulation` test, which holds the defaults to #12's targets,
+//! uses `tests/scenarios/` instead.
 //!
 //! The backend serves up to `capacity` calls at the no-load latency `base`;
 //! beyond that, calls queue and latency grows in proportion
