@@ -223,3 +223,20 @@ async fn tags_and_the_lease_work_across_slots() {
         assert_eq!(e.is_some(), !k.is_multiple_of(2), "key {k}");
     }
 }
+
+/// Invalidation by predicate walks every master (a `SCAN` cursor is per
+/// node) and deletes exactly the matching entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_where_walks_every_master() {
+    let cluster = RedisCluster::start();
+    let s = store(cluster.clients(), "pred");
+    let entries: Vec<_> = (0..N).map(|k| (k, entry(k, 1))).collect();
+    Store::<u64, Answer>::put_many(&s, entries).await;
+    let pred = |k: &u64, _: &Entry<Answer>| k.is_multiple_of(3);
+    Store::<u64, Answer>::delete_where(&s, &pred).await;
+    let keys: Vec<u64> = (0..N).collect();
+    let got = Store::<u64, Answer>::get_many(&s, &keys).await;
+    for (k, e) in keys.iter().zip(&got) {
+        assert_eq!(e.is_some(), !k.is_multiple_of(3), "key {k}");
+    }
+}

@@ -196,9 +196,8 @@ impl RedisStore {
     /// correct across slots: [`get_many`](super::Store::get_many)'s `MGET`s
     /// are split by slot (by redis-rs), writes go in one pipeline per slot,
     /// sent concurrently, and their announcements after them.
-    /// [`delete_where`](super::Store::delete_where) does not scan a
-    /// cluster: it only asks the other instances to empty their L1 (the
-    /// matching entries expire at their `PX`).
+    /// [`delete_where`](super::Store::delete_where) walks every master in
+    /// turn.
     #[track_caller]
     pub fn cluster_builder(
         nodes: impl IntoIterator<Item = redis::Client>,

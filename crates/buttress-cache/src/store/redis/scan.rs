@@ -4,6 +4,9 @@
 use redis::Value;
 use serde::de::DeserializeOwned;
 
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+use super::conn::Conn;
 use super::{Shared, envelope};
 use crate::entry::Entry;
 
@@ -28,39 +31,104 @@ impl Shared {
         K: DeserializeOwned,
         V: DeserializeOwned,
     {
-        if self.target.is_cluster() {
-            // A cursor is per node: a cluster is not walked.
-            return 0;
-        }
+        let nodes = if self.target.is_cluster() {
+            // A cursor is per node: each master is walked in turn.
+            match self.masters().await {
+                Some(masters) => masters.into_iter().map(Some).collect(),
+                None => return 0,
+            }
+        } else {
+            vec![None]
+        };
         let pattern = [&self.cfg.prefix[..], b"*"].concat();
-        let mut cursor: u64 = 0;
         let mut deleted = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let Ok((next, keys)) = self
-                .run("scan", true, |mut conn| async move {
-                    scan.query_async::<(u64, Vec<Vec<u8>>)>(&mut conn).await
-                })
-                .await
-            else {
-                return deleted;
-            };
-            if !keys.is_empty() {
-                let Some(n) = self.delete_matching(&keys, pred).await else {
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let Some((next, keys)) = self.scan_step(node.as_ref(), cursor, &pattern).await
+                else {
                     return deleted;
                 };
-                deleted += n;
+                if !keys.is_empty() {
+                    let Some(n) = self.delete_matching(&keys, pred).await else {
+                        return deleted;
+                    };
+                    deleted += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return deleted;
-            }
-            cursor = next;
         }
+        deleted
+    }
+
+    /// One `SCAN` step, on `node` of a cluster (host, port) or on the one
+    /// node.
+    async fn scan_step(
+        &self,
+        node: Option<&(String, u16)>,
+        cursor: u64,
+        pattern: &[u8],
+    ) -> Option<(u64, Vec<Vec<u8>>)> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_BATCH);
+        self.run("scan", true, |conn| async move {
+            match (conn, node) {
+                (Conn::Cluster(mut conn), Some((host, port))) => {
+                    let at = SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    };
+                    let reply = conn
+                        .route_command(scan, RoutingInfo::SingleNode(at))
+                        .await?;
+                    Ok(redis::from_redis_value(reply)?)
+                }
+                (mut conn, _) => scan.query_async(&mut conn).await,
+            }
+        })
+        .await
+        .ok()
+    }
+
+    /// The cluster's masters (host, port), from `CLUSTER SLOTS`.
+    async fn masters(&self) -> Option<Vec<(String, u16)>> {
+        let slots = self
+            .run("cluster slots", true, |mut conn| async move {
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<Vec<Vec<Value>>>(&mut conn)
+                    .await
+            })
+            .await
+            .ok()?;
+        let mut masters = Vec::new();
+        for range in slots {
+            // [start, end, [host, port, id, ...], replicas...]
+            let Some(Value::Array(master)) = range.into_iter().nth(2) else {
+                continue;
+            };
+            let mut fields = master.into_iter();
+            let (Some(host), Some(port)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let (Ok(host), Ok(port)) = (
+                redis::from_redis_value::<String>(host),
+                redis::from_redis_value::<u16>(port),
+            ) else {
+                continue;
+            };
+            if !masters.contains(&(host.clone(), port)) {
+                masters.push((host, port));
+            }
+        }
+        Some(masters)
     }
 
     /// Reads `keys`' entries and deletes those `pred` holds for; `None` if
