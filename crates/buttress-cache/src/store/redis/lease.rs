@@ -11,8 +11,9 @@ use super::Shared;
 use super::conn::Batch;
 use crate::entry::Entry;
 
-/// The slowest a waiter polls Redis; it polls 16 times per lease, and at
-/// least every 2 ms.
+/// A waiter polls Redis 16 times per lease, but no more often than every
+/// `MIN_POLL` (Redis's load) and no less often than every `MAX_POLL` (the
+/// waiter's extra latency once the entry is there).
 const MAX_POLL: Duration = Duration::from_millis(50);
 const MIN_POLL: Duration = Duration::from_millis(2);
 
