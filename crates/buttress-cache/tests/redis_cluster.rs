@@ -240,3 +240,40 @@ async fn delete_where_walks_every_master() {
         assert_eq!(e.is_some(), !k.is_multiple_of(3), "key {k}");
     }
 }
+
+/// A seed node that does not answer is skipped: the store and its
+/// invalidation listener go through the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_seed_node_is_skipped() {
+    let cluster = RedisCluster::start();
+    let dead = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap()
+    };
+    let mut nodes = vec![dead];
+    nodes.extend(cluster.clients());
+    let r = store(nodes, "dead");
+    let t = Tiered::new(
+        QuickCacheStore::<u64, Answer>::builder(1 << 20)
+            .build()
+            .unwrap(),
+        r.clone(),
+    )
+    .subscribe_invalidations();
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    while r.snapshot().l1_flushes == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not subscribed: {:?}",
+            r.snapshot()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    t.put(1, entry(1, 1)).await;
+    let got: Option<Entry<Answer>> = r.get(&1).await;
+    assert_eq!(got.map(|e| *e.value()), Some((1, 1)));
+}
