@@ -46,7 +46,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-use cache_subjects::{KEYS, Value, backend, moka_layer, quick_cache_layer};
+use cache_subjects::{KEYS, Value, backend, moka_layer, quick_cache_layer, raw_moka};
 
 /// Polls `future` to completion with a no-op waker, yielding the thread
 /// between polls if it is ever pending.
@@ -187,17 +187,15 @@ fn cache(c: &mut Criterion) {
             black_box(raw_quick.get(&k))
         });
     });
-    let raw_moka: moka::future::Cache<u64, Value> = moka::future::Cache::new(KEYS * 2);
-    for k in 0..KEYS {
-        poll_now(raw_moka.insert(k, Arc::new(k)));
-    }
-    poll_now(raw_moka.run_pending_tasks());
-    group.bench_function("hit/raw-moka", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(poll_now(raw_moka.get(&k)))
+    for (id, expiring) in [("hit/raw-moka", false), ("hit/raw-moka-expiring", true)] {
+        let raw_moka = raw_moka(expiring);
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                k = (k + 1) % KEYS;
+                black_box(poll_now(raw_moka.get(&k)))
+            });
         });
-    });
+    }
 
     hits(&mut group, "hit/buttress-quick_cache", quick_cache_layer());
     hits(&mut group, "hit/buttress-moka", moka_layer());

@@ -52,3 +52,37 @@ pub(crate) fn moka_layer()
         .expect("valid cache configuration");
     CacheLayer::new(cache, |k: &u64| Some(*k)).layer(backend())
 }
+
+/// moka with the store's own shape, filled with every key: `expiring`
+/// gives each entry a per-entry expiry (an hour), as `MokaStore` does with
+/// each entry's stale bound, so that moka reads its clock and checks the
+/// expiry on every `get` as it does under the layer.
+pub(crate) fn raw_moka(expiring: bool) -> moka::future::Cache<u64, Value> {
+    struct AnHour;
+    impl moka::Expiry<u64, Value> for AnHour {
+        fn expire_after_create(
+            &self,
+            _: &u64,
+            _: &Value,
+            _: std::time::Instant,
+        ) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
+        }
+    }
+    let builder = moka::future::Cache::builder().max_capacity(KEYS * 2);
+    let cache = if expiring {
+        builder.expire_after(AnHour).build()
+    } else {
+        builder.build()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        for k in 0..KEYS {
+            cache.insert(k, Arc::new(k)).await;
+        }
+        cache.run_pending_tasks().await;
+    });
+    cache
+}

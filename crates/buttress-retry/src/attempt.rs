@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use buttress_core::BoxError;
 use buttress_core::telemetry::Name;
-use buttress_core::time::Instant;
 use tower_service::Service;
 use tracing::instrument::{Instrument, Instrumented};
 
@@ -16,9 +15,7 @@ use crate::future::AttemptFuture;
 /// One attempt's request, as tower's `Retry` carries it inside a
 /// [`RetryService`](crate::RetryService): the request (`None` once there
 /// is no copy left to send: the request could not be copied, or this is
-/// the last attempt), the attempt's number, and, on a first attempt with
-/// a deadline, the instant the deadline was fixed from (so the policy
-/// does not read the clock a second time).
+/// the last attempt) and the attempt's number.
 ///
 /// The policy always hands tower one, so that tower shows it every
 /// attempt's result, the last included; it appears only in the service's
@@ -26,28 +23,22 @@ use crate::future::AttemptFuture;
 pub struct AttemptRequest<Req> {
     pub(crate) request: Option<Req>,
     pub(crate) attempt: u32,
-    pub(crate) start: Option<Instant>,
 }
 
 impl<Req> AttemptRequest<Req> {
     /// The first attempt of `request`.
     #[inline]
-    pub(crate) const fn first(request: Req, start: Option<Instant>) -> Self {
+    pub(crate) const fn first(request: Req) -> Self {
         Self {
             request: Some(request),
             attempt: 1,
-            start,
         }
     }
 
     /// The attempt number `attempt` of `request` (`None`: nothing to send).
     #[inline]
     pub(crate) const fn new(request: Option<Req>, attempt: u32) -> Self {
-        Self {
-            request,
-            attempt,
-            start: None,
-        }
+        Self { request, attempt }
     }
 
     /// The attempt's number, from 1.

@@ -1,5 +1,6 @@
 //! [`RetryService`] and the [`TowerPolicy`] it drives tower's `Retry` with.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -187,14 +188,44 @@ where
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
         let shared = &*self.policy.shared;
-        let (timer, start) = match shared.deadline {
-            None => (None, None),
-            Some(total) => {
-                let (timer, now) = stamp(shared, &mut req, total);
-                (Some(timer), Some(now))
-            }
+        let Some(total) = shared.deadline else {
+            return ResponseFuture::new(self.inner.call(AttemptRequest::first(req)), None);
         };
-        ResponseFuture::new(self.inner.call(AttemptRequest::first(req, start)), timer)
+        let (timer, start) = stamp(shared, &mut req, total);
+        // tower's `Retry::call` starts the policy's session before it
+        // returns; the session counts its deadline from this clock read.
+        let _start = Start::set(start);
+        ResponseFuture::new(self.inner.call(AttemptRequest::first(req)), Some(timer))
+    }
+}
+
+thread_local! {
+    static START: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The instant a [`RetryService`] call read the clock for its deadline,
+/// handed to the policy's session that tower starts within the same
+/// `call` (so a request with a deadline reads the clock once). Set for
+/// exactly that `call`: the guard clears it when `call` returns or
+/// unwinds, and the session takes it, so no other request ever sees it.
+pub(crate) struct Start;
+
+impl Start {
+    fn set(now: Instant) -> Self {
+        START.with(|start| start.set(Some(now)));
+        Self
+    }
+
+    /// The instant of the `call` in progress on this thread, if it read
+    /// one; taken, so a nested retry's session cannot see it.
+    pub(crate) fn take() -> Option<Instant> {
+        START.with(Cell::take)
+    }
+}
+
+impl Drop for Start {
+    fn drop(&mut self) {
+        START.with(|start| start.set(None));
     }
 }
 

@@ -16,13 +16,14 @@ use crate::budget::RetryBudget;
 use crate::error::{BudgetExhausted, Taken};
 use crate::future::Backoff;
 use crate::replay::{Deadline, Replay, later};
+use crate::service::Start;
 use crate::telemetry::RetryOutcome;
 
 impl<C, R> RetryPolicy<C, R> {
     /// Starts a session: deposits, fixes the deadline. The common case (one
     /// budget, no deadline) is inline, the rest out of line.
     #[inline]
-    fn begin<Req>(&mut self, req: &Req, start: Option<Instant>)
+    fn begin<Req>(&mut self, req: &Req)
     where
         R: Replay<Req>,
     {
@@ -43,7 +44,7 @@ impl<C, R> RetryPolicy<C, R> {
             }
             return;
         }
-        self.start_deadline(upstream, start);
+        self.start_deadline(upstream);
     }
 
     /// Deposits into the request's own budget, or the policy's when the
@@ -71,11 +72,11 @@ impl<C, R> RetryPolicy<C, R> {
     }
 
     /// Fixes the request's deadline: the policy's, or `upstream`, whichever
-    /// comes first, counted from `start` (the service's own clock read for
-    /// this request) or from now.
+    /// comes first, counted from the service's own clock read for this
+    /// request (see [`Start`]) or, without one, from now.
     #[inline(never)]
-    fn start_deadline(&mut self, upstream: Option<Instant>, start: Option<Instant>) {
-        let now = start.unwrap_or_else(Instant::now);
+    fn start_deadline(&mut self, upstream: Option<Instant>) {
+        let now = Start::take().unwrap_or_else(Instant::now);
         self.session.attempt_start = Some(now);
         self.session.deadline = match (self.shared.deadline.map(|d| later(now, d)), upstream) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -168,7 +169,7 @@ impl<C, R> RetryPolicy<C, R> {
             return Some(AttemptRequest::new(None, next));
         };
         if self.session.attempts == 0 {
-            self.begin(inner, req.start);
+            self.begin(inner);
         } else if self.session.deadline.is_some() {
             self.session.attempt_start = Some(Instant::now());
         }
