@@ -8,6 +8,7 @@
 //! | [`Overloaded`] | concurrency limit | unknown |
 //! | [`Throttled`] | client-side throttle | unknown |
 //! | [`DeadlineExceeded`] | a retry's deadline, a cache's load timeout | never (the time is spent) |
+//! | [`RateLimited`] | rate limit | the wait until the key's next allowed request |
 //!
 //! [`rejection`] finds one anywhere in an error's `source()` chain and
 //! says what it is and when the caller may try again. Each layer crate
@@ -222,6 +223,67 @@ impl fmt::Display for DeadlineExceeded {
 
 impl Error for DeadlineExceeded {}
 
+/// The rate limit rejected the call without calling the inner service:
+/// the key's quota is spent, and the next request for that key is allowed
+/// after [`retry_after`](Self::retry_after).
+///
+/// The HTTP answer is `429 Too Many Requests` with `Retry-After`, the gRPC
+/// one `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`. It names the
+/// limiter, not the key (a key may be a tenant's secret).
+///
+/// ```
+/// use std::time::Duration;
+/// use buttress_core::BoxError;
+/// use buttress_core::reject::{RateLimited, RejectionKind, rejection};
+/// use buttress_core::telemetry::Name;
+///
+/// let err: BoxError = Box::new(RateLimited::new(Name::new("api"), Duration::from_millis(250)));
+/// assert_eq!(err.downcast_ref::<RateLimited>().unwrap().retry_after(), Duration::from_millis(250));
+/// assert_eq!(err.to_string(), "rate limited by \"api\"; next request allowed in 250ms");
+/// let r = rejection(&err).unwrap();
+/// assert_eq!(r.kind(), RejectionKind::RateLimited);
+/// assert_eq!(r.retry_after(), Some(Duration::from_millis(250)));
+/// assert!(r.is_refusal() && r.may_retry());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimited {
+    name: Name,
+    retry_after: Duration,
+}
+
+impl RateLimited {
+    /// A rejection by the rate limit `name`; the key's next request is
+    /// allowed `retry_after` from now.
+    #[must_use]
+    pub const fn new(name: Name, retry_after: Duration) -> Self {
+        Self { name, retry_after }
+    }
+
+    /// The rate limit that rejected.
+    #[must_use]
+    pub const fn name(&self) -> Name {
+        self.name
+    }
+
+    /// The wait before the key's next allowed request.
+    #[must_use]
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limited by {:?}; next request allowed in {:?}",
+            self.name, self.retry_after
+        )
+    }
+}
+
+impl Error for RateLimited {}
+
 /// Which layer refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -234,6 +296,8 @@ pub enum RejectionKind {
     Throttled,
     /// [`DeadlineExceeded`].
     DeadlineExceeded,
+    /// [`RateLimited`].
+    RateLimited,
 }
 
 /// What a rejection found by [`rejection`] says: which layer refused
@@ -260,14 +324,15 @@ impl Rejection {
     }
 
     /// How long until trying again can succeed, when the layer knows
-    /// (an open breaker's next probe); `None` when it does not.
+    /// (an open breaker's next probe, a rate limit's next allowed
+    /// request); `None` when it does not.
     #[must_use]
     pub const fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
 
     /// Whether the layer refused the call before it was sent (an open
-    /// breaker, a shed, a throttle): such a result says nothing about the
+    /// breaker, a shed, a throttle, a rate limit): such a result says nothing about the
     /// dependency's health. A passed deadline is not a refusal: the
     /// dependency was too slow.
     #[must_use]
@@ -334,6 +399,8 @@ pub fn rejection_in(err: &(dyn Error + 'static)) -> Option<Rejection> {
             (RejectionKind::Throttled, t.name, None)
         } else if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
             (RejectionKind::DeadlineExceeded, d.name, None)
+        } else if let Some(l) = e.downcast_ref::<RateLimited>() {
+            (RejectionKind::RateLimited, l.name, Some(l.retry_after))
         } else {
             return None;
         };
@@ -368,7 +435,7 @@ mod tests {
 
     #[test]
     fn every_rejection_is_found_bare_and_wrapped() {
-        let cases: [(BoxError, RejectionKind, Option<Duration>); 4] = [
+        let cases: [(BoxError, RejectionKind, Option<Duration>); 5] = [
             (
                 Box::new(CircuitOpen::new(n(), Some(Duration::from_secs(3)))),
                 RejectionKind::CircuitOpen,
@@ -389,6 +456,11 @@ mod tests {
                 RejectionKind::DeadlineExceeded,
                 None,
             ),
+            (
+                Box::new(RateLimited::new(n(), Duration::from_millis(40))),
+                RejectionKind::RateLimited,
+                Some(Duration::from_millis(40)),
+            ),
         ];
         for (err, kind, after) in cases {
             let wrapped: BoxError = Box::new(Wrapped(Box::new(Wrapped(err))));
@@ -396,6 +468,7 @@ mod tests {
             assert_eq!((r.kind(), r.retry_after()), (kind, after));
             assert_eq!(r.name(), n(), "the rejection names its instance");
             assert_eq!(r.may_retry(), kind != RejectionKind::DeadlineExceeded);
+            assert_eq!(r.is_refusal(), kind != RejectionKind::DeadlineExceeded);
         }
         assert_eq!(rejection(&"refused".into()), None);
     }

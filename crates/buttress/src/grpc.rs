@@ -6,6 +6,7 @@
 //! | `Overloaded` | `RESOURCE_EXHAUSTED` | none (gRFC A6: the client does not retry it) |
 //! | `Throttled` | `UNAVAILABLE` | none |
 //! | `DeadlineExceeded` | `DEADLINE_EXCEEDED` | none |
+//! | `RateLimited` | `RESOURCE_EXHAUSTED` | the wait until the key's next allowed request (so a gRFC A6 client retries it then) |
 //!
 //! The codes are gRPC's, numbered as tonic's `Code`:
 //! `tonic::Status::new(tonic::Code::from(status.code() as i32), status.message())`.
@@ -79,6 +80,7 @@ pub fn status(err: &BoxError) -> Option<GrpcStatus> {
         RejectionKind::CircuitOpen => (GrpcCode::Unavailable, "circuit breaker open"),
         RejectionKind::Overloaded => (GrpcCode::ResourceExhausted, "overloaded"),
         RejectionKind::DeadlineExceeded => (GrpcCode::DeadlineExceeded, "deadline exceeded"),
+        RejectionKind::RateLimited => (GrpcCode::ResourceExhausted, "rate limited"),
         _ => (GrpcCode::Unavailable, "throttled"),
     };
     Some(GrpcStatus {
@@ -92,14 +94,16 @@ pub fn status(err: &BoxError) -> Option<GrpcStatus> {
 mod tests {
     use buttress_core::classify::{Classify, Outcome};
     use buttress_core::grpc::GrpcClassifier;
-    use buttress_core::reject::{CircuitOpen, DeadlineExceeded, Overloaded, Throttled};
+    use buttress_core::reject::{
+        CircuitOpen, DeadlineExceeded, Overloaded, RateLimited, Throttled,
+    };
     use buttress_core::telemetry::Name;
 
     use super::*;
 
     #[test]
     fn each_rejection_has_its_status_and_a_client_reads_it_back() {
-        let cases: [(BoxError, GrpcCode, bool); 5] = [
+        let cases: [(BoxError, GrpcCode, bool); 6] = [
             (
                 Box::new(CircuitOpen::new(
                     Name::new("b"),
@@ -128,6 +132,12 @@ mod tests {
                 GrpcCode::DeadlineExceeded,
                 false,
             ),
+            // With its pushback, a rate limit's RESOURCE_EXHAUSTED is retryable.
+            (
+                Box::new(RateLimited::new(Name::new("q"), Duration::from_millis(700))),
+                GrpcCode::ResourceExhausted,
+                true,
+            ),
         ];
         for (err, code, retryable) in cases {
             let s = status(&err).unwrap();
@@ -144,6 +154,10 @@ mod tests {
         ));
         let res: Response<()> = status(&err).unwrap().to_response();
         assert_eq!(res.headers()["grpc-retry-pushback-ms"], "3");
+        let err: BoxError = Box::new(RateLimited::new(Name::new("q"), Duration::from_millis(700)));
+        let s = status(&err).unwrap();
+        assert_eq!(s.pushback(), Some(Duration::from_millis(700)));
+        assert_eq!(s.message(), "rate limited");
         assert!(status(&"refused".into()).is_none());
     }
 }

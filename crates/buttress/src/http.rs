@@ -6,6 +6,7 @@
 //! | `CircuitOpen` | `503 Service Unavailable`, `Retry-After` when the next probe is known |
 //! | `Overloaded`, `Throttled` | `503 Service Unavailable` |
 //! | `DeadlineExceeded` | `504 Gateway Timeout` |
+//! | `RateLimited` | `429 Too Many Requests`, `Retry-After` (the wait until the key's next allowed request) |
 //!
 //! `Retry-After` is in whole seconds, rounded up, so a client never comes
 //! back before the layer would let it through.
@@ -68,6 +69,7 @@ pub fn error_response<B: Default>(err: &BoxError) -> Option<Response<B>> {
     let rejected = rejection(err)?;
     let status = match rejected.kind() {
         RejectionKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut res = Response::new(B::default());
@@ -250,7 +252,9 @@ where
 mod tests {
     use std::time::Duration;
 
-    use buttress_core::reject::{CircuitOpen, DeadlineExceeded, Overloaded, Throttled};
+    use buttress_core::reject::{
+        CircuitOpen, DeadlineExceeded, Overloaded, RateLimited, Throttled,
+    };
     use buttress_core::telemetry::Name;
 
     use super::*;
@@ -275,6 +279,20 @@ mod tests {
         }
         let late = res(Box::new(DeadlineExceeded::new(Name::new("r")))).unwrap();
         assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
+        // Rounded up: a client that waits the whole seconds is let through.
+        let limited = res(Box::new(RateLimited::new(
+            Name::new("q"),
+            Duration::from_millis(2_001),
+        )))
+        .unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[RETRY_AFTER], "3");
+        let soon = res(Box::new(RateLimited::new(
+            Name::new("q"),
+            Duration::from_millis(10),
+        )))
+        .unwrap();
+        assert_eq!(soon.headers()[RETRY_AFTER], "1");
         assert!(res("connection reset".into()).is_none());
     }
 }
