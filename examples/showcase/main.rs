@@ -11,12 +11,16 @@
 //! follows them), [`variants`] (the stacks compared), [`load`] (the
 //! clients), [`measure`] (what they saw), [`report`] (what is printed). To
 //! compare another stack, add a function to `variants` and call it below.
+//! After them, self-contained phases: [`cache`], [`redis`] (two instances
+//! sharing a Redis tier; skipped without `redis-server` on `PATH`) and
+//! [`limit`].
 
 mod backend;
 mod cache;
 mod limit;
 mod load;
 mod measure;
+mod redis;
 mod report;
 mod retry;
 mod scenario;
@@ -94,6 +98,7 @@ async fn main() -> Result<(), BoxError> {
     }
     println!("{}", report::summary(&timeline, &runs));
     println!("{}", cache::run().await?);
+    println!("{}", redis::run().await?);
     println!();
     limit::traffic_spike().await?;
     Ok(())
