@@ -17,17 +17,12 @@ mod redis_server;
 use std::time::Duration;
 
 use buttress_cache::redis::{self, AsyncCommands};
-use buttress_cache::store::{QuickCacheStore, RedisStore, Store, Tiered};
+use buttress_cache::store::{RedisStore, Store};
 use buttress_cache::{Cache, CacheLayer, Entry};
-use buttress_core::time::Instant;
 use common::{Answer, Backend};
-use redis_server::RedisCluster;
+use redis_server::{RedisCluster, cache_on, free_port, subscribed, tiered, until};
 use tower::{Layer, ServiceExt};
 
-/// The longest a message may take to arrive (a busy machine).
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
-/// Between two looks while waiting for one (a real wait).
-const POLL: Duration = Duration::from_millis(5);
 /// Keys in the batch tests: enough to cover every master many times and
 /// more than one `MGET` batch (256).
 const N: u64 = 600;
@@ -119,34 +114,12 @@ async fn two_instances_share_entries_and_invalidations_across_the_cluster() {
     let mut rotated = cluster.clients();
     rotated.rotate_left(2);
     let (ra, rb) = (store(cluster.clients(), "two"), store(rotated, "two"));
-    let tiered = |r: &RedisStore| {
-        Tiered::new(
-            QuickCacheStore::<u64, Answer>::builder(1 << 20)
-                .build()
-                .unwrap(),
-            r.clone(),
-        )
-        .subscribe_invalidations()
-    };
-    let (ta, tb) = (tiered(&ra), tiered(&rb));
-    for r in [&ra, &rb] {
-        let deadline = Instant::now() + DELIVERY_DEADLINE;
-        while r.snapshot().l1_flushes == 0 {
-            assert!(Instant::now() < deadline, "not subscribed");
-            tokio::time::sleep(POLL).await;
-        }
-    }
+    let (ta, tb) = (tiered::<Answer>(&ra), tiered::<Answer>(&rb));
+    subscribed(&ra).await;
+    subscribed(&rb).await;
     let backend = Backend::default();
-    let cache = |t: &Tiered<_, _>| {
-        Cache::builder(t.clone())
-            .ttl(Duration::from_secs(60))
-            .ttl_jitter(0.0)
-            .xfetch_beta(None)
-            .build()
-            .unwrap()
-    };
-    let svc_a = CacheLayer::new(cache(&ta), |k: &u64| Some(*k)).layer(backend.clone());
-    let svc_b = CacheLayer::new(cache(&tb), |k: &u64| Some(*k)).layer(backend.clone());
+    let svc_a = CacheLayer::new(cache_on(ta.clone()), |k: &u64| Some(*k)).layer(backend.clone());
+    let svc_b = CacheLayer::new(cache_on(tb.clone()), |k: &u64| Some(*k)).layer(backend.clone());
     for k in 0..30 {
         assert_eq!(svc_a.clone().oneshot(k).await.unwrap(), (k, 0));
         assert_eq!(svc_b.clone().oneshot(k).await.unwrap(), (k, 0));
@@ -156,11 +129,10 @@ async fn two_instances_share_entries_and_invalidations_across_the_cluster() {
     let received = rb.snapshot().invalidations_received;
     let fresh: Vec<_> = (0..30).map(|k| (k, entry(k, 5))).collect();
     ta.put_many(fresh).await;
-    let deadline = Instant::now() + DELIVERY_DEADLINE;
-    while rb.snapshot().invalidations_received < received + 30 {
-        assert!(Instant::now() < deadline, "{:?}", rb.snapshot());
-        tokio::time::sleep(POLL).await;
-    }
+    until(&rb, "B heard A's 30 writes", |s| {
+        s.invalidations_received >= received + 30
+    })
+    .await;
     for k in 0..30 {
         assert_eq!(svc_b.clone().oneshot(k).await.unwrap(), (k, 5));
     }
@@ -184,15 +156,7 @@ async fn tags_and_the_lease_work_across_slots() {
     };
     let (ra, rb) = (leased(cluster.clients()), leased(cluster.clients()));
     let backend = Backend::new(LOAD);
-    let cache = |r: &RedisStore| {
-        Cache::builder(r.clone())
-            .ttl(Duration::from_secs(60))
-            .ttl_jitter(0.0)
-            .xfetch_beta(None)
-            .build()
-            .unwrap()
-    };
-    let (cache_a, cache_b) = (cache(&ra), cache(&rb));
+    let (cache_a, cache_b) = (cache_on(ra.clone()), cache_on(rb.clone()));
     let layer = |c: &Cache<u64, Answer, RedisStore>| {
         CacheLayer::new(c.clone(), |k: &u64| Some(*k))
             .policy(|a: &Answer| {
@@ -217,7 +181,7 @@ async fn tags_and_the_lease_work_across_slots() {
     // A tag invalidated on a third instance, which loaded nothing, drops
     // the keys the others tagged, from every slot.
     let rc = leased(cluster.clients());
-    cache(&rc).invalidate_tag("even").await;
+    cache_on::<Answer, _>(rc).invalidate_tag("even").await;
     for k in 0..6u64 {
         let e: Option<Entry<Answer>> = ra.get(&k).await;
         assert_eq!(e.is_some(), !k.is_multiple_of(2), "key {k}");
@@ -246,33 +210,12 @@ async fn delete_where_walks_every_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_seed_node_is_skipped() {
     let cluster = RedisCluster::start();
-    let dead = {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap()
-    };
+    let dead = redis::Client::open(format!("redis://127.0.0.1:{}/", free_port())).unwrap();
     let mut nodes = vec![dead];
     nodes.extend(cluster.clients());
     let r = store(nodes, "dead");
-    let t = Tiered::new(
-        QuickCacheStore::<u64, Answer>::builder(1 << 20)
-            .build()
-            .unwrap(),
-        r.clone(),
-    )
-    .subscribe_invalidations();
-    let deadline = Instant::now() + DELIVERY_DEADLINE;
-    while r.snapshot().l1_flushes == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "not subscribed: {:?}",
-            r.snapshot()
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    let t = tiered::<Answer>(&r);
+    subscribed(&r).await;
     t.put(1, entry(1, 1)).await;
     let got: Option<Entry<Answer>> = r.get(&1).await;
     assert_eq!(got.map(|e| *e.value()), Some((1, 1)));

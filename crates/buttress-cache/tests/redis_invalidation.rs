@@ -16,54 +16,21 @@ mod redis_server;
 use std::time::Duration;
 
 use buttress_cache::redis;
-use buttress_cache::store::{QuickCacheStore, RedisStore, RedisStoreSnapshot, Store, Tiered};
+use buttress_cache::store::{QuickCacheStore, RedisStore, Store, Tiered};
 use buttress_cache::{Cache, CacheLayer, Entry, Verdict};
 use buttress_core::time::Instant;
 use common::{Answer, Backend};
-use redis_server::RedisServer;
+use redis_server::{
+    DELIVERY_DEADLINE, Outage, POLL, RedisServer, cache_on, kill_under_load, outage_breaker,
+    subscribed, tiered, until, until_used_again,
+};
 use tower::{Layer, ServiceExt};
-
-/// The longest a message or a resubscription may take to arrive (a real
-/// server, a real reconnect with its jittered backoff, a busy machine).
-const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
-/// Between two looks while waiting for one (a real wait).
-const POLL: Duration = Duration::from_millis(5);
 
 type Instance = Tiered<QuickCacheStore<u64, Answer>, RedisStore>;
 
 fn instance(server: &RedisServer, ns: &str) -> (Instance, RedisStore) {
     let l2 = RedisStore::builder(server.client(), ns).build().unwrap();
-    let l1 = QuickCacheStore::builder(1 << 20).build().unwrap();
-    (Tiered::new(l1, l2.clone()).subscribe_invalidations(), l2)
-}
-
-fn cache_on(store: Instance) -> Cache<u64, Answer, Instance> {
-    Cache::builder(store)
-        .ttl(Duration::from_secs(60))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
-        .build()
-        .unwrap()
-}
-
-/// Waits (really) until `done` holds of the store's counts.
-async fn until(store: &RedisStore, what: &str, done: impl Fn(&RedisStoreSnapshot) -> bool) {
-    let deadline = Instant::now() + DELIVERY_DEADLINE;
-    loop {
-        let now = store.snapshot();
-        if done(&now) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {DELIVERY_DEADLINE:?}: {now:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn subscribed(store: &RedisStore) {
-    until(store, "subscribed", |s| s.l1_flushes >= 1).await;
+    (tiered(&l2), l2)
 }
 
 fn l1_holds(t: &Instance, key: u64) -> bool {
@@ -346,39 +313,20 @@ async fn a_tag_invalidated_on_one_instance_drops_what_every_instance_tagged() {
 /// is made again (emptying L1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_behind_a_subscribed_tiered_store() {
-    const REQUESTS: usize = 600;
-    const KILL_AFTER: usize = 150;
-    const CONCURRENCY: usize = 4;
     /// Between two requests of a worker, so that the load outlasts L1's
     /// entries (TTL below) and keeps reaching L2 during the outage.
     const PACE: Duration = Duration::from_millis(2);
     /// The listener's reconnect backoff is at most 5 s.
     const RECOVERY_DEADLINE: Duration = Duration::from_secs(20);
     let timeout = Duration::from_millis(50);
-    // Generous: a busy machine schedules late; what matters is that no
-    // request waits on a dead Redis (seconds of reconnect backoff).
-    let latency_bound = timeout * 10;
 
     let mut server = RedisServer::start();
-    let breaker = buttress_breaker::CircuitBreaker::builder()
-        .name("killed-tiered")
-        .minimum_calls(10)
-        .open_duration(Duration::from_millis(100))
-        .max_open_duration(Duration::from_millis(400))
-        .build()
-        .unwrap();
     let r = RedisStore::builder(server.client(), "killed")
         .timeout(timeout)
-        .breaker(breaker)
+        .breaker(outage_breaker("killed-tiered"))
         .build()
         .unwrap();
-    let t = Tiered::new(
-        QuickCacheStore::<u64, Answer>::builder(1 << 20)
-            .build()
-            .unwrap(),
-        r.clone(),
-    )
-    .subscribe_invalidations();
+    let t = tiered::<Answer>(&r);
     subscribed(&r).await;
     let backend = Backend::default();
     let cache = Cache::builder(t.clone())
@@ -389,63 +337,15 @@ async fn redis_killed_under_load_behind_a_subscribed_tiered_store() {
         .unwrap();
     let svc = CacheLayer::new(cache, |k: &u64| Some(*k)).layer(backend.clone());
 
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for w in 0..CONCURRENCY {
-        let (svc, done) = (svc.clone(), std::sync::Arc::clone(&done));
-        workers.push(tokio::spawn(async move {
-            let (mut failed, mut slowest) = (0, Duration::ZERO);
-            for i in 0..REQUESTS / CONCURRENCY {
-                let key = ((i * CONCURRENCY + w) % 50) as u64;
-                let start = Instant::now();
-                if svc.clone().oneshot(key).await.is_err() {
-                    failed += 1;
-                }
-                slowest = slowest.max(start.elapsed());
-                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(PACE).await;
-            }
-            (failed, slowest)
-        }));
-    }
-    while done.load(std::sync::atomic::Ordering::SeqCst) < KILL_AFTER {
-        tokio::task::yield_now().await;
-    }
-    let before = r.snapshot();
-    server.kill();
-    let (mut failed, mut slowest) = (0, Duration::ZERO);
-    for w in workers {
-        let (f, s) = w.await.unwrap();
-        failed += f;
-        slowest = slowest.max(s);
-    }
-    let during = r.snapshot();
-    assert_eq!(failed, 0, "no request fails because of Redis");
-    assert!(slowest <= latency_bound, "slowest request {slowest:?}");
+    let Outage { before, during } =
+        kill_under_load(&mut server, &r, timeout, svc.clone(), PACE).await;
     assert!(before.writes > 0, "Redis was used: {before:?}");
-    assert!(
-        during.errors + during.timeouts + during.rejected > 0,
-        "the outage was seen: {during:?}"
-    );
 
     server.restart();
-    let deadline = Instant::now() + RECOVERY_DEADLINE;
-    let mut key = 1_000;
-    loop {
-        key += 1;
-        svc.clone().oneshot(key).await.unwrap();
-        let now = r.snapshot();
-        if now.writes > during.writes
-            && now.invalidation_reconnects > during.invalidation_reconnects
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Redis not used again within {RECOVERY_DEADLINE:?}: {now:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    let key = until_used_again(&r, &svc, RECOVERY_DEADLINE, POLL, |now| {
+        now.writes > during.writes && now.invalidation_reconnects > during.invalidation_reconnects
+    })
+    .await;
     // A key only Redis has (L1 emptied by the resubscription) is read
     // from it.
     let hits = r.snapshot().hits;

@@ -13,11 +13,11 @@ mod redis_server;
 
 use std::time::Duration;
 
+use buttress_cache::CacheLayer;
 use buttress_cache::store::RedisStore;
-use buttress_cache::{Cache, CacheLayer};
 use buttress_core::time::Instant;
-use common::{Answer, Backend};
-use redis_server::RedisServer;
+use common::Backend;
+use redis_server::{RedisServer, cache_on};
 use tower::{Layer, ServiceExt};
 
 /// How long the backend takes to load.
@@ -30,15 +30,6 @@ const SLACK: Duration = Duration::from_millis(400);
 fn store(server: &RedisServer, ns: &str) -> RedisStore {
     RedisStore::builder(server.client(), ns)
         .stampede_lease(LEASE)
-        .build()
-        .unwrap()
-}
-
-fn cache_on(store: RedisStore) -> Cache<u64, Answer, RedisStore> {
-    Cache::builder(store)
-        .ttl(Duration::from_secs(60))
-        .ttl_jitter(0.0)
-        .xfetch_beta(None)
         .build()
         .unwrap()
 }

@@ -1,13 +1,26 @@
 //! A `redis-server` of the test's own, on a free loopback port, without
 //! persistence; killed when dropped (or on demand, to prove the fallback
-//! path) and restartable on the same port.
+//! path) and restartable on the same port; a 3-master Redis Cluster; and
+//! the helpers every Redis test file shares (a cache with fixed timing,
+//! a subscribed `Tiered` instance, waits on a store's counts, a load
+//! through a Redis that is killed under it).
+//!
+//! Also compiled into the `redis` bench (`benches/benches/redis.rs`), so
+//! it uses nothing but what the bench has too.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use buttress_breaker::CircuitBreaker;
+use buttress_cache::Cache;
+use buttress_cache::store::{QuickCacheStore, RedisStore, RedisStoreSnapshot, Store, Tiered};
+use tower::{BoxError, Service, ServiceExt};
 
 /// How long a freshly started server may take to answer `PING`.
 const START_DEADLINE: Duration = Duration::from_secs(10);
@@ -31,11 +44,10 @@ impl RedisServer {
     /// When `redis-server` is not on `PATH` (with the command to install
     /// it), or does not answer within [`START_DEADLINE`].
     pub fn start() -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
         server.restart();
         server
     }
@@ -67,23 +79,7 @@ impl RedisServer {
     /// Starts a new, empty server on the same port (after [`kill`](Self::kill)).
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--loglevel", "warning"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `redis-server` ({e}): the Redis tests need the \
-                     redis-server binary on PATH (Debian/Ubuntu: \
-                     `apt-get install redis-server`; .ci/run installs it)"
-                )
-            });
+        let child = spawn_redis(self.port, &[]);
         self.child = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
         while !self.answers_ping() {
@@ -99,12 +95,7 @@ impl RedisServer {
     }
 
     fn answers_ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        answers_ping(self.port)
     }
 }
 
@@ -118,7 +109,8 @@ impl Drop for RedisServer {
 /// every node.
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (free when this returns).
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -148,27 +140,19 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let mut children = Vec::new();
         for &port in &ports {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--cluster-port", &free_port().to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--dir", dir.to_str().expect("a UTF-8 path")])
-                .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--loglevel", "warning"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start `redis-server` ({e}): the Redis tests need the \
-                         redis-server binary on PATH (Debian/Ubuntu: \
-                         `apt-get install redis-server`; .ci/run installs it)"
-                    )
-                });
+            let child = spawn_redis(
+                port,
+                &[
+                    "--cluster-port",
+                    &free_port().to_string(),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--dir",
+                    dir.to_str().expect("a UTF-8 path"),
+                ],
+            );
             children.push(child);
         }
         let cluster = Self {
@@ -178,7 +162,7 @@ impl RedisCluster {
         };
         let deadline = Instant::now() + START_DEADLINE;
         for &port in &cluster.ports {
-            while command(port, "PING").as_deref() != Some("+PONG\r\n") {
+            while !answers_ping(port) {
                 assert!(Instant::now() < deadline, "node {port} did not start");
                 std::thread::park_timeout(START_POLL);
             }
@@ -248,4 +232,220 @@ fn command(port: u16, cmd: &str) -> Option<String> {
     let mut buf = vec![0u8; 8192];
     let n = s.read(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Starts `redis-server` on `port` of the loopback interface, without
+/// persistence, with `extra` arguments.
+///
+/// # Panics
+///
+/// When `redis-server` is not on `PATH` (with the command to install it).
+fn spawn_redis(port: u16, extra: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--loglevel", "warning"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start `redis-server` ({e}): the Redis tests need the \
+                 redis-server binary on PATH (Debian/Ubuntu: \
+                 `apt-get install redis-server`; .ci/run installs it)"
+            )
+        })
+}
+
+fn answers_ping(port: u16) -> bool {
+    command(port, "PING").as_deref() == Some("+PONG\r\n")
+}
+
+/// The longest a message or a resubscription may take to arrive (a real
+/// server, a real reconnect with its jittered backoff, a busy machine).
+pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
+/// Between two looks while waiting for one (a real wait).
+pub const POLL: Duration = Duration::from_millis(5);
+
+/// Waits (really) until `done` holds of the store's counts.
+///
+/// # Panics
+///
+/// After [`DELIVERY_DEADLINE`], naming `what` and the counts.
+pub async fn until(store: &RedisStore, what: &str, done: impl Fn(&RedisStoreSnapshot) -> bool) {
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    loop {
+        let now = store.snapshot();
+        if done(&now) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {DELIVERY_DEADLINE:?}: {now:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the invalidation listener on `store` has subscribed (and
+/// emptied L1) at least once.
+pub async fn subscribed(store: &RedisStore) {
+    until(store, "subscribed", |s| s.l1_flushes >= 1).await;
+}
+
+/// An instance's store: a 1 MiB `QuickCacheStore` in front of `l2`,
+/// subscribed to the other instances' invalidations.
+pub fn tiered<V>(l2: &RedisStore) -> Tiered<QuickCacheStore<u64, V>, RedisStore>
+where
+    V: Clone + Send + Sync + 'static,
+{
+    Tiered::new(
+        QuickCacheStore::builder(1 << 20)
+            .build()
+            .expect("a valid L1"),
+        l2.clone(),
+    )
+    .subscribe_invalidations()
+}
+
+/// A cache on `store` with fixed timing: a 60-s TTL, no jitter, no early
+/// refresh.
+pub fn cache_on<V, St>(store: St) -> Cache<u64, V, St>
+where
+    V: Clone + Send + Sync + 'static,
+    St: Store<u64, V>,
+{
+    Cache::builder(store)
+        .ttl(Duration::from_secs(60))
+        .ttl_jitter(0.0)
+        .xfetch_beta(None)
+        .build()
+        .expect("a valid cache")
+}
+
+/// A breaker that opens after 10 calls and probes again within 100 to
+/// 400 ms, so that an outage test sees it open and close in a second.
+pub fn outage_breaker(name: &str) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .name(name.to_string())
+        .minimum_calls(10)
+        .open_duration(Duration::from_millis(100))
+        .max_open_duration(Duration::from_millis(400))
+        .build()
+        .expect("a valid breaker")
+}
+
+/// The store's counts around a Redis outage under load.
+#[derive(Debug)]
+pub struct Outage {
+    /// Just before the kill.
+    pub before: RedisStoreSnapshot,
+    /// Once the load was over.
+    pub during: RedisStoreSnapshot,
+}
+
+/// Sends 600 requests over 50 keys from 4 tasks through `svc` (each task
+/// waiting `pace` between two), kills `server` after the first 150, and
+/// waits for the rest.
+///
+/// # Panics
+///
+/// When a request fails, one takes more than ten times the store's
+/// `timeout` (generous: a busy machine schedules late; what matters is
+/// that none waits on a dead Redis, which is seconds of reconnect
+/// backoff), or the store saw no error, timeout or rejection.
+pub async fn kill_under_load<S>(
+    server: &mut RedisServer,
+    store: &RedisStore,
+    timeout: Duration,
+    svc: S,
+    pace: Duration,
+) -> Outage
+where
+    S: Service<u64, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+{
+    const REQUESTS: usize = 600;
+    const KILL_AFTER: usize = 150;
+    const CONCURRENCY: usize = 4;
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..CONCURRENCY {
+        let (svc, done) = (svc.clone(), Arc::clone(&done));
+        workers.push(tokio::spawn(async move {
+            let (mut failed, mut slowest) = (0, Duration::ZERO);
+            for i in 0..REQUESTS / CONCURRENCY {
+                let key = ((i * CONCURRENCY + w) % 50) as u64;
+                let start = Instant::now();
+                if svc.clone().oneshot(key).await.is_err() {
+                    failed += 1;
+                }
+                slowest = slowest.max(start.elapsed());
+                done.fetch_add(1, Ordering::SeqCst);
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            (failed, slowest)
+        }));
+    }
+    while done.load(Ordering::SeqCst) < KILL_AFTER {
+        tokio::task::yield_now().await;
+    }
+    let before = store.snapshot();
+    server.kill();
+    let (mut failed, mut slowest) = (0, Duration::ZERO);
+    for w in workers {
+        let (f, s) = w.await.expect("a load task panicked");
+        failed += f;
+        slowest = slowest.max(s);
+    }
+    let during = store.snapshot();
+    assert_eq!(failed, 0, "no request fails because of Redis");
+    assert!(slowest <= timeout * 10, "slowest request {slowest:?}");
+    assert!(
+        during.errors + during.timeouts + during.rejected > 0,
+        "the outage was seen: {during:?}"
+    );
+    Outage { before, during }
+}
+
+/// After [`RedisServer::restart`]: sends requests for new keys through
+/// `svc`, waiting `poll` between two, until `used` holds of the store's
+/// counts; returns the last key sent.
+///
+/// # Panics
+///
+/// When a request fails, or after `deadline`.
+pub async fn until_used_again<S>(
+    store: &RedisStore,
+    svc: &S,
+    deadline: Duration,
+    poll: Duration,
+    used: impl Fn(&RedisStoreSnapshot) -> bool,
+) -> u64
+where
+    S: Service<u64, Error = BoxError> + Clone,
+    S::Response: std::fmt::Debug,
+{
+    let until = Instant::now() + deadline;
+    let mut key = 1_000;
+    loop {
+        key += 1;
+        svc.clone().oneshot(key).await.expect("a request");
+        let now = store.snapshot();
+        if used(&now) {
+            return key;
+        }
+        assert!(
+            Instant::now() < until,
+            "Redis not used again within {deadline:?}: {now:?}"
+        );
+        tokio::time::sleep(poll).await;
+    }
 }
