@@ -1,0 +1,151 @@
+//! GCRA in Redis: one script call per decision, on Redis's own clock.
+
+use std::fmt::Write as _;
+use std::hash::Hash;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use buttress_breaker::CircuitBreaker;
+use buttress_core::ConfigError;
+use buttress_core::classify::Outcome;
+use buttress_core::telemetry::Name;
+use buttress_core::time::Origin;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::config::RedisSpec;
+use crate::decision::Decision;
+use crate::local::Local;
+use crate::quota::Quota;
+use crate::telemetry::Counters;
+
+/// GCRA on `KEYS[1]` (the theoretical arrival time, in microseconds of the
+/// server's clock): `ARGV[1]` the emission interval, `ARGV[2]` the burst
+/// tolerance, both in microseconds. Returns `{allowed, wait, reset}` in
+/// microseconds. The key expires when its arrival time passes, when it
+/// would mean nothing any more. `TIME` is the server's clock, so the
+/// instances' clocks do not matter (Redis ≥ 5 replicates a script's
+/// effects, not the script, so reading the time is allowed).
+const SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local ahead = tat - now
+if ahead > tau then
+  return {0, ahead - tau, 0}
+end
+local next = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - now) / 1000))
+return {1, 0, next - now}
+";
+
+pub(crate) struct Remote<K> {
+    name: Name,
+    client: redis::Client,
+    conn: OnceLock<ConnectionManager>,
+    manager: ConnectionManagerConfig,
+    script: redis::Script,
+    prefix: String,
+    render: fn(&K) -> String,
+    timeout: Duration,
+    breaker: CircuitBreaker,
+    pub(crate) fallback: Local<K>,
+}
+
+fn micros(ns: u64) -> u64 {
+    ns.div_ceil(1_000).max(1)
+}
+
+impl<K: Eq + Hash + Clone> Remote<K> {
+    pub(crate) fn new(
+        spec: RedisSpec<K>,
+        name: Name,
+        timeout: Duration,
+        breaker: Option<CircuitBreaker>,
+        max_keys: usize,
+    ) -> Result<Self, ConfigError> {
+        let breaker = match breaker {
+            Some(b) => b,
+            None => CircuitBreaker::builder()
+                .name(name)
+                .open_duration(Duration::from_secs(1))
+                .max_open_duration(Duration::from_secs(30))
+                .build()?,
+        };
+        Ok(Self {
+            name,
+            client: spec.client,
+            conn: OnceLock::new(),
+            manager: ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(timeout.max(Duration::from_millis(250)))),
+            script: redis::Script::new(SCRIPT),
+            prefix: spec.namespace,
+            render: spec.render,
+            timeout,
+            breaker,
+            fallback: Local::new(max_keys, Origin::now()),
+        })
+    }
+
+    fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let made =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.manager.clone())?;
+        Ok(self.conn.get_or_init(|| made).clone())
+    }
+
+    /// The decision from Redis, or `None` when Redis cannot give one in
+    /// time (counted as a Redis error unless the breaker refused).
+    pub(crate) async fn check(
+        &self,
+        key: &K,
+        quota: &Quota,
+        counters: &Counters,
+    ) -> Option<Decision> {
+        let permit = self.breaker.try_acquire().ok()?;
+        let mut redis_key = String::with_capacity(self.prefix.len() + 24);
+        let _ = write!(redis_key, "{}:{}", self.prefix, (self.render)(key));
+        let call = async {
+            let mut conn = self.connection()?;
+            self.script
+                .key(&redis_key)
+                .arg(micros(quota.interval_ns()))
+                .arg(quota.tau_ns() / 1_000)
+                .invoke_async::<(i64, i64, i64)>(&mut conn)
+                .await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok((allowed, wait_us, reset_us))) => {
+                permit.record(Outcome::Success);
+                let us = |v: i64| u64::try_from(v).unwrap_or(0).saturating_mul(1_000);
+                Some(Decision {
+                    name: self.name,
+                    quota: *quota,
+                    allowed: allowed == 1,
+                    after_ns: if allowed == 1 {
+                        us(reset_us)
+                    } else {
+                        us(wait_us)
+                    },
+                })
+            }
+            Ok(Err(error)) => {
+                permit.record(Outcome::Failure);
+                counters.redis_errors.incr();
+                tracing::debug!(name = %self.name, %error, "redis rate limit decision failed");
+                None
+            }
+            Err(_) => {
+                permit.record(Outcome::Failure);
+                counters.redis_errors.incr();
+                tracing::debug!(name = %self.name, timeout = ?self.timeout, "redis rate limit decision timed out");
+                None
+            }
+        }
+    }
+}
