@@ -13,7 +13,7 @@
 //!
 //! - `under/<subject>`: acquire + release with room under the limit, ns per
 //!   call on one thread (`buttress-vegas` with windows that close and feed
-//!   Vegas: see `buttress_vegas`);
+//!   Vegas: see `buttress_vegas`; `buttress-knee`: every default);
 //! - `reject/<subject>`: every call shed at the limit;
 //! - `ref/instant-now`: one `Instant::now()`, for scale (an admitted
 //!   buttress call reads the clock twice, for its round-trip time);
@@ -28,7 +28,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use buttress_limit::algorithm::{Fixed, Vegas};
+use buttress_limit::algorithm::{Fixed, Knee, Vegas};
 use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Layer, Service};
@@ -68,6 +68,18 @@ fn buttress_vegas()
         );
     }
     svc
+}
+
+/// buttress with every setting at its default: the recommended `Knee`
+/// and RTT-scaled windows, as a user who sets nothing gets it (the
+/// criterion warm-up runs its first windows, so the timed calls are
+/// sampled as they are in steady state).
+fn buttress_knee()
+-> impl Service<(), Response = (), Error = tower::BoxError> + Clone + Send + 'static {
+    let limit = AdaptiveLimit::builder(Knee::builder().build().expect("valid"))
+        .build()
+        .expect("valid limiter");
+    AdaptiveLimitLayer::new(limit).layer(noop())
 }
 
 /// buttress with a fixed limit of 1000 (tower's figure's configuration).
@@ -142,6 +154,7 @@ fn limit(c: &mut Criterion) {
     group.bench_function("ref/instant-now", |b| b.iter(Instant::now));
 
     single(&mut group, "under/floor", noop());
+    single(&mut group, "under/buttress-knee", buttress_knee());
     single(&mut group, "under/buttress-vegas", buttress_vegas());
     single(&mut group, "under/buttress-fixed", buttress_fixed());
     single(&mut group, "under/tower-concurrency-limit", tower_limit());
@@ -160,6 +173,7 @@ fn limit(c: &mut Criterion) {
     single(&mut group, "reject/tower-load-shed", tower_shed_full());
 
     contended(&mut group, "floor", noop());
+    contended(&mut group, "buttress-knee", buttress_knee());
     contended(&mut group, "buttress-vegas", buttress_vegas());
     contended(&mut group, "tower-concurrency-limit", tower_limit());
     contended(

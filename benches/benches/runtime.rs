@@ -25,7 +25,8 @@
 //! - `retry-pending/<subject>`: the same with a backend that is pending
 //!   once (it wakes itself), so every deadline timer is armed;
 //! - `limit/<subject>`: an admitted call under buttress's default limiter
-//!   and under tower's `ConcurrencyLimit`;
+//!   (`Knee`, every default), under Vegas, and under tower's
+//!   `ConcurrencyLimit`;
 //! - `breaker/<subject>`: a closed call, buttress's default (count window)
 //!   and tower-resilience 0.13's;
 //! - `cache/<subject>`: a hit on 10,000 cached keys through the layer on
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use buttress_limit::AdaptiveLimit;
 use buttress_limit::AdaptiveLimitLayer;
-use buttress_limit::algorithm::Vegas;
+use buttress_limit::algorithm::{Knee, Vegas};
 use buttress_retry::{RetryLayer, RetryPolicy};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -238,7 +239,7 @@ fn retry_rows(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, driver: Dr
 }
 
 fn limit_rows(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, driver: Driver) {
-    let limit = AdaptiveLimit::builder(Vegas::builder().build().expect("valid Vegas"))
+    let knee = AdaptiveLimit::builder(Knee::builder().build().expect("valid Knee"))
         .build()
         .expect("valid limiter");
     row(
@@ -246,7 +247,18 @@ fn limit_rows(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, driver: Dr
         rt,
         driver,
         "limit/buttress",
-        AdaptiveLimitLayer::new(limit).layer(noop()),
+        AdaptiveLimitLayer::new(knee).layer(noop()),
+        |_| (),
+    );
+    let vegas = AdaptiveLimit::builder(Vegas::builder().build().expect("valid Vegas"))
+        .build()
+        .expect("valid limiter");
+    row(
+        group,
+        rt,
+        driver,
+        "limit/buttress-vegas",
+        AdaptiveLimitLayer::new(vegas).layer(noop()),
         |_| (),
     );
     row(

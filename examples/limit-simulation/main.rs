@@ -1,18 +1,21 @@
-//! The adaptive-limit simulation: each algorithm in front of a backend with
-//! capacity C = 50 calls at 50 ms, offered 2× C, with C halving after 60
-//! one-second windows. Prints the table in `docs/benchmarks.md` and each
-//! limit's trajectory.
+//! The adaptive-limit simulation: every algorithm at its defaults (and the
+//! one-setting variants `docs/limit.md` discusses) in front of a simulated
+//! backend through the four scenarios of the limit crate's `simulation`
+//! test (capacity halves and returns; the no-load latency doubles; a short
+//! 5× burst; a rising latency). Prints, per scenario, the table in
+//! `docs/limit.md` and each limit's trajectory.
 //!
 //! ```text
-//! cargo run --example limit-simulation
+//! cargo run -p buttress-examples --example limit-simulation
 //! ```
 //!
-//! It runs under tokio's paused clock, so 2 × 60 simulated seconds per
-//! algorithm take a second or two of real time, and every run prints the
-//! same figures.
+//! It runs under tokio's paused clock, so the simulated minutes take a few
+//! seconds of real time, and every run prints the same figures. The model
+//! and the scenarios are the test's own (`crates/buttress-limit/tests/
+//! scenarios/`), so the example shows exactly what the test asserts.
 
-#[path = "../../crates/buttress-limit/tests/sim/mod.rs"]
-mod sim;
+#[path = "../../crates/buttress-limit/tests/scenarios/mod.rs"]
+mod scenarios;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -21,20 +24,14 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let sc = sim::Scenario::default();
-        println!(
-            "backend: capacity C = {} calls at {:?} no-load; offered 2 × C ({} calls/s); C halves after {} windows of {:?}\n",
-            sc.capacity,
-            sc.base,
-            2.0 * f64::from(sc.capacity) / sc.base.as_secs_f64(),
-            sc.windows_per_phase,
-            sc.window,
-        );
-        let mut reports = Vec::new();
-        for (name, limit) in sim::contenders(&sc) {
-            reports.push(sim::run(&name, limit, sc).await);
+        for sc in scenarios::all() {
+            println!("## scenario `{}`\n", sc.name);
+            let mut reports = Vec::new();
+            for (name, limit) in scenarios::contenders(&sc) {
+                reports.push(scenarios::run(name, limit, &sc).await);
+            }
+            println!("{}", scenarios::table(&reports));
+            println!("limit, 1-s means:\n{}", scenarios::trajectories(&reports));
         }
-        println!("{}", sim::table(&reports));
-        println!("limit after each window:\n{}", sim::trajectories(&reports));
     });
 }

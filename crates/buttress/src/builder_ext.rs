@@ -139,12 +139,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     ///
     /// ```
     /// use buttress::ServiceBuilderExt;
-    /// use buttress::limit::{AdaptiveLimit, algorithm::Vegas};
+    /// use buttress::limit::{AdaptiveLimit, algorithm::Knee};
     /// use tower::{ServiceBuilder, ServiceExt, service_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), tower::BoxError> {
-    /// let limit = AdaptiveLimit::builder(Vegas::builder().build()?).name("db").build()?;
+    /// let limit = AdaptiveLimit::builder(Knee::builder().build()?).name("db").build()?;
     /// let svc = ServiceBuilder::new()
     ///     .adaptive_limit(limit.clone())
     ///     .service(service_fn(|x: u64| async move { Ok::<_, std::io::Error>(x + 1) }));

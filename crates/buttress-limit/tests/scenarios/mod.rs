@@ -28,9 +28,125 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use buttress_core::classify::ErrorsAsFailures;
+use buttress_limit::algorithm::{Aimd, EnvoyGradient, Gradient2, Knee, Limit, Vegas};
 use buttress_limit::{AdaptiveLimit, AdaptiveLimitLayer, Overloaded};
 use tokio::time::Instant;
 use tower::{Layer, Service};
+
+pub const MS: Duration = Duration::from_millis(1);
+
+pub fn halves() -> Scenario {
+    let base = MS * 100;
+    let rate = 2.0 * 40.0 / base.as_secs_f64();
+    Scenario {
+        name: "halves",
+        phases: vec![
+            Phase::new(10, 40, base, rate),
+            Phase::new(10, 20, base, rate),
+            Phase::new(10, 40, base, rate),
+        ],
+        client_timeout: base * 10,
+        jitter: 0.0,
+    }
+}
+
+pub fn slower() -> Scenario {
+    let base = MS * 50;
+    let rate = 2.0 * 20.0 / base.as_secs_f64();
+    Scenario {
+        name: "slower",
+        phases: vec![
+            Phase::new(10, 20, base, rate),
+            Phase::new(10, 20, base * 2, rate),
+            Phase::new(10, 20, base, rate),
+        ],
+        client_timeout: base * 10,
+        jitter: 0.0,
+    }
+}
+
+pub fn burst() -> Scenario {
+    let base = MS * 50;
+    let rate = 50.0 / base.as_secs_f64();
+    Scenario {
+        name: "burst",
+        phases: vec![
+            Phase::new(10, 50, base, 1.5 * rate),
+            Phase::new(2, 50, base, 5.0 * rate),
+            Phase::new(8, 50, base, 1.5 * rate),
+        ],
+        client_timeout: base * 10,
+        jitter: 0.0,
+    }
+}
+
+pub fn rising() -> Scenario {
+    let base = MS * 60;
+    let rate = 2.0 * 30.0 / base.as_secs_f64();
+    let mut ramp = Phase::new(20, 30, base, rate);
+    ramp.base_end = base * 3;
+    Scenario {
+        name: "rising",
+        phases: vec![Phase::new(5, 30, base, rate), ramp],
+        client_timeout: base * 10,
+        jitter: 0.0,
+    }
+}
+
+/// Every algorithm at its defaults, under the limiter's defaults; then,
+/// for the record in `docs/limit.md`, one setting changed on each of the
+/// others.
+pub fn contenders(sc: &Scenario) -> Vec<(&'static str, AdaptiveLimit)> {
+    let build = |algorithm: Box<dyn Limit>| {
+        AdaptiveLimit::builder(algorithm)
+            .seed(7)
+            .build()
+            .expect("valid limiter")
+    };
+    let base = sc.phases[0].base;
+    vec![
+        ("knee", build(Box::new(Knee::builder().build().unwrap()))),
+        ("vegas", build(Box::new(Vegas::builder().build().unwrap()))),
+        ("aimd", build(Box::new(Aimd::builder().build().unwrap()))),
+        (
+            "gradient2",
+            build(Box::new(Gradient2::builder().build().unwrap())),
+        ),
+        (
+            "envoy",
+            build(Box::new(EnvoyGradient::builder().build().unwrap())),
+        ),
+        (
+            "vegas probe_multiplier(1)",
+            build(Box::new(
+                Vegas::builder().probe_multiplier(1).build().unwrap(),
+            )),
+        ),
+        (
+            "aimd timeout(1.5× no-load)",
+            build(Box::new(
+                Aimd::builder().timeout(base.mul_f64(1.5)).build().unwrap(),
+            )),
+        ),
+        (
+            "gradient2 rtt_tolerance(1.0)",
+            build(Box::new(
+                Gradient2::builder().rtt_tolerance(1.0).build().unwrap(),
+            )),
+        ),
+        (
+            "envoy buffer(0.0)",
+            build(Box::new(
+                EnvoyGradient::builder().buffer(0.0).build().unwrap(),
+            )),
+        ),
+    ]
+}
+
+/// The four scenarios, in the order `docs/limit.md` lists them.
+pub fn all() -> [Scenario; 4] {
+    [halves(), slower(), burst(), rising()]
+}
 
 /// One phase of a scenario.
 #[derive(Clone, Copy, Debug)]
