@@ -1,0 +1,181 @@
+//! The shared limiter against a real `redis-server` (real time: the script
+//! reads the server's clock, so bounds here are tolerant).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use buttress_breaker::CircuitBreaker;
+use buttress_core::BoxError;
+use buttress_ratelimit::{Fallback, Quota, RateLimitLayer, RateLimited, RateLimiter};
+use common::{RedisServer, free_port};
+use tower::{Layer, ServiceExt, service_fn};
+
+fn breaker(name: &str) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .name(name)
+        .count_window(4)
+        .minimum_calls(2)
+        .open_duration(Duration::from_millis(100))
+        .max_open_duration(Duration::from_millis(200))
+        .build()
+        .unwrap()
+}
+
+/// 5 per 10 s: one refill every 2 s, far longer than the test's steps.
+fn slow() -> Quota {
+    Quota::new(5, Duration::from_secs(10)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_one_quota_through_redis() {
+    let server = RedisServer::start();
+    let instances: Vec<RateLimiter<String>> = (0..4)
+        .map(|i| {
+            RateLimiter::builder(slow())
+                .name(format!("shared-{i}"))
+                .redis(server.client(), "rl-test")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, limiter) in instances.iter().enumerate() {
+        for _ in 0..5 {
+            let limiter = limiter.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = i;
+                limiter.check(&"acme".to_string()).await.is_allowed()
+            }));
+        }
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    // The burst, plus at most one refill if the test ran 2 s slow.
+    assert!(
+        (5..=6).contains(&admitted),
+        "4 instances admitted {admitted} of 20 for a burst of 5"
+    );
+    let limited = instances[0].check(&"acme".to_string()).await;
+    assert!(!limited.is_allowed());
+    assert!(
+        limited.retry_after() <= Duration::from_secs(2) && limited.retry_after() > Duration::ZERO
+    );
+    let errors: u64 = instances
+        .iter()
+        .map(|l| l.snapshot().redis_errors + l.snapshot().fallbacks)
+        .sum();
+    assert_eq!(errors, 0, "every decision came from Redis");
+
+    // The key is namespaced and expires on its own.
+    let mut conn = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("rl-test:acme")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 10_000, "PTTL {ttl}");
+
+    // After a script flush the next decision reloads the script.
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(instances[1].check(&"other".to_string()).await.is_allowed());
+    assert_eq!(instances[1].snapshot().redis_errors, 0);
+
+    // Through the layer: the decision is the shared one.
+    let svc = RateLimitLayer::new(instances[2].clone(), |r: &String| Some(r.clone()))
+        .layer(service_fn(|r: String| async move { Ok::<_, BoxError>(r) }));
+    let err = svc.clone().oneshot("acme".to_string()).await.unwrap_err();
+    assert!(err.is::<RateLimited>());
+    assert_eq!(svc.oneshot("fresh".to_string()).await.unwrap(), "fresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_falls_back_to_the_local_share_then_comes_back() {
+    let mut server = RedisServer::start();
+    let limiter = RateLimiter::<String>::builder(Quota::new(10, Duration::from_secs(100)).unwrap())
+        .name("killed")
+        .redis(server.client(), "rl-kill")
+        .breaker(breaker("killed-redis"))
+        .fallback(Fallback::LocalShare { instances: 2 })
+        .build()
+        .unwrap();
+    let key = |s: &str| s.to_string();
+    assert!(limiter.check(&key("warm")).await.is_allowed());
+    server.kill();
+    let started = Instant::now();
+    let admitted = {
+        let mut n = 0;
+        for _ in 0..10 {
+            n += usize::from(limiter.check(&key("a")).await.is_allowed());
+        }
+        n
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "decisions kept coming: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        admitted, 5,
+        "this instance's share of a burst of 10 with 2 instances"
+    );
+    let s = limiter.snapshot();
+    assert_eq!(s.fallbacks, 10);
+    assert!(s.redis_errors >= 1, "{s:?}");
+
+    server.restart();
+    // The breaker lets a probe through within its 100-200 ms open time;
+    // decisions come from Redis again (the new server is empty).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = limiter.snapshot().fallbacks;
+        let d = limiter.check(&key("probe")).await;
+        if limiter.snapshot().fallbacks == before {
+            assert!(d.is_allowed());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis was not used again within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut n = 0;
+    for _ in 0..12 {
+        n += usize::from(limiter.check(&key("b")).await.is_allowed());
+    }
+    assert_eq!(n, 10, "exact again: the whole burst from Redis");
+}
+
+#[tokio::test]
+async fn fail_open_and_fail_closed_when_redis_is_unreachable() {
+    let dead = redis::Client::open(format!("redis://127.0.0.1:{}/", free_port())).unwrap();
+    let open = RateLimiter::<String>::builder(Quota::per_second(1).unwrap())
+        .redis(dead.clone(), "x")
+        .fallback(Fallback::FailOpen)
+        .build()
+        .unwrap();
+    let closed = RateLimiter::<String>::builder(Quota::per_second(1).unwrap())
+        .redis(dead, "x")
+        .fallback(Fallback::FailClosed)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(open.check(&"k".to_string()).await.is_allowed());
+        let d = closed.check(&"k".to_string()).await;
+        assert!(!d.is_allowed());
+        assert_eq!(d.retry_after(), Duration::from_secs(1));
+    }
+    assert_eq!(open.snapshot().fallbacks, 3);
+    assert_eq!(closed.snapshot().limited, 3);
+}
