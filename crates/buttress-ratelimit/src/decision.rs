@@ -36,6 +36,7 @@ impl Decision {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn allow_all(name: Name, quota: Quota) -> Self {
         Self {
             name,

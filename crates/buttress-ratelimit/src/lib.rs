@@ -65,7 +65,8 @@ pub use quota::Quota;
 pub use service::RateLimit;
 pub use telemetry::METRICS;
 
-/// The snippets of `docs/ratelimit.md`, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The snippets of `docs/ratelimit.md`, compiled and run as doc tests
+/// (they use the `http` and `redis` features).
+#[cfg(all(doctest, feature = "http", feature = "redis"))]
 #[doc = include_str!("../../../docs/ratelimit.md")]
 struct Guide;

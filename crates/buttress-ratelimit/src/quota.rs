@@ -135,6 +135,7 @@ impl Quota {
 
     /// One instance's share when `instances` share this quota: the rate
     /// and the burst divided (each at least 1).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn share(self, instances: u32) -> Self {
         let n = instances.max(1);
         let count = (self.count / n).max(1);
