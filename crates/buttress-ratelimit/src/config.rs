@@ -52,8 +52,14 @@ impl Default for Fallback {
 pub(crate) type QuotaFn<K> = Arc<dyn Fn(&K) -> Quota + Send + Sync>;
 
 #[cfg(feature = "redis")]
+pub(crate) enum RedisTarget {
+    Node(redis::Client),
+    Cluster(Vec<redis::Client>),
+}
+
+#[cfg(feature = "redis")]
 pub(crate) struct RedisSpec<K> {
-    pub(crate) client: redis::Client,
+    pub(crate) target: RedisTarget,
     pub(crate) namespace: String,
     pub(crate) render: fn(&K) -> String,
 }
@@ -154,7 +160,8 @@ impl<K> RateLimitBuilder<K> {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field: `name` empty, `max_keys` zero,
-    /// `fallback` with zero instances, `timeout` zero.
+    /// `fallback` with zero instances, `timeout` zero, `redis_cluster`
+    /// without a node.
     pub fn build(self) -> Result<RateLimiter<K>, ConfigError>
     where
         K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
@@ -165,6 +172,15 @@ impl<K> RateLimitBuilder<K> {
         }
         if self.max_keys == 0 {
             return err("max_keys", "must be at least 1");
+        }
+        #[cfg(feature = "redis")]
+        if let Some(RedisSpec {
+            target: RedisTarget::Cluster(nodes),
+            ..
+        }) = &self.redis
+            && nodes.is_empty()
+        {
+            return err("redis_cluster", "needs at least one seed node");
         }
         if self.fallback == (Fallback::LocalShare { instances: 0 }) {
             return err("fallback", "LocalShare needs at least 1 instance");
@@ -191,7 +207,28 @@ impl<K: fmt::Display> RateLimitBuilder<K> {
             k.to_string()
         }
         self.redis = Some(RedisSpec {
-            client,
+            target: RedisTarget::Node(client),
+            namespace: namespace.into(),
+            render: render::<K>,
+        });
+        self
+    }
+
+    /// [`redis`](Self::redis) on a Redis Cluster reached through the seed
+    /// `nodes`: each decision touches one key, so each goes to that key's
+    /// node. Keys of one namespace spread over the cluster's slots.
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[must_use]
+    pub fn redis_cluster(
+        mut self,
+        nodes: Vec<redis::Client>,
+        namespace: impl Into<String>,
+    ) -> Self {
+        fn render<K: fmt::Display>(k: &K) -> String {
+            k.to_string()
+        }
+        self.redis = Some(RedisSpec {
+            target: RedisTarget::Cluster(nodes),
             namespace: namespace.into(),
             render: render::<K>,
         });

@@ -10,9 +10,12 @@ use buttress_core::ConfigError;
 use buttress_core::classify::Outcome;
 use buttress_core::telemetry::Name;
 use buttress_core::time::Origin;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::config::RedisSpec;
+use crate::config::{RedisSpec, RedisTarget};
 use crate::decision::Decision;
 use crate::local::Local;
 use crate::quota::Quota;
@@ -41,11 +44,59 @@ redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - no
 return {1, 0, next - now}
 ";
 
+/// Where decisions go: one node over a reconnecting `ConnectionManager`,
+/// or a Redis Cluster (the script touches one key, so the cluster routes
+/// each call to the key's node).
+enum Target {
+    Node {
+        client: redis::Client,
+        manager: ConnectionManagerConfig,
+        conn: OnceLock<ConnectionManager>,
+    },
+    Cluster {
+        client: ClusterClient,
+        conn: OnceLock<ClusterConnection>,
+    },
+}
+
+/// A connection to either target.
+#[derive(Clone)]
+enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub(crate) struct Remote<K> {
     name: Name,
-    client: redis::Client,
-    conn: OnceLock<ConnectionManager>,
-    manager: ConnectionManagerConfig,
+    target: Target,
     script: redis::Script,
     prefix: String,
     render: fn(&K) -> String,
@@ -74,13 +125,29 @@ impl<K: Eq + Hash + Clone> Remote<K> {
                 .max_open_duration(Duration::from_secs(30))
                 .build()?,
         };
+        let connect = timeout.max(Duration::from_millis(250));
+        let target = match spec.target {
+            RedisTarget::Node(client) => Target::Node {
+                client,
+                manager: ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(timeout))
+                    .set_connection_timeout(Some(connect)),
+                conn: OnceLock::new(),
+            },
+            RedisTarget::Cluster(nodes) => Target::Cluster {
+                client: ClusterClient::builder(
+                    nodes.iter().map(|n| n.get_connection_info().clone()),
+                )
+                .response_timeout(timeout)
+                .connection_timeout(connect)
+                .build()
+                .map_err(|e| ConfigError::new("rate limit", "redis_cluster", e.to_string()))?,
+                conn: OnceLock::new(),
+            },
+        };
         Ok(Self {
             name,
-            client: spec.client,
-            conn: OnceLock::new(),
-            manager: ConnectionManagerConfig::new()
-                .set_response_timeout(Some(timeout))
-                .set_connection_timeout(Some(timeout.max(Duration::from_millis(250)))),
+            target,
             script: redis::Script::new(SCRIPT),
             prefix: spec.namespace,
             render: spec.render,
@@ -90,13 +157,31 @@ impl<K: Eq + Hash + Clone> Remote<K> {
         })
     }
 
-    fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        if let Some(c) = self.conn.get() {
-            return Ok(c.clone());
+    /// The connection, made on first use (a node's lazily; a cluster's by
+    /// asking the seed nodes for the slot map, within the caller's
+    /// timeout: concurrent first calls may each connect, one is kept).
+    async fn connection(&self) -> redis::RedisResult<Conn> {
+        match &self.target {
+            Target::Node {
+                client,
+                manager,
+                conn,
+            } => {
+                if let Some(c) = conn.get() {
+                    return Ok(Conn::Node(c.clone()));
+                }
+                let made =
+                    ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())?;
+                Ok(Conn::Node(conn.get_or_init(|| made).clone()))
+            }
+            Target::Cluster { client, conn } => {
+                if let Some(c) = conn.get() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let made = client.get_async_connection().await?;
+                Ok(Conn::Cluster(conn.get_or_init(|| made).clone()))
+            }
         }
-        let made =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), self.manager.clone())?;
-        Ok(self.conn.get_or_init(|| made).clone())
     }
 
     /// The decision from Redis, or `None` when Redis cannot give one in
@@ -111,7 +196,7 @@ impl<K: Eq + Hash + Clone> Remote<K> {
         let mut redis_key = String::with_capacity(self.prefix.len() + 24);
         let _ = write!(redis_key, "{}:{}", self.prefix, (self.render)(key));
         let call = async {
-            let mut conn = self.connection()?;
+            let mut conn = self.connection().await?;
             self.script
                 .key(&redis_key)
                 .arg(micros(quota.interval_ns()))
