@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buttress_core::BoxError;
-use buttress_core::reject::{CircuitOpen, Overloaded, Throttled, rejection};
+use buttress_core::reject::{CircuitOpen, Overloaded, RateLimited, Throttled, rejection};
 use buttress_core::telemetry::Name;
 use buttress_retry::{DeadlineExceeded, RetryPolicy};
 use tokio::time::Instant;
@@ -106,4 +106,20 @@ async fn a_wait_too_long_or_past_the_deadline_is_not_retried() {
     assert!(svc.oneshot(()).await.unwrap_err().is::<CircuitOpen>());
     assert_eq!(log.lock().unwrap().len(), 1);
     assert_eq!(p.snapshot().deadline_stops, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_call_is_retried_only_after_its_wait() {
+    let (backend, log) = scripted(vec![|| {
+        Box::new(RateLimited::new(n(), Duration::from_millis(700)))
+    }]);
+    let svc = buttress_retry::RetryLayer::new(policy().build().unwrap()).layer(backend);
+    assert_eq!(svc.oneshot(()).await.unwrap(), 1);
+    let l = log.lock().unwrap();
+    assert_eq!(l.len(), 2);
+    assert_eq!(
+        l[1] - l[0],
+        Duration::from_millis(700),
+        "not before retry_after"
+    );
 }
