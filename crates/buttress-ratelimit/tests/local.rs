@@ -274,3 +274,23 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn services_and_futures_are_send() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _ctx = rt.enter();
+    let limiter = RateLimiter::<String>::builder(Quota::per_second(1).unwrap())
+        .build()
+        .unwrap();
+    send_sync(&limiter);
+    let mut svc = RateLimitLayer::new(limiter, |r: &String| Some(r.clone()))
+        .layer(service_fn(|r: String| async move { Ok::<_, BoxError>(r) }));
+    send_sync(&svc);
+    let fut = tower::Service::call(&mut svc, "k".to_string());
+    send(&fut);
+}
