@@ -331,12 +331,21 @@ async fn redis_killed_under_load_fails_no_request_and_comes_back() {
         before.writes > 0 && before.hits > 0,
         "Redis was used: {before:?}"
     );
+    assert_eq!(before.recoveries, 0, "nothing failed before the kill");
 
     server.restart();
     let key = until_used_again(&s, &svc, RECOVERY_DEADLINE, RECOVERY_POLL, |now| {
         now.writes > during.writes
     })
     .await;
+    // The outage and the recovery show in the counts: Redis answering
+    // again after the failures is counted once per outage, not once per
+    // command.
+    let back = s.snapshot();
+    assert!(
+        (1..=3).contains(&back.recoveries),
+        "one recovery counted: {back:?}"
+    );
     let hits = s.snapshot().hits;
     svc.clone().oneshot(key).await.unwrap();
     assert!(s.snapshot().hits > hits, "read from Redis again");
@@ -466,6 +475,7 @@ fn a_store_built_before_the_recorder_publishes_every_metric_into_it() {
             "buttress_cache_redis_errors_total" => Some(snap.errors),
             "buttress_cache_redis_timeouts_total" => Some(snap.timeouts),
             "buttress_cache_redis_rejected_total" => Some(snap.rejected),
+            "buttress_cache_redis_recoveries_total" => Some(snap.recoveries),
             "buttress_cache_redis_writes_total" => Some(snap.writes),
             "buttress_cache_redis_writes_dropped_total" => Some(snap.writes_dropped),
             "buttress_cache_redis_oversized_total" => Some(snap.oversized),

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use buttress_breaker::CircuitBreaker;
@@ -135,6 +136,9 @@ pub(crate) struct Shared {
     /// This store's id in the invalidation messages it sends (random).
     origin: u64,
     counters: Counters,
+    /// Set when a command fails on the connection or times out; the next
+    /// command Redis answers clears it and counts a recovery.
+    down: AtomicBool,
     round_trip: Histogram,
     /// The store's claim on its name; publishes `counters` while alive.
     registration: Registration,
@@ -267,6 +271,7 @@ impl Shared {
             // Never 0, the origin of messages for everyone.
             origin: buttress_core::rng::FastRng::from_entropy().next_u64() | 1,
             counters: Counters::default(),
+            down: AtomicBool::new(false),
             registration,
         }
     }
@@ -324,11 +329,13 @@ impl Shared {
             Ok(Ok(answer)) => {
                 self.round_trip.record(start.elapsed().as_secs_f64());
                 report(Outcome::Success);
+                self.answered();
                 Ok(answer)
             }
             Ok(Err(error)) if error.code() == Some("WRONGTYPE") => {
                 self.round_trip.record(start.elapsed().as_secs_f64());
                 report(Outcome::Success);
+                self.answered();
                 Err(Failed::Foreign)
             }
             Ok(Err(error)) => {
@@ -337,6 +344,7 @@ impl Shared {
             }
             Err(_) => {
                 report(Outcome::Failure);
+                self.down.store(true, Ordering::Relaxed);
                 self.counters.timeouts.incr();
                 tracing::debug!(name = %self.cfg.name, op, timeout = ?self.cfg.timeout, "redis command timed out");
                 Err(Failed::Timeout)
@@ -344,7 +352,24 @@ impl Shared {
         }
     }
 
+    /// Redis answered: counts a recovery if commands had been failing.
+    /// One load while all is well.
+    #[inline]
+    fn answered(&self) {
+        if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+            self.counters.recoveries.incr();
+            tracing::debug!(name = %self.cfg.name, "redis answers again");
+        }
+    }
+
     fn failed(&self, op: &'static str, error: RedisError) -> Failed {
+        // A reply Redis sent (an error answer) says the connection works;
+        // anything else (I/O, a dropped connection) says it may not.
+        if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
+            self.down.store(true, Ordering::Relaxed);
+        } else {
+            self.answered();
+        }
         self.counters.errors.incr();
         tracing::debug!(name = %self.cfg.name, op, %error, "redis command failed");
         Failed::Error

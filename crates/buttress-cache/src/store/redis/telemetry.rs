@@ -18,6 +18,7 @@ const OVERSIZED: &str = "buttress_cache_redis_oversized_total";
 const PUBLISHED: &str = "buttress_cache_redis_invalidations_published_total";
 const RECEIVED: &str = "buttress_cache_redis_invalidations_received_total";
 const RECONNECTS: &str = "buttress_cache_redis_invalidation_reconnects_total";
+const RECOVERIES: &str = "buttress_cache_redis_recoveries_total";
 const L1_FLUSHES: &str = "buttress_cache_redis_l1_flushes_total";
 const LEASE_WAITS: &str = "buttress_cache_redis_lease_waits_total";
 const LEASE_FILLS: &str = "buttress_cache_redis_lease_fills_total";
@@ -62,6 +63,10 @@ pub static REDIS_METRICS: &[MetricInfo] = &[
     counter(
         REJECTED,
         "Reads and writes not sent because the store's circuit breaker was open.",
+    ),
+    counter(
+        RECOVERIES,
+        "Times Redis answered again after commands had failed on the connection or timed out: the data connection recovered (reconnected, or the server came back).",
     ),
     counter(WRITES, "Entries Redis acknowledged writing."),
     counter(
@@ -115,6 +120,7 @@ pub(crate) struct Counters {
     pub(crate) errors: Count,
     pub(crate) timeouts: Count,
     pub(crate) rejected: Count,
+    pub(crate) recoveries: Count,
     pub(crate) writes: Count,
     pub(crate) writes_dropped: Count,
     pub(crate) oversized: Count,
@@ -146,6 +152,8 @@ pub struct RedisStoreSnapshot {
     pub timeouts: u64,
     /// Commands not sent because the breaker was open.
     pub rejected: u64,
+    /// Times Redis answered again after commands had failed or timed out.
+    pub recoveries: u64,
     /// Entries written.
     pub writes: u64,
     /// Entries not written because of an error, a timeout or the breaker.
@@ -176,6 +184,7 @@ impl Counters {
             errors: self.errors.get(),
             timeouts: self.timeouts.get(),
             rejected: self.rejected.get(),
+            recoveries: self.recoveries.get(),
             writes: self.writes.get(),
             writes_dropped: self.writes_dropped.get(),
             oversized: self.oversized.get(),
@@ -197,6 +206,7 @@ impl Counters {
         out.counter(ERRORS, s.errors);
         out.counter(TIMEOUTS, s.timeouts);
         out.counter(REJECTED, s.rejected);
+        out.counter(RECOVERIES, s.recoveries);
         out.counter(WRITES, s.writes);
         out.counter(WRITES_DROPPED, s.writes_dropped);
         out.counter(OVERSIZED, s.oversized);
