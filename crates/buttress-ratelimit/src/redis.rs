@@ -103,6 +103,13 @@ pub(crate) struct Remote<K> {
     timeout: Duration,
     breaker: CircuitBreaker,
     pub(crate) fallback: Local<K>,
+    /// The local pre-check: keys Redis rejected, with the (local) time
+    /// before which Redis would reject them again. GCRA only moves a key's
+    /// arrival time later, so answering these keys locally until then
+    /// rejects nothing Redis would admit, and saves the round trip for a
+    /// tenant far over quota.
+    blocked: quick_cache::sync::Cache<K, u64>,
+    origin: Origin,
 }
 
 fn micros(ns: u64) -> u64 {
@@ -154,6 +161,8 @@ impl<K: Eq + Hash + Clone> Remote<K> {
             timeout,
             breaker,
             fallback: Local::new(max_keys, Origin::now()),
+            blocked: quick_cache::sync::Cache::new(max_keys),
+            origin: Origin::now(),
         })
     }
 
@@ -192,6 +201,17 @@ impl<K: Eq + Hash + Clone> Remote<K> {
         quota: &Quota,
         counters: &Counters,
     ) -> Option<Decision> {
+        let now = self.origin.elapsed_nanos();
+        if let Some(until) = self.blocked.get(key)
+            && until > now
+        {
+            return Some(Decision {
+                name: self.name,
+                quota: *quota,
+                allowed: false,
+                after_ns: until - now,
+            });
+        }
         let permit = self.breaker.try_acquire().ok()?;
         let mut redis_key = String::with_capacity(self.prefix.len() + 24);
         let _ = write!(redis_key, "{}:{}", self.prefix, (self.render)(key));
@@ -208,6 +228,12 @@ impl<K: Eq + Hash + Clone> Remote<K> {
             Ok(Ok((allowed, wait_us, reset_us))) => {
                 permit.record(Outcome::Success);
                 let us = |v: i64| u64::try_from(v).unwrap_or(0).saturating_mul(1_000);
+                if allowed != 1 {
+                    // From the time of the request: the reply came later,
+                    // so the key is unblocked early, never late.
+                    self.blocked
+                        .insert(key.clone(), now.saturating_add(us(wait_us)));
+                }
                 Some(Decision {
                     name: self.name,
                     quota: *quota,

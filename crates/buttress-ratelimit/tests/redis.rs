@@ -224,3 +224,27 @@ async fn four_instances_under_load_hold_rate_times_time_plus_burst() {
     );
     assert!(admitted >= 60, "admitted only {admitted} in {elapsed:.2} s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_redis_rejected_is_rejected_locally_until_its_wait_passes() {
+    let mut server = RedisServer::start();
+    let limiter = RateLimiter::<String>::builder(Quota::new(1, Duration::from_secs(60)).unwrap())
+        .redis(server.client(), "rl-pre")
+        .build()
+        .unwrap();
+    let key = "far-over".to_string();
+    assert!(limiter.check(&key).await.is_allowed());
+    let first = limiter.check(&key).await;
+    assert!(!first.is_allowed(), "Redis rejects the second");
+    server.kill();
+    // No round trip: Redis is gone, yet no fallback and no error.
+    for _ in 0..3 {
+        let d = limiter.check(&key).await;
+        assert!(!d.is_allowed());
+        assert!(
+            d.retry_after() <= first.retry_after() && d.retry_after() > Duration::from_secs(50)
+        );
+    }
+    let s = limiter.snapshot();
+    assert_eq!((s.fallbacks, s.redis_errors, s.limited), (0, 0, 4), "{s:?}");
+}
