@@ -6,8 +6,9 @@
 //! L1 copies, and requests still answered with Redis gone.
 //!
 //! Self-contained: `main` calls [`run`] after the cache phase and prints
-//! what it returns. Without `redis-server` on `PATH` the phase is skipped
-//! and says so.
+//! what it returns. With `REDIS_URL` set, it uses that server instead
+//! (under a namespace of its own, and without killing it: the outage part
+//! is skipped). Without either, the phase is skipped and says so.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -43,15 +44,25 @@ type Svc = BoxCloneService<u64, Price, BoxError>;
 type Store2 = Tiered<QuickCacheStore<u64, Price>, RedisStore>;
 
 /// `redis-server` on a free loopback port, without persistence; killed
-/// when dropped.
+/// when dropped. Or the server `REDIS_URL` names (`child` is `None`),
+/// which is never killed.
 struct RedisServer {
     port: u16,
-    child: Child,
+    url: String,
+    child: Option<Child>,
 }
 
 impl RedisServer {
-    /// `Ok(None)` when `redis-server` is not on `PATH`.
+    /// The server `REDIS_URL` names if set, else one started here;
+    /// `Ok(None)` when neither is possible (`redis-server` not on `PATH`).
     async fn start() -> Result<Option<Self>, BoxError> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Ok(Some(Self {
+                port: 0,
+                url,
+                child: None,
+            }));
+        }
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
@@ -67,7 +78,11 @@ impl RedisServer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let server = Self { port, child };
+        let server = Self {
+            port,
+            url: format!("redis://127.0.0.1:{port}/"),
+            child: Some(child),
+        };
         let deadline = Instant::now() + DEADLINE;
         while !server.answers_ping() {
             if Instant::now() >= deadline {
@@ -91,8 +106,15 @@ impl RedisServer {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether this phase started the server (and may kill it).
+    fn ours(&self) -> bool {
+        self.child.is_some()
     }
 }
 
@@ -145,8 +167,10 @@ struct Instance {
 
 impl Instance {
     fn new(name: &'static str, server: &RedisServer, backend: &Backend) -> Result<Self, BoxError> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port))?;
-        let l2 = RedisStore::builder(client, "showcase-prices")
+        let client = redis::Client::open(server.url.as_str())?;
+        // A namespace of this run's own: a shared server (`REDIS_URL`) may
+        // hold another run's keys, or anyone's.
+        let l2 = RedisStore::builder(client, format!("showcase-prices-{}", std::process::id()))
             .name(format!("showcase-{name}-l2"))
             .build()?;
         let l1 = QuickCacheStore::builder(1 << 20).build()?;
@@ -213,8 +237,9 @@ impl Instance {
 pub(crate) async fn run() -> Result<String, BoxError> {
     let Some(mut server) = RedisServer::start().await? else {
         return Ok(
-            "Redis phase skipped: `redis-server` is not on PATH (install it, e.g. \
-                   `apt-get install redis-server`, to see two instances share a Redis tier)."
+            "Redis phase skipped: `redis-server` is not on PATH and REDIS_URL is not set (install it, \
+                   e.g. `apt-get install redis-server`, or set REDIS_URL=redis://host:6379/, to see two \
+                   instances share a Redis tier)."
                 .to_string(),
         );
     };
@@ -223,9 +248,14 @@ pub(crate) async fn run() -> Result<String, BoxError> {
     writeln!(
         out,
         "Redis phase: instances A and B, each a CacheLayer over Tiered<QuickCacheStore, RedisStore>, \
-         one backend ({} ms per call), redis-server on 127.0.0.1:{}\n",
+         one backend ({} ms per call), Redis at {}{}\n",
         LATENCY.as_millis(),
-        server.port
+        server.url,
+        if server.ours() {
+            " (started here)"
+        } else {
+            " (REDIS_URL)"
+        }
     )?;
     let backend = Backend::default();
     let a = Instance::new("a", &server, &backend)?;
@@ -278,6 +308,13 @@ pub(crate) async fn run() -> Result<String, BoxError> {
         .await?;
     step(&mut out, "A asks for sku 7", a.ask(7, &backend).await?)?;
 
+    if !server.ours() {
+        writeln!(
+            out,
+            "\nThe outage part is skipped: the server REDIS_URL names is not this phase's to kill."
+        )?;
+        return Ok(out);
+    }
     // Redis dies: every request is still answered, from L1 or the backend.
     let calls = backend.calls();
     let (before_a, before_b) = (a.l2.snapshot(), b.l2.snapshot());
