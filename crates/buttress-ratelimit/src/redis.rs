@@ -238,8 +238,11 @@ impl<K: Eq + Hash + Clone> Remote<K> {
                     name: self.name,
                     quota: *quota,
                     allowed: allowed == 1,
+                    // The script works in whole microseconds (interval rounded
+                    // up, tolerance down): take the reset as early as it may
+                    // be so `remaining` counts as the in-process limiter does.
                     after_ns: if allowed == 1 {
-                        us(reset_us)
+                        us(reset_us).saturating_sub(999)
                     } else {
                         us(wait_us)
                     },

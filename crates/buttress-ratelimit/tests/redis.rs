@@ -87,7 +87,16 @@ async fn instances_share_one_quota_through_redis() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(instances[1].check(&"other".to_string()).await.is_allowed());
+    let fresh = instances[1].check(&"other".to_string()).await;
+    assert!(fresh.is_allowed());
+    assert_eq!(
+        fresh.remaining(),
+        4,
+        "a fresh key has its burst of 5 less this one"
+    );
+    assert!(
+        fresh.reset() <= Duration::from_secs(2) && fresh.reset() > Duration::from_millis(1_900)
+    );
     assert_eq!(instances[1].snapshot().redis_errors, 0);
 
     // Through the layer: the decision is the shared one.
