@@ -16,6 +16,11 @@
 //!   `layer/tower`: `call` + poll of a ready no-op service wrapped in each
 //!   (inside a current-thread runtime's context, polled once with a no-op
 //!   waker).
+//! - `redis/buttress` and `redis/raw-evalsha`: one shared decision through
+//!   the limiter, and the same script (`REDIS_SCRIPT`) called by
+//!   redis-rs's `Script` on a `ConnectionManager` of its own, on a
+//!   `redis-server` the bench starts on a free loopback port (skipped,
+//!   with a line saying so, when `redis-server` is not on `PATH`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +35,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Layer, Service, service_fn};
 
 const KEYS: u64 = 10_000;
+/// The Redis rows' tolerance argument: the limiter's for a quota of 10^9
+/// per second, (10^9 − 1) ns in whole µs.
+const TAU_US: u64 = 999_999;
 
 fn poll_once<F: Future>(f: F) -> Option<F::Output> {
     let mut cx = Context::from_waker(Waker::noop());
@@ -114,5 +122,100 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Server(std::process::Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> Option<Server> {
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--loglevel", "warning"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Server(child, port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    Some(server)
+}
+
+fn bench_redis(c: &mut Criterion) {
+    let Some(server) = start_redis() else {
+        eprintln!("ratelimit: redis-server not on PATH (or not answering): redis rows skipped");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let url = format!("redis://127.0.0.1:{}/", server.1);
+    let client = redis::Client::open(url).expect("a valid URL");
+    let quota = Quota::per_second(1_000_000_000).expect("valid");
+    let limiter = RateLimiter::<u64>::builder(quota)
+        .redis(client.clone(), "bench")
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("valid");
+    let script = redis::Script::new(buttress_ratelimit::REDIS_SCRIPT);
+    let mut conn = rt
+        .block_on(redis::aio::ConnectionManager::new(client))
+        .expect("a connection");
+    // The limiter's own arguments for this quota: a 1 ns interval rounded
+    // up to 1 µs, and a tolerance of (10^9 − 1) ns in whole µs.
+    let interval_us = 1u64;
+    let mut g = c.benchmark_group("ratelimit");
+    let mut k = 0u64;
+    g.bench_function("redis/buttress", |b| {
+        b.iter(|| {
+            k = (k + 1) % 1_000;
+            black_box(rt.block_on(limiter.check(&k)).is_allowed())
+        });
+    });
+    assert_eq!(
+        limiter.snapshot().fallbacks,
+        0,
+        "every decision came from Redis"
+    );
+    g.bench_function("redis/raw-evalsha", |b| {
+        b.iter(|| {
+            k = (k + 1) % 1_000;
+            let key = format!("bench:{k}");
+            let r: (i64, i64, i64) = rt
+                .block_on(
+                    script
+                        .key(key)
+                        .arg(interval_us)
+                        .arg(TAU_US)
+                        .invoke_async(&mut conn),
+                )
+                .expect("a reply");
+            black_box(r)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_redis);
 criterion_main!(benches);

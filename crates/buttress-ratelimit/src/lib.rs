@@ -62,6 +62,9 @@ pub use fields::{Fields, NoFields};
 pub use handle::{RateLimiter, Snapshot};
 pub use layer::RateLimitLayer;
 pub use quota::Quota;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::REDIS_SCRIPT;
 pub use service::RateLimit;
 pub use telemetry::METRICS;
 

@@ -21,14 +21,15 @@ use crate::local::Local;
 use crate::quota::Quota;
 use crate::telemetry::Counters;
 
-/// GCRA on `KEYS[1]` (the theoretical arrival time, in microseconds of the
+/// The Lua script every shared decision runs (published so that it can be
+/// read, or timed on its own): GCRA on `KEYS[1]` (the theoretical arrival time, in microseconds of the
 /// server's clock): `ARGV[1]` the emission interval, `ARGV[2]` the burst
 /// tolerance, both in microseconds. Returns `{allowed, wait, reset}` in
 /// microseconds. The key expires when its arrival time passes, when it
 /// would mean nothing any more. `TIME` is the server's clock, so the
 /// instances' clocks do not matter (Redis ≥ 5 replicates a script's
 /// effects, not the script, so reading the time is allowed).
-const SCRIPT: &str = r"
+pub const REDIS_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -155,7 +156,7 @@ impl<K: Eq + Hash + Clone> Remote<K> {
         Ok(Self {
             name,
             target,
-            script: redis::Script::new(SCRIPT),
+            script: redis::Script::new(REDIS_SCRIPT),
             prefix: spec.namespace,
             render: spec.render,
             timeout,
