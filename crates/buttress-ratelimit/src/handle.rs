@@ -51,7 +51,7 @@ struct Shared<K> {
 /// A limiter's counts since it was built.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Snapshot {
+pub struct RateLimiterSnapshot {
     /// Requests admitted.
     pub allowed: u64,
     /// Requests rejected with `RateLimited`.
@@ -137,10 +137,10 @@ where
 
     /// The counts since the limiter was built.
     #[must_use]
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> RateLimiterSnapshot {
         let c = &self.shared.counters;
         let (allowed, limited) = c.totals();
-        Snapshot {
+        RateLimiterSnapshot {
             allowed,
             limited,
             by_class: c.by_class(),

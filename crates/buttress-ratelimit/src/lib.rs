@@ -59,7 +59,7 @@ pub use config::{Fallback, OnMissingKey, RateLimitBuilder};
 pub use decision::Decision;
 pub use error::{MissingKey, RateLimited};
 pub use fields::{Fields, NoFields};
-pub use handle::{RateLimiter, Snapshot};
+pub use handle::{RateLimiter, RateLimiterSnapshot};
 pub use layer::RateLimitLayer;
 pub use quota::Quota;
 #[cfg(feature = "redis")]

@@ -32,6 +32,8 @@
 //! | `cache` | [`cache`]: the read-through cache (quick_cache store) |
 //! | `moka` | the cache's `MokaStore` |
 //! | `redis` | the cache's `RedisStore` (a shared L2 tier) |
+//! | `ratelimit` | [`ratelimit`]: a per-key GCRA rate limit (quotas per tenant, API key, client) |
+//! | `ratelimit-redis` | the rate limit's quota shared across instances through Redis |
 //! | `full` | all of the above |
 //!
 //! [tower]: https://docs.rs/tower
@@ -64,6 +66,12 @@ pub use buttress_retry as retry;
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 pub use buttress_limit as limit;
+
+/// Per-key rate limits, in process or shared through Redis: see
+/// [`buttress_ratelimit`].
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+pub use buttress_ratelimit as ratelimit;
 
 mod builder_ext;
 pub use builder_ext::ServiceBuilderExt;

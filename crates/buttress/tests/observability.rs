@@ -7,7 +7,8 @@
     feature = "cache",
     feature = "retry",
     feature = "limit",
-    feature = "keyed"
+    feature = "keyed",
+    feature = "ratelimit"
 ))]
 
 use std::collections::BTreeSet;
@@ -34,6 +35,7 @@ fn catalog() -> Vec<&'static MetricInfo> {
         buttress::retry::METRICS,
         buttress::cache::METRICS,
         buttress::cache::REDIS_METRICS,
+        buttress::ratelimit::METRICS,
     ]
     .into_iter()
     .flatten()
@@ -140,6 +142,16 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     .build()
     .unwrap();
 
+    // One request a minute, no burst: the second call is rate limited.
+    let rate = buttress::ratelimit::RateLimiter::builder(
+        buttress::ratelimit::Quota::new(1, Duration::from_secs(60))
+            .unwrap()
+            .class("obs-class"),
+    )
+    .name("obs")
+    .build()
+    .unwrap();
+
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
@@ -161,6 +173,11 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     for k in [1, 1, 2] {
         svc.clone().oneshot(k).await.unwrap();
     }
+    let limited = buttress::ratelimit::RateLimitLayer::new(rate.clone(), |k: &u32| Some(*k)).layer(
+        service_fn(|k: u32| async move { Ok::<u32, std::io::Error>(k) }),
+    );
+    limited.clone().oneshot(1).await.unwrap();
+    limited.clone().oneshot(1).await.unwrap_err();
     let _tenant = keyed.get(&"tenant".to_string());
     let _permit = partitioned.try_acquire_in("a").unwrap();
 
