@@ -16,6 +16,8 @@ use crate::handle::CacheHeaders;
 use crate::policy::CachePolicy;
 use crate::respond::{self, Buffer};
 
+pub use crate::cache::future::HttpCacheFuture;
+
 /// What a response needs from its request: the policy chosen for it, its
 /// method and its precondition fields.
 pub(crate) struct Ctx {

@@ -66,6 +66,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod cache;
 mod conditional;
 mod config;
 mod error;
@@ -81,6 +82,10 @@ mod telemetry;
 mod validators;
 
 pub use body::ResponseBody;
+pub use cache::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_VARIANTS, DEFAULT_RETAIN_STALE, HTTP_CACHE_METRICS, HttpCache,
+    HttpCacheBuilder, HttpCacheLayer, HttpCacheService, HttpCacheSnapshot, Variants,
+};
 pub use conditional::{Conditions, Precondition};
 pub use config::{CacheHeadersBuilder, DEFAULT_ETAG_MAX_BYTES};
 pub use error::{ConfigError, InvalidETag};

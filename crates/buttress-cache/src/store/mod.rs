@@ -170,3 +170,28 @@ impl EvictionCounters {
         }
     }
 }
+
+impl<V> Entry<V> {
+    /// An entry whose value is judged by its caller (the HTTP cache of
+    /// `buttress-http` keeps RFC 9111's times inside the value): fresh
+    /// until `fresh_until`, kept until `stale_until`, weighing `weight`
+    /// (bytes, for the store's bound).
+    pub fn with_bounds(
+        value: V,
+        fresh_until: buttress_core::time::Instant,
+        stale_until: buttress_core::time::Instant,
+        weight: u32,
+    ) -> Self {
+        Self::new(
+            value,
+            fresh_until,
+            fresh_until,
+            stale_until,
+            fresh_until,
+            std::time::Duration::ZERO,
+            weight,
+            0,
+            false,
+        )
+    }
+}
