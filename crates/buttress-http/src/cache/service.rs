@@ -389,7 +389,6 @@ where
     }
     let request_headers = request.headers().clone();
     let request_time = SystemTime::now();
-    let sent = Instant::now();
     let result = call(&mut inner, request).await;
     // Stale-if-error (RFC 5861 §4): an error or a 500/502/503/504.
     let failed = match &result {
@@ -430,7 +429,6 @@ where
             stored.body.clone(),
             stored.vary.clone(),
             Timing::new(request_time, response_time, response.headers()),
-            sent,
         );
         let answer = updated.respond(updated.age(Instant::now()), head);
         put(&shared, key, &variants.without(stored), updated).await;
@@ -492,7 +490,6 @@ where
         data.clone(),
         vary,
         Timing::new(request_time, response_time, &parts.headers),
-        sent,
     );
     put(&shared, key, &variants, stored).await;
     counts.stored.incr();
@@ -508,7 +505,6 @@ fn make_stored<St>(
     body: Bytes,
     vary: VaryKey,
     timing: Timing,
-    sent: Instant,
 ) -> Stored {
     let view = judged(shared, &headers);
     let judge = view.as_ref().unwrap_or(&headers);
@@ -517,9 +513,8 @@ fn make_stored<St>(
         .config
         .semantics
         .freshness_lifetime(status, judge, timing.response_time);
-    // The resident time counts from when the request went out, on
-    // tokio's clock, so it never under-counts the age.
-    let _ = sent;
+    // The resident time counts from now (response_time), on tokio's
+    // clock; the round trip is already in the initial age.
     Stored {
         status,
         version,

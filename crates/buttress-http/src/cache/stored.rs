@@ -117,7 +117,7 @@ impl Variants {
                 all.push(Arc::clone(s));
             }
         }
-        all.sort_by(|a, b| b.stored_at.cmp(&a.stored_at));
+        all.sort_by_key(|s| std::cmp::Reverse(s.stored_at));
         all.truncate(max.max(1));
         Self(Arc::new(all))
     }
