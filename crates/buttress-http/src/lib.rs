@@ -18,8 +18,14 @@
 //!   Precondition Failed` for failed preconditions; before the handler
 //!   runs where a [`ValidatorLookup`] knows the current validators, so a
 //!   `PUT` with a stale `If-Match` never runs (optimistic concurrency).
+//! - [`HttpCacheLayer`]: the client / proxy side, an RFC 9111 cache in
+//!   front of any HTTP service (shared or private), storing through
+//!   buttress-cache's `Store`: `Vary` variants, freshness and `Age`,
+//!   revalidation with 304 freshening, stale-while-revalidate and
+//!   stale-if-error, invalidation by unsafe methods, a body cap, an
+//!   RFC 9213 target field.
 //! - [`semantics`]: RFC 9111's storability, freshness, age and reuse
-//!   rules as functions, for the HTTP cache layer to come.
+//!   rules as functions, which [`HttpCacheLayer`] applies.
 //! - [`header`]: the parsers (Cache-Control, HTTP dates, entity tags),
 //!   which never panic on any bytes.
 //!
