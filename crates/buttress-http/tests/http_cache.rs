@@ -379,3 +379,66 @@ fn bad_configuration_names_the_field() {
         "target_field"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_200_with_last_modified_gets_ten_percent_heuristic_freshness() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = cache().layer().layer_service(origin(calls.clone(), |_, n| {
+        let now = std::time::SystemTime::now();
+        let mut r = resp("", &format!("v{n}"));
+        r.headers_mut()
+            .insert(header::DATE, buttress_http::header::http_date(now));
+        r.headers_mut().insert(
+            header::LAST_MODIFIED,
+            buttress_http::header::http_date(now - Duration::from_secs(1000)),
+        );
+        r
+    }));
+    send(&mut svc, get("/h").body(()).unwrap()).await;
+    // 10 % of 1000 s: fresh for about 100 s.
+    tokio::time::advance(Duration::from_secs(90)).await;
+    assert_eq!(send(&mut svc, get("/h").body(()).unwrap()).await.2, "v1");
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(send(&mut svc, get("/h").body(()).unwrap()).await.2, "v2");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Whatever bytes the request and the response fields hold, the layer
+    /// answers (and never panics).
+    #[test]
+    fn arbitrary_header_bytes_never_panic(
+        values in proptest::collection::vec(proptest::collection::vec(0x20u8..0x7f, 0..40), 8),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async move {
+            let names = [
+                header::CACHE_CONTROL, header::VARY, header::DATE, header::EXPIRES,
+                header::LAST_MODIFIED, header::ETAG, header::AGE, header::CONTENT_LOCATION,
+            ];
+            let mut response_headers = HeaderMap::new();
+            for (name, v) in names.iter().zip(&values) {
+                if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                    response_headers.insert(name.clone(), v);
+                }
+            }
+            let calls = Arc::new(AtomicUsize::new(0));
+            let rh = response_headers.clone();
+            let mut svc = cache().layer().layer_service(origin(calls, move |_, _| {
+                let mut r = resp("", "x");
+                *r.headers_mut() = rh.clone();
+                r
+            }));
+            for method in [Method::GET, Method::GET, Method::HEAD, Method::POST] {
+                let mut req = get("/p").method(method).body(()).unwrap();
+                for (name, v) in names.iter().zip(values.iter().rev()) {
+                    if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                        req.headers_mut().insert(name.clone(), v);
+                    }
+                }
+                let _ = send(&mut svc, req).await;
+                tokio::time::advance(Duration::from_secs(30)).await;
+            }
+        });
+    }
+}
