@@ -442,3 +442,74 @@ proptest::proptest! {
         });
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn forwarding_fields_never_change_what_another_request_is_served() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = cache()
+        .layer()
+        .layer_service(origin(calls.clone(), |req, _| {
+            let host = req
+                .headers()
+                .get("x-forwarded-host")
+                .map_or("origin".to_owned(), |v| v.to_str().unwrap().to_owned());
+            resp("public, max-age=600", &host)
+        }));
+    // The poisoned response is stored under the real key, for no other one.
+    let poisoned = get("/p")
+        .header("x-forwarded-host", "evil.example")
+        .body(())
+        .unwrap();
+    send(&mut svc, poisoned).await;
+    let other = Request::get("/p")
+        .header(header::HOST, "other.example")
+        .body(())
+        .unwrap();
+    assert_eq!(send(&mut svc, other).await.2, "origin");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_cache_stores_set_cookie_only_when_told() {
+    for (allow, expected_calls) in [(false, 2), (true, 1)] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cache = HttpCache::builder(store())
+            .store_set_cookie(allow)
+            .build()
+            .unwrap();
+        let mut svc = cache.layer().layer_service(origin(calls.clone(), |_, _| {
+            let mut r = resp("public, max-age=600", "x");
+            r.headers_mut()
+                .insert(header::SET_COOKIE, "session=1".parse().unwrap());
+            r
+        }));
+        send(&mut svc, get("/c").body(()).unwrap()).await;
+        send(&mut svc, get("/c").body(()).unwrap()).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            expected_calls,
+            "allow={allow}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_get_answers_head_without_a_body() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = cache()
+        .layer()
+        .layer_service(origin(calls.clone(), |_, _| resp("max-age=600", "body")));
+    send(&mut svc, get("/g").body(()).unwrap()).await;
+    let (status, _, body) = send(&mut svc, get("/g").method(Method::HEAD).body(()).unwrap()).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn services_and_futures_are_send_and_sync_where_users_need_them() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<HttpCache<Store>>();
+    send_sync::<buttress_http::HttpCacheLayer<Store>>();
+    send::<buttress_http::future::HttpCacheFuture<Full<Bytes>, Infallible>>();
+}
