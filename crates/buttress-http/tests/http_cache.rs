@@ -513,3 +513,50 @@ fn services_and_futures_are_send_and_sync_where_users_need_them() {
     send_sync::<buttress_http::HttpCacheLayer<Store>>();
     send::<buttress_http::future::HttpCacheFuture<Full<Bytes>, Infallible>>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_for_one_key_make_one_upstream_request() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let cache = cache();
+    let svc = cache
+        .layer()
+        .layer_service(service_fn(move |_req: Request<()>| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, Infallible>(resp("max-age=60", &format!("v{n}")))
+            }
+        }));
+    let (mut a, mut b, mut c) = (svc.clone(), svc.clone(), svc.clone());
+    let (ra, rb, rc) = tokio::join!(
+        send(&mut a, get("/k").body(()).unwrap()),
+        send(&mut b, get("/k").body(()).unwrap()),
+        send(&mut c, get("/k").body(()).unwrap()),
+    );
+    assert_eq!((ra.2, rb.2, rc.2), ("v1".into(), "v1".into(), "v1".into()));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.snapshot().coalesced, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_for_an_uncacheable_miss_go_upstream_themselves() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let svc = cache()
+        .layer()
+        .layer_service(service_fn(move |_req: Request<()>| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, Infallible>(resp("private", &format!("v{n}")))
+            }
+        }));
+    let (mut a, mut b) = (svc.clone(), svc.clone());
+    let (ra, rb) = tokio::join!(
+        send(&mut a, get("/u").body(()).unwrap()),
+        send(&mut b, get("/u").body(()).unwrap()),
+    );
+    assert_ne!(ra.2, rb.2, "a private answer is never shared");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -1,7 +1,7 @@
 //! [`HttpCache`]: the shared state behind an [`HttpCacheLayer`]: its
 //! configuration, its store and its counters.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -33,6 +33,33 @@ pub(crate) struct Shared<St> {
     pub(crate) counts: Counts,
     /// Keys with a background revalidation running (at most one each).
     pub(crate) revalidating: Mutex<HashSet<String>>,
+    /// Keys with a miss in flight: later misses wait for its end.
+    pub(crate) loading: Mutex<HashMap<String, tokio::sync::watch::Receiver<()>>>,
+}
+
+/// A miss leading the upstream request for its key; dropping it (done,
+/// failed or cancelled) wakes the misses waiting on it.
+pub(crate) struct Lead<'a, St> {
+    shared: &'a Shared<St>,
+    key: String,
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl<St> Drop for Lead<'_, St> {
+    fn drop(&mut self) {
+        self.shared
+            .loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+/// What a miss does: lead the upstream request, or wait for the one in
+/// flight.
+pub(crate) enum Join<'a, St> {
+    Lead(Lead<'a, St>),
+    Wait(tokio::sync::watch::Receiver<()>),
 }
 
 impl<St> Shared<St> {
@@ -42,6 +69,21 @@ impl<St> Shared<St> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.to_owned())
+    }
+
+    /// Joins the misses for `key` (one upstream request per key at a time).
+    pub(crate) fn join(&self, key: &str) -> Join<'_, St> {
+        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(rx) = loading.get(key) {
+            return Join::Wait(rx.clone());
+        }
+        let (tx, rx) = tokio::sync::watch::channel(());
+        loading.insert(key.to_owned(), rx);
+        Join::Lead(Lead {
+            shared: self,
+            key: key.to_owned(),
+            _done: tx,
+        })
     }
 
     /// Releases what [`claim`](Self::claim) took.
@@ -68,6 +110,7 @@ pub(crate) struct Counts {
     pub(crate) uncacheable: Count,
     pub(crate) too_large: Count,
     pub(crate) invalidations: Count,
+    pub(crate) coalesced: Count,
 }
 
 /// What an [`HttpCache`] has done since it was built.
@@ -102,6 +145,9 @@ pub struct HttpCacheSnapshot {
     pub too_large: u64,
     /// Keys invalidated by unsafe requests.
     pub invalidations: u64,
+    /// Of the hits, those served after waiting for another request's
+    /// miss of the same key (coalesced misses).
+    pub coalesced: u64,
 }
 
 impl<St> HttpCache<St>
@@ -121,6 +167,7 @@ where
             store,
             counts: Counts::default(),
             revalidating: Mutex::new(HashSet::new()),
+            loading: Mutex::new(HashMap::new()),
         });
         let weak: Weak<dyn Publish> = Arc::downgrade(&shared) as _;
         shared.config.registration.attach(weak);
@@ -165,6 +212,7 @@ impl<St> HttpCache<St> {
             uncacheable: c.uncacheable.get(),
             too_large: c.too_large.get(),
             invalidations: c.invalidations.get(),
+            coalesced: c.coalesced.get(),
         }
     }
 }

@@ -19,7 +19,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::future::HttpCacheFuture;
-use super::handle::{HttpCache, Shared};
+use super::handle::{HttpCache, Join, Shared};
 use super::stored::{Stored, Variants};
 use crate::body::ResponseBody;
 use crate::header::CacheControl;
@@ -329,8 +329,43 @@ where
             _ => {}
         }
     }
+    // Coalescing: one upstream request per key for plain misses; the
+    // others wait for it, then take what it stored if it fits them.
+    let mut variants = variants;
+    let mut _lead = None;
+    if selected.is_none() && !request_cc.only_if_cached && !request_cc.no_cache {
+        match shared.join(&key) {
+            Join::Lead(lead) => _lead = Some(lead),
+            Join::Wait(mut done) => {
+                // Closed when the leader ends, however it ends.
+                let _ = done.changed().await;
+                if let Some(now_stored) = shared.store.get(&key).await.map(Entry::into_value) {
+                    if let Some(stored) = now_stored.select(request.headers()) {
+                        let age = stored.age(Instant::now());
+                        if config
+                            .semantics
+                            .reuse(&request_cc, &stored.cc, stored.lifetime, age)
+                            == Reuse::Fresh
+                        {
+                            counts.hits.incr();
+                            counts.coalesced.incr();
+                            return Ok(served(stored.respond(age, head)));
+                        }
+                    }
+                    variants = now_stored;
+                }
+            }
+        }
+    }
     fetch(
-        shared, inner, request, key, variants, selected, request_cc, true,
+        Arc::clone(&shared),
+        inner,
+        request,
+        key,
+        variants,
+        selected,
+        request_cc,
+        true,
     )
     .await
 }
