@@ -32,6 +32,7 @@
 //! | `cache` | [`cache`]: the read-through cache (quick_cache store) |
 //! | `moka` | the cache's `MokaStore` |
 //! | `redis` | the cache's `RedisStore` (a shared L2 tier) |
+//! | `http-cache` | [`http_cache`]: Cache-Control / CDN-Cache-Control policies, ETags, 304 / 412, and an RFC 9111 cache for clients and proxies |
 //! | `ratelimit` | [`ratelimit`]: a per-key GCRA rate limit (quotas per tenant, API key, client) |
 //! | `ratelimit-redis` | the rate limit's quota shared across instances through Redis |
 //! | `full` | all of the above |
@@ -66,6 +67,12 @@ pub use buttress_retry as retry;
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 pub use buttress_limit as limit;
+
+/// HTTP caching: response cache headers, conditional requests and an
+/// RFC 9111 cache: see [`buttress_http`].
+#[cfg(feature = "http-cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-cache")))]
+pub use buttress_http as http_cache;
 
 /// Per-key rate limits, in process or shared through Redis: see
 /// [`buttress_ratelimit`].

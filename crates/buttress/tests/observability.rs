@@ -8,7 +8,8 @@
     feature = "retry",
     feature = "limit",
     feature = "keyed",
-    feature = "ratelimit"
+    feature = "ratelimit",
+    feature = "http-cache"
 ))]
 
 use std::collections::BTreeSet;
@@ -36,6 +37,8 @@ fn catalog() -> Vec<&'static MetricInfo> {
         buttress::cache::METRICS,
         buttress::cache::REDIS_METRICS,
         buttress::ratelimit::METRICS,
+        buttress::http_cache::METRICS,
+        buttress::http_cache::HTTP_CACHE_METRICS,
     ]
     .into_iter()
     .flatten()
@@ -152,6 +155,19 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     .build()
     .unwrap();
 
+    let headers = buttress::http_cache::CacheHeaders::builder()
+        .name("obs")
+        .build()
+        .unwrap();
+    let http_cache = buttress::http_cache::HttpCache::builder(
+        QuickCacheStore::<String, buttress::http_cache::Variants>::builder(1 << 20)
+            .build()
+            .unwrap(),
+    )
+    .name("obs")
+    .build()
+    .unwrap();
+
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
@@ -179,6 +195,7 @@ async fn every_layer_built_before_the_recorder_emits_exactly_its_catalog() {
     limited.clone().oneshot(1).await.unwrap();
     limited.clone().oneshot(1).await.unwrap_err();
     let _tenant = keyed.get(&"tenant".to_string());
+    let _ = (&headers, &http_cache);
     let _permit = partitioned.try_acquire_in("a").unwrap();
 
     buttress::telemetry::flush();
