@@ -89,8 +89,8 @@ mod validators;
 
 pub use body::ResponseBody;
 pub use cache::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_VARIANTS, DEFAULT_RETAIN_STALE, HTTP_CACHE_METRICS, HttpCache,
-    HttpCacheBuilder, HttpCacheLayer, HttpCacheService, HttpCacheSnapshot, Variants,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_VARIANTS, DEFAULT_RETAIN_STALE, HTTP_CACHE_METRICS,
+    HttpCache, HttpCacheBuilder, HttpCacheLayer, HttpCacheService, HttpCacheSnapshot, Variants,
 };
 pub use conditional::{Conditions, Precondition};
 pub use config::{CacheHeadersBuilder, DEFAULT_ETAG_MAX_BYTES};
