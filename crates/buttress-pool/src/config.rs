@@ -11,7 +11,7 @@ pub(crate) const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_millis(500)
 /// Default waiters allowed per connection of `max_size`.
 pub(crate) const DEFAULT_WAITERS_PER_CONNECTION: usize = 10;
 
-/// Builds a [`Pool`](crate::Pool) over a bb8 manager `M`.
+/// Builds a pool over a bb8 manager `M`.
 ///
 /// (The handle it builds, `Pool`, lands in the next slice of #15.)
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl<M> PoolBuilder<M> {
     }
 }
 
-/// A pool's validated settings, as [`Pool::config`](crate::Pool::config)
+/// A pool's validated settings, as `Pool::config` (next slice)
 /// reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -3,7 +3,7 @@
 //! This slice holds the pool's settings ([`PoolBuilder`], [`PoolConfig`],
 //! with the defaults and their reasoning), its failure type
 //! ([`ConnectFailed`]; exhaustion is the shared
-//! [`Overloaded`](buttress_core::reject::Overloaded)), its metric catalog
+//! [`Overloaded`]), its metric catalog
 //! ([`METRICS`]) and the manager wrapper that lets a cancelled or broken
 //! connection be discarded instead of returned to bb8. The handle, the
 //! `PoolService` and the tests come next.

@@ -35,8 +35,8 @@ const fn metric(
     }
 }
 
-/// Every metric a pool emits, each labelled `name` with the pool's
-/// [name](crate::Pool::name).
+/// Every metric a pool will emit, each labelled `name` with the pool's
+/// name (the pool handle that emits them comes in the next slice).
 pub static METRICS: &[MetricInfo] = &[
     metric(
         CONNECTIONS,
