@@ -245,9 +245,13 @@ where
     /// [`get`](Store::get), which reads L2.
     #[inline]
     fn try_get(&self, key: &K) -> Option<Option<Entry<V>>> {
-        match self.l1.try_get(key) {
-            Some(Some(entry)) => Some(Some(entry)),
-            _ => None,
+        // Returned as L1 answered it (not taken apart and rebuilt), so the
+        // entry is not copied on the way: a hit costs what L1's does.
+        let found = self.l1.try_get(key);
+        if matches!(found, Some(Some(_))) {
+            found
+        } else {
+            None
         }
     }
 
