@@ -188,7 +188,7 @@ async fn fail_open_and_fail_closed_when_redis_is_unreachable() {
     assert_eq!(closed.snapshot().limited, 3);
 }
 
-/// Four instances under concurrent load for 2 s (real time: the quota is
+/// Four instances under concurrent load for 10 s (real time: the quota is
 /// enforced on the server's clock) admit no more than rate × time + burst,
 /// and not far less.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +196,7 @@ async fn four_instances_under_load_hold_rate_times_time_plus_burst() {
     let server = RedisServer::start();
     let quota = Quota::per_second(50).unwrap().with_burst(10).unwrap();
     let started = Instant::now();
-    let window = Duration::from_secs(2);
+    let window = Duration::from_secs(10);
     let mut tasks = Vec::new();
     for i in 0..4 {
         let limiter = RateLimiter::<&'static str>::builder(quota)
@@ -231,7 +231,11 @@ async fn four_instances_under_load_hold_rate_times_time_plus_burst() {
         admitted <= bound,
         "admitted {admitted} > {bound} in {elapsed:.2} s"
     );
-    assert!(admitted >= 60, "admitted only {admitted} in {elapsed:.2} s");
+    // And the quota was not starved: at least half of rate × time.
+    assert!(
+        admitted >= 250,
+        "admitted only {admitted} in {elapsed:.2} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
