@@ -210,7 +210,10 @@ impl RetryBudget {
     #[must_use]
     pub fn available(&self) -> u64 {
         let inner = &*self.inner;
-        let epoch = inner.refresh();
+        // A read: it leaves the published epoch alone, so that reading
+        // the budget (a metrics publication, on any thread and clock)
+        // never changes what its deposits and withdrawals see.
+        let epoch = inner.epoch_now().max(inner.epoch.load(Ordering::Acquire));
         u64::try_from(inner.balance(epoch) / UNIT).unwrap_or(u64::MAX)
     }
 
